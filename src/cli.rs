@@ -1,0 +1,123 @@
+//! The command line: clap derive types only. Parsing never does anything; `lib.rs`
+//! validates and executes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::scenario::Target;
+use crate::units::{parse_duration, parse_fraction};
+
+/// WebSocket load and soak tester for mini-program style clients.
+///
+/// wsoak simulates thousands of WeChat mini-program pages, each connecting over ws:// or
+/// wss://, authenticating, binding a member card and heartbeating, and reconnecting when
+/// heartbeats fail. It records latency histograms (measured from the schedule, so a slow
+/// server cannot hide) and reconnects by cause.
+///
+/// With no target (or `target: embedded`) it starts its own reference server on loopback,
+/// so `wsoak run scenarios/miniprogram.yaml` works on a fresh machine.
+#[derive(Debug, Parser)]
+#[command(name = "wsoak", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario and write its report.
+    ///
+    /// Exit codes: 0 the run completed; 2 a usage or scenario error, or the target could
+    /// not be reached at start.
+    #[command(after_help = "Examples:\n  \
+        wsoak run scenarios/miniprogram.yaml\n  \
+        wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
+        wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem")]
+    Run(RunArgs),
+    /// Validate a scenario (and its data file) without running it.
+    Check(CheckArgs),
+    /// Run the reference server on its own, with optional fault injection.
+    ///
+    /// Prints `listening on ws://ADDR` once bound. On exit (Ctrl-C, SIGTERM or --duration)
+    /// prints one JSON line with what it saw.
+    #[command(after_help = "Examples:\n  \
+        wsoak serve --listen 127.0.0.1:8080\n  \
+        wsoak serve --drop-after 30s --reject-auth 5%\n  \
+        wsoak serve --tls --cert-out /tmp/wsoak-ca.pem")]
+    Serve(ServeArgs),
+}
+
+/// `wsoak run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file (YAML).
+    pub scenario: PathBuf,
+    /// Number of concurrent sessions (overrides `sessions:`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions: Option<u32>,
+    /// How long to run, e.g. 30s, 5m, 2h (overrides `duration:`).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// ws:// or wss:// URL, or `embedded` (overrides `target:`).
+    #[arg(long, value_parser = Target::parse)]
+    pub target: Option<Target>,
+    /// Write the JSON report here instead of reports/<scenario>-<UTC time>/report.json.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Trust the certificates in this PEM file (for test CAs) in addition to the web PKI.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate. For test rigs only.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Threads running sessions [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: Option<u16>,
+    /// How often shards report and the live view refreshes.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// No live view (the summary is still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `wsoak check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The scenario file (YAML).
+    pub scenario: PathBuf,
+}
+
+/// `wsoak serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Wait this long before every reply, e.g. 50ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Abruptly close each connection (no close frame) once it has lived this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub drop_after: Option<Duration>,
+    /// Stop answering once a connection has lived this long, keeping TCP open.
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_after: Option<Duration>,
+    /// Fraction of auths to reject with code 401, e.g. 0.1 or 10%.
+    #[arg(long, value_parser = parse_fraction, default_value = "0")]
+    pub reject_auth: f64,
+    /// Serve wss:// with a self-signed certificate generated at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: write the certificate (PEM) here, for clients' --ca.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cert_out: Option<PathBuf>,
+    /// Stop after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}

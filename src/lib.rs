@@ -1,0 +1,319 @@
+//! wsoak: a WebSocket load and soak tester for mini-program style heartbeat clients.
+//!
+//! Layout, in the order data flows:
+//! - [`cli`]: clap types; parsing only.
+//! - [`scenario`]: YAML → a validated, immutable [`scenario::Scenario`].
+//! - [`runner`]: shards (threads with current-thread runtimes), spawning, deadline, stop.
+//! - [`session`]: one simulated page: connect → auth → bindCard → heartbeats → reconnect.
+//! - [`metrics`]: per-shard [`metrics::Recorder`]s, merged from [`metrics::Snapshot`]s.
+//! - [`report`]: the JSON report and the text summary.
+//! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
+//!
+//! [`run`] is the whole program behind `main`: integration tests call it with
+//! `Cli::parse_from([...])` exactly as the binary does.
+
+pub mod cli;
+pub mod metrics;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod units;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use tokio_tungstenite::tungstenite::ClientRequestBuilder;
+use tokio_tungstenite::Connector;
+
+use crate::cli::{CheckArgs, Cli, Command, RunArgs, ServeArgs};
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::scenario::{Overrides, Scenario, Target, TargetUrl};
+use crate::session::Plan;
+
+/// Exit code: the run completed.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a usage or scenario error, or a target that cannot work.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs a parsed command line; returns the process exit code. Errors are usage errors
+/// (exit 2), already worded for people.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => run_scenario(&args).map(|_| EXIT_OK),
+        Command::Check(args) => check(&args),
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+/// What `wsoak run` produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The report, as written.
+    pub report: Report,
+    /// Where it was written.
+    pub path: PathBuf,
+}
+
+/// `wsoak run`: loads the scenario, runs it, writes the report and prints the summary.
+pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
+    let overrides = Overrides {
+        sessions: args.sessions,
+        duration: args.duration,
+        target: args.target.clone(),
+    };
+    let scenario = Arc::new(scenario::load(&args.scenario, &overrides)?);
+    let embedded = match &scenario.target {
+        Target::Embedded => Some(
+            server::Embedded::start(([127, 0, 0, 1], 0).into(), scenario.server.clone(), false)
+                .context("cannot start the embedded reference server")?,
+        ),
+        Target::Url(_) => None,
+    };
+    let url = match (&scenario.target, &embedded) {
+        (Target::Url(url), _) => url.clone(),
+        (Target::Embedded, Some(server)) => match Target::parse(&server.url()) {
+            Ok(Target::Url(url)) => url,
+            _ => bail!("the embedded server's URL {} did not parse", server.url()),
+        },
+        (Target::Embedded, None) => unreachable!("embedded target always starts a server"),
+    };
+    let shown_target = match &embedded {
+        Some(server) => format!("embedded ({})", server.url()),
+        None => url.uri.to_string(),
+    };
+    let per_session_files = if embedded.is_some() { 2 } else { 1 };
+    ensure_open_files(
+        u64::from(scenario.sessions) * per_session_files + 64,
+        embedded.is_some(),
+    )?;
+
+    let plan = Arc::new(plan(&scenario, &url, args)?);
+    let shards = args
+        .shards
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(scenario.sessions as usize)
+        .max(1);
+    let result = runner::run(
+        plan,
+        runner::RunOptions {
+            shards,
+            interval: args.interval,
+            progress: Progress::detect(args.quiet),
+        },
+    )?;
+    let server_stats = embedded.map(server::Embedded::stop);
+    let report = Report::build(
+        &result,
+        report::Context {
+            scenario: &scenario.name,
+            target: shown_target,
+            planned: scenario.sessions,
+            shards,
+            server: server_stats,
+        },
+    );
+    let path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| report::default_path(&scenario.name, result.started_at));
+    report
+        .write(&path)
+        .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    print!("{}", report.summary());
+    println!("report      {}", path.display());
+    Ok(RunOutput { report, path })
+}
+
+/// Resolves the target and builds what every session needs to connect.
+fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Result<Plan> {
+    let addr: SocketAddr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", url.host))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", url.host))?;
+    let connector = if url.tls {
+        Connector::Rustls(tls::client_config(args.ca.as_deref(), args.insecure)?)
+    } else {
+        Connector::Plain
+    };
+    if url.tls && args.insecure {
+        eprintln!("wsoak: warning: --insecure: TLS certificates are not verified");
+    }
+    let mut request = ClientRequestBuilder::new(url.uri.clone());
+    for (key, value) in &scenario.connect.headers {
+        request = request.with_header(key.clone(), value.clone());
+    }
+    for protocol in &scenario.connect.subprotocols {
+        request = request.with_sub_protocol(protocol.clone());
+    }
+    Ok(Plan {
+        scenario: scenario.clone(),
+        addr,
+        request,
+        connector,
+        ws_config: session::client_ws_config(),
+    })
+}
+
+/// Raises the open-file limit as far as allowed, and refuses a run that cannot fit.
+fn ensure_open_files(needed: u64, embedded: bool) -> anyhow::Result<()> {
+    let limit = raise_open_files_limit();
+    if let Some(limit) = limit {
+        if needed > limit {
+            let hint = if embedded {
+                "The embedded server's sockets count too: run `wsoak serve` separately and \
+                 pass --target, or raise the limit (ulimit -n)."
+            } else {
+                "Raise the limit (ulimit -n), or split the load over several processes."
+            };
+            bail!(
+                "this run needs about {needed} open files but this process may open {limit}. {hint}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sets the soft open-file limit to the hard limit; returns the limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// `wsoak check`: validates a scenario and describes what it would do.
+fn check(args: &CheckArgs) -> anyhow::Result<u8> {
+    let s = scenario::load(&args.scenario, &Overrides::default())?;
+    let hb = &s.heartbeat;
+    println!(
+        "{}: ok — {} sessions for {} against {}",
+        args.scenario.display(),
+        s.sessions,
+        units::format_duration(s.duration),
+        s.target
+    );
+    let step = |name: &str, step: &Option<scenario::Step>| match step {
+        Some(st) => println!(
+            "  {name}: send, then {}",
+            if st.expect.is_some() {
+                format!(
+                    "wait up to {} for the expected reply",
+                    units::format_duration(st.timeout)
+                )
+            } else {
+                "go on once sent".to_string()
+            }
+        ),
+        None => println!("  {name}: (none)"),
+    };
+    step("auth", &s.auth);
+    step("bind_card", &s.bind_card);
+    println!(
+        "  heartbeat: every {}, {}; reconnect after {} consecutive failures",
+        units::format_duration(hb.interval),
+        if hb.expect.is_some() {
+            format!(
+                "healthy when acked within {}",
+                units::format_duration(hb.timeout)
+            )
+        } else {
+            "healthy when sent".to_string()
+        },
+        hb.max_failures + 1
+    );
+    if let Some(cards) = &s.cards {
+        println!(
+            "  cards: {} rows ({})",
+            cards.rows.len(),
+            cards.columns.join(", ")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `wsoak serve`: the reference server on its own.
+fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    let faults = server::Faults {
+        delay: args.delay,
+        drop_after: args.drop_after,
+        stall_after: args.stall_after,
+        reject_auth: args.reject_auth,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let listener = server::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let certificate = args
+            .tls
+            .then(server::SelfSigned::generate)
+            .transpose()
+            .context("cannot generate a certificate")?;
+        if let (Some(cert), Some(path)) = (&certificate, &args.cert_out) {
+            std::fs::write(path, &cert.pem)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let config = server::ServerConfig {
+            faults,
+            tls: certificate
+                .as_ref()
+                .map(server::SelfSigned::acceptor)
+                .transpose()?,
+        };
+        let scheme = if args.tls { "wss" } else { "ws" };
+        println!("listening on {scheme}://{addr}/");
+        let _ = std::io::stdout().flush();
+        let stats = Arc::new(server::Stats::default());
+        let duration = args.duration;
+        let shutdown = async move {
+            match duration {
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = runner::shutdown_signal() => {}
+                    }
+                }
+                None => runner::shutdown_signal().await,
+            }
+        };
+        server::run(listener, config, stats.clone(), shutdown).await;
+        println!("{}", serde_json::to_string(&stats.snapshot())?);
+        Ok(EXIT_OK)
+    })
+}

@@ -1,0 +1,14 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = wsoak::cli::Cli::parse();
+    match wsoak::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("wsoak: error: {e:#}");
+            ExitCode::from(wsoak::EXIT_USAGE)
+        }
+    }
+}

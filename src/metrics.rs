@@ -1,0 +1,316 @@
+//! What a run measures, and how measurements travel.
+//!
+//! Each shard owns one [`Recorder`]: sessions on that shard record into it without locks
+//! or atomics (the shard is a single thread). Every interval the shard swaps its recorder
+//! for a fresh one and sends the old one, as a [`Snapshot`], to the aggregator, which
+//! merges snapshots with `+=`. Histograms merge exactly; counters and gauges by sum.
+//!
+//! This module owns the name of every metric: the report, the summary and the CLI all take
+//! their names from here. It must not do I/O.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Highest value a latency histogram holds, in microseconds (one hour). Larger values are
+/// clamped to it rather than dropped, so a stalled server still shows up in `max`.
+const HIGHEST_US: u64 = 3_600_000_000;
+/// Three significant figures: 0.1% value resolution.
+const SIGFIGS: u8 = 3;
+
+/// Declares a fixed set of names with a dense index, so that per-shard arrays can count
+/// them without hashing.
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in index order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are.
+            pub const COUNT: usize = $name::ALL.len();
+            /// The name used in reports, summaries and the CLI.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Dense index into per-shard arrays.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+names! {
+    /// A latency histogram. Values are recorded in microseconds.
+    Metric {
+        /// TCP connect + TLS + WebSocket handshake.
+        Connect = "connect",
+        /// Auth message sent to matching ack received.
+        Auth = "auth",
+        /// bindCard sent to its ack (or to its send completing, when no ack is expected).
+        BindCard = "bind_card",
+        /// Heartbeat round trip, measured from the *scheduled* send time.
+        Heartbeat = "heartbeat",
+        /// Failure detected to session bound again.
+        Reconnect = "reconnect",
+        /// How late the tester itself sent a heartbeat against its timetable.
+        ScheduleLag = "schedule_lag",
+    }
+}
+
+names! {
+    /// A monotonically increasing count.
+    Counter {
+        /// Sessions that began their first connect.
+        SessionsStarted = "sessions.started",
+        /// Sessions that connected at least once.
+        SessionsConnected = "sessions.connected",
+        /// Sessions that were authenticated at least once.
+        SessionsAuthenticated = "sessions.authenticated",
+        /// Sessions that bound their card at least once.
+        SessionsBound = "sessions.bound",
+        /// Connect attempts, including reconnects.
+        ConnectsAttempted = "connects.attempted",
+        /// Heartbeats handed to the socket.
+        HeartbeatsSent = "heartbeats.sent",
+        /// Heartbeats whose ack matched within the timeout.
+        HeartbeatsAcked = "heartbeats.acked",
+        /// Heartbeats that failed: send error or no ack within the timeout.
+        HeartbeatsFailed = "heartbeats.failed",
+        /// Text or binary messages received from the server.
+        MessagesReceived = "messages.received",
+        /// Received messages that no waiting step matched (server pushes, late acks).
+        MessagesUnmatched = "messages.unmatched",
+        /// Sessions closed politely with code 1000 at the end of the run.
+        SessionsClosed = "sessions.closed",
+    }
+}
+
+names! {
+    /// Why a session dropped its socket and ran the connect flow again.
+    Cause {
+        /// More than `max_failures` consecutive heartbeats failed.
+        Heartbeat = "heartbeat",
+        /// The server closed the socket: a close frame, EOF or reset.
+        ServerClose = "server_close",
+        /// A WebSocket protocol or I/O error on an open socket.
+        SocketError = "socket_error",
+        /// The connect (TCP, TLS or handshake) failed or timed out.
+        ConnectError = "connect_error",
+        /// The auth reply signalled rejection.
+        AuthRejected = "auth_rejected",
+        /// The bindCard reply signalled rejection.
+        BindCardRejected = "bind_card_rejected",
+        /// An auth or bindCard reply did not arrive in time.
+        Timeout = "timeout",
+    }
+}
+
+names! {
+    /// A failure, by kind. Failures are data: counted, never fatal to the run.
+    ErrorKind {
+        /// TCP connect refused.
+        ConnectRefused = "connect_refused",
+        /// Connect (TCP + TLS + handshake) did not finish within `connect.timeout`.
+        ConnectTimeout = "connect_timeout",
+        /// Any other I/O error while connecting.
+        ConnectIo = "connect_io",
+        /// TLS failed: certificate, protocol or alert.
+        Tls = "tls",
+        /// The HTTP upgrade was answered with something other than 101, or was malformed.
+        Handshake = "handshake",
+        /// No matching auth reply within `auth.timeout`.
+        AuthTimeout = "auth_timeout",
+        /// The auth reply signalled rejection.
+        AuthRejected = "auth_rejected",
+        /// No matching bindCard reply within `bind_card.timeout`.
+        BindCardTimeout = "bind_card_timeout",
+        /// The bindCard reply signalled rejection.
+        BindCardRejected = "bind_card_rejected",
+        /// A heartbeat ack did not arrive within `heartbeat.timeout`.
+        HeartbeatTimeout = "heartbeat_timeout",
+        /// A message could not be sent.
+        SendFailed = "send_failed",
+        /// The server closed the socket with a close frame.
+        ServerClosed = "server_closed",
+        /// The server dropped the TCP connection without a close frame.
+        ServerReset = "server_reset",
+        /// A WebSocket protocol violation or I/O error on an open socket.
+        Socket = "socket",
+        /// A message arrived that is not JSON while a step waited for a JSON reply.
+        InvalidJson = "invalid_json",
+    }
+}
+
+names! {
+    /// What a live session is doing right now. Gauges are levels, not counts: they are
+    /// not reset when a recorder is swapped.
+    State {
+        /// Opening TCP, TLS and the WebSocket handshake.
+        Connecting = "connecting",
+        /// Auth sent, waiting for the ack.
+        Authenticating = "authenticating",
+        /// bindCard sent, waiting for the ack.
+        Binding = "binding",
+        /// Bound and heartbeating.
+        Bound = "bound",
+        /// Waiting out the reconnect delay.
+        Reconnecting = "reconnecting",
+    }
+}
+
+/// Creates an empty latency histogram with the resolution every metric uses.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGFIGS).expect("constant bounds are valid")
+}
+
+/// One shard's measurements over one interval. Owned by exactly one thread at a time.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// One histogram per [`Metric`], in microseconds.
+    pub histograms: Vec<Histogram<u64>>,
+    /// One count per [`Counter`].
+    pub counters: [u64; Counter::COUNT],
+    /// Reconnects, one count per [`Cause`].
+    pub reconnects: [u64; Cause::COUNT],
+    /// Failures, one count per [`ErrorKind`].
+    pub errors: [u64; ErrorKind::COUNT],
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self {
+            histograms: Metric::ALL.iter().map(|_| new_histogram()).collect(),
+            counters: [0; Counter::COUNT],
+            reconnects: [0; Cause::COUNT],
+            errors: [0; ErrorKind::COUNT],
+        }
+    }
+
+    /// Records a latency. Sub-microsecond values count as 1 µs; values beyond an hour are
+    /// clamped, never dropped.
+    pub fn record(&mut self, metric: Metric, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.histograms[metric.index()].saturating_record(us.clamp(1, HIGHEST_US));
+    }
+
+    /// Adds one to a counter.
+    pub fn count(&mut self, counter: Counter) {
+        self.counters[counter.index()] += 1;
+    }
+
+    /// Counts a reconnect by its cause.
+    pub fn reconnect(&mut self, cause: Cause) {
+        self.reconnects[cause.index()] += 1;
+    }
+
+    /// Counts a failure by its kind.
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.errors[kind.index()] += 1;
+    }
+
+    /// The value of one counter.
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters[counter.index()]
+    }
+
+    /// One metric's histogram.
+    pub fn histogram(&self, metric: Metric) -> &Histogram<u64> {
+        &self.histograms[metric.index()]
+    }
+
+    /// Total reconnects over all causes.
+    pub fn reconnects_total(&self) -> u64 {
+        self.reconnects.iter().sum()
+    }
+
+    /// Adds another recorder into this one. Exact for histograms and counters.
+    pub fn merge(&mut self, other: &Recorder) {
+        for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
+            mine.add(theirs).expect("histograms share bounds");
+        }
+        add_into(&mut self.counters, &other.counters);
+        add_into(&mut self.reconnects, &other.reconnects);
+        add_into(&mut self.errors, &other.errors);
+    }
+}
+
+fn add_into<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// Sessions per [`State`] on one shard, or summed over shards.
+pub type Gauges = [i64; State::COUNT];
+
+/// What a shard sends to the aggregator every interval.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Which shard sent it.
+    pub shard: usize,
+    /// The interval's measurements.
+    pub recorder: Recorder,
+    /// Live sessions per state at the end of the interval.
+    pub gauges: Gauges,
+    /// True for the shard's last snapshot: all its sessions have ended.
+    pub last: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_histograms_exactly() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        a.count(Counter::HeartbeatsSent);
+        b.count(Counter::HeartbeatsSent);
+        b.count(Counter::HeartbeatsSent);
+        a.reconnect(Cause::Heartbeat);
+        b.error(ErrorKind::Tls);
+        a.record(Metric::Heartbeat, Duration::from_micros(100));
+        b.record(Metric::Heartbeat, Duration::from_micros(300));
+        a.merge(&b);
+        assert_eq!(a.counter(Counter::HeartbeatsSent), 3);
+        assert_eq!(a.reconnects_total(), 1);
+        assert_eq!(a.errors[ErrorKind::Tls.index()], 1);
+        let h = a.histogram(Metric::Heartbeat);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.min(), 100);
+        assert!(h.equivalent(h.max(), 300));
+    }
+
+    #[test]
+    fn huge_and_tiny_latencies_are_clamped_not_dropped() {
+        let mut r = Recorder::new();
+        r.record(Metric::Connect, Duration::from_nanos(10));
+        r.record(Metric::Connect, Duration::from_secs(100_000));
+        let h = r.histogram(Metric::Connect);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.min(), 1);
+        assert!(h.max() >= HIGHEST_US);
+    }
+
+    #[test]
+    fn names_are_unique_and_indexed_densely() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+        }
+        let mut names: Vec<_> = ErrorKind::ALL.iter().map(|e| e.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::COUNT);
+    }
+}

@@ -1,0 +1,148 @@
+//! The live view: a progress bar on a terminal, one compact line per interval otherwise
+//! (cron, CI logs), or nothing with `--quiet`. It writes to stderr so that stdout carries
+//! only the summary.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::metrics::{Cause, Counter, Gauges, Metric, Recorder, State};
+use crate::units::format_duration;
+
+/// Which live view to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing.
+    Quiet,
+    /// An indicatif bar, redrawn in place.
+    Bar,
+    /// One line per interval.
+    Lines,
+}
+
+impl Progress {
+    /// A bar on a terminal, lines elsewhere; nothing when `quiet`.
+    pub fn detect(quiet: bool) -> Progress {
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+
+    /// Starts the view for a run of `sessions` over `duration`.
+    pub fn start(self, sessions: u32, duration: Duration) -> View {
+        let bar = (self == Progress::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(duration.as_millis() as u64),
+                ProgressDrawTarget::stderr_with_hz(4),
+            );
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+                    .expect("constant template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        View {
+            mode: self,
+            bar,
+            sessions,
+            window: Recorder::new(),
+            window_start: Duration::ZERO,
+            reconnects: 0,
+            errors: 0,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running live view. Owned by the aggregator.
+pub struct View {
+    mode: Progress,
+    bar: Option<ProgressBar>,
+    sessions: u32,
+    /// Snapshots merged since the view last refreshed.
+    window: Recorder,
+    /// Run time at which `window` began.
+    window_start: Duration,
+    /// Reconnects so far.
+    reconnects: u64,
+    /// Errors so far.
+    errors: u64,
+    /// How often the view refreshes.
+    interval: Duration,
+}
+
+impl View {
+    /// Takes a shard's snapshot; refreshes at most once per interval.
+    pub fn update(&mut self, snapshot: &Recorder, gauges: &Gauges, elapsed: Duration) {
+        if self.mode == Progress::Quiet {
+            return;
+        }
+        self.window.merge(snapshot);
+        self.reconnects += snapshot.reconnects_total();
+        self.errors += snapshot.errors.iter().sum::<u64>();
+        let span = elapsed.saturating_sub(self.window_start);
+        if span < self.interval {
+            return;
+        }
+        let line = self.line(gauges, elapsed, span);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(elapsed.as_millis() as u64);
+                bar.set_message(line);
+            }
+            None => eprintln!("[{:>7}] {line}", format_duration(elapsed)),
+        }
+        self.window = Recorder::new();
+        self.window_start = elapsed;
+    }
+
+    fn line(&self, gauges: &Gauges, _elapsed: Duration, span: Duration) -> String {
+        let w = &self.window;
+        let per_s = |c: Counter| w.counter(c) as f64 / span.as_secs_f64();
+        let hb = w.histogram(Metric::Heartbeat);
+        let p99 = if hb.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}ms", hb.value_at_quantile(0.99) as f64 / 1000.0)
+        };
+        let g = |s: State| gauges[s.index()];
+        format!(
+            "bound {}/{} connecting {} authenticating {} reconnecting {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {}",
+            g(State::Bound),
+            self.sessions,
+            g(State::Connecting),
+            g(State::Authenticating) + g(State::Binding),
+            g(State::Reconnecting),
+            per_s(Counter::ConnectsAttempted),
+            per_s(Counter::HeartbeatsAcked),
+            p99,
+            self.reconnects,
+            w.reconnects[Cause::Heartbeat.index()],
+            self.errors,
+        )
+    }
+
+    /// The duration is over: sessions are closing.
+    pub fn stopping(&mut self) {
+        match &self.bar {
+            Some(bar) => bar.set_message("stopping: closing sessions with 1000"),
+            None if self.mode == Progress::Lines => {
+                eprintln!("stopping: closing sessions with 1000")
+            }
+            None => {}
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

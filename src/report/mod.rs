@@ -1,0 +1,423 @@
+//! The report: a versioned JSON document (`schema: "wsoak.report/1"`, described by
+//! `schema/report.schema.json`) and the text summary printed at the end of a run.
+//!
+//! Latencies are reported in milliseconds with microsecond resolution. A metric with no
+//! samples reports `count: 0` and `null` for every statistic, never a made-up zero.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Cause, Counter, ErrorKind, Metric, Recorder};
+use crate::runner::RunResult;
+use crate::server::ServerStats;
+
+/// The schema identifier of this report format.
+pub const SCHEMA: &str = "wsoak.report/1";
+
+/// A run's report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target URL; `embedded (…)` for the in-process server.
+    pub target: String,
+    /// RFC 3339 UTC time the load started.
+    pub started_at: String,
+    /// Seconds from the first connect to the last session closing.
+    pub duration_s: f64,
+    /// True when Ctrl-C or SIGTERM ended the run before its duration.
+    pub interrupted: bool,
+    /// Session milestones.
+    pub sessions: Sessions,
+    /// Connect attempts.
+    pub connects: Connects,
+    /// Heartbeats.
+    pub heartbeats: Heartbeats,
+    /// Messages received.
+    pub messages: Messages,
+    /// Reconnects.
+    pub reconnects: Reconnects,
+    /// Latency per step, in milliseconds.
+    pub latency_ms: BTreeMap<String, Latency>,
+    /// Failures by kind (every kind listed, zero or not).
+    pub errors: BTreeMap<String, u64>,
+    /// What the embedded reference server saw; absent for external targets.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub server: Option<ServerStats>,
+    /// The tester's own footprint.
+    pub tester: Tester,
+}
+
+/// Sessions that reached each milestone at least once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sessions {
+    /// Sessions the scenario asked for.
+    pub planned: u64,
+    /// Sessions that began connecting.
+    pub started: u64,
+    /// Sessions that connected at least once.
+    pub connected: u64,
+    /// Sessions authenticated at least once.
+    pub authenticated: u64,
+    /// Sessions that bound their card at least once.
+    pub bound: u64,
+    /// Sessions that closed politely (1000, answered) at the end.
+    pub closed: u64,
+    /// Most sessions with an open socket at once (sampled every interval).
+    pub peak_active: u64,
+}
+
+/// Connect attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connects {
+    /// Attempts, first connects and reconnects alike.
+    pub attempted: u64,
+    /// Attempts that completed the WebSocket handshake.
+    pub succeeded: u64,
+}
+
+/// Heartbeat counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Heartbeats {
+    /// Handed to the socket.
+    pub sent: u64,
+    /// Acked within the timeout.
+    pub acked: u64,
+    /// Failed: send error or no ack in time.
+    pub failed: u64,
+}
+
+/// Message counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Messages {
+    /// Data messages received.
+    pub received: u64,
+    /// Received messages no waiting step matched.
+    pub unmatched: u64,
+}
+
+/// Reconnect counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reconnects {
+    /// All reconnects.
+    pub total: u64,
+    /// Reconnects per cause (every cause listed).
+    pub by_cause: BTreeMap<String, u64>,
+}
+
+/// One latency distribution, in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: Option<f64>,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p999: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+/// The tester's own footprint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tester {
+    /// Shards (threads) that ran sessions.
+    pub shards: u64,
+    /// Peak resident memory of the wsoak process, KiB (Linux; null elsewhere). Includes
+    /// the embedded server when there is one.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl Latency {
+    fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency {
+                count: 0,
+                min: None,
+                mean: None,
+                p50: None,
+                p90: None,
+                p99: None,
+                p999: None,
+                max: None,
+            };
+        }
+        let ms = |us: u64| Some(round3(us as f64 / 1000.0));
+        Latency {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: Some(round3(h.mean() / 1000.0)),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// What a report is built from besides the measurements.
+pub struct Context<'a> {
+    /// Scenario name.
+    pub scenario: &'a str,
+    /// Target, as shown.
+    pub target: String,
+    /// Sessions planned.
+    pub planned: u32,
+    /// Shards used.
+    pub shards: usize,
+    /// The embedded server's counts.
+    pub server: Option<ServerStats>,
+}
+
+impl Report {
+    /// Builds the report of a finished run.
+    pub fn build(run: &RunResult, context: Context<'_>) -> Report {
+        let t: &Recorder = &run.total;
+        let c = |counter: Counter| t.counter(counter);
+        Report {
+            schema: SCHEMA.into(),
+            scenario: context.scenario.into(),
+            target: context.target,
+            started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
+            duration_s: round3(run.elapsed.as_secs_f64()),
+            interrupted: run.interrupted,
+            sessions: Sessions {
+                planned: u64::from(context.planned),
+                started: c(Counter::SessionsStarted),
+                connected: c(Counter::SessionsConnected),
+                authenticated: c(Counter::SessionsAuthenticated),
+                bound: c(Counter::SessionsBound),
+                closed: c(Counter::SessionsClosed),
+                peak_active: run.peak_active.max(0) as u64,
+            },
+            connects: Connects {
+                attempted: c(Counter::ConnectsAttempted),
+                succeeded: t.histogram(Metric::Connect).len(),
+            },
+            heartbeats: Heartbeats {
+                sent: c(Counter::HeartbeatsSent),
+                acked: c(Counter::HeartbeatsAcked),
+                failed: c(Counter::HeartbeatsFailed),
+            },
+            messages: Messages {
+                received: c(Counter::MessagesReceived),
+                unmatched: c(Counter::MessagesUnmatched),
+            },
+            reconnects: Reconnects {
+                total: t.reconnects_total(),
+                by_cause: Cause::ALL
+                    .iter()
+                    .map(|cause| (cause.name().to_string(), t.reconnects[cause.index()]))
+                    .collect(),
+            },
+            latency_ms: Metric::ALL
+                .iter()
+                .map(|m| {
+                    (
+                        m.name().to_string(),
+                        Latency::from_histogram(t.histogram(*m)),
+                    )
+                })
+                .collect(),
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|k| (k.name().to_string(), t.errors[k.index()]))
+                .collect(),
+            server: context.server,
+            tester: Tester {
+                shards: context.shards as u64,
+                peak_rss_kib: peak_rss_kib(),
+            },
+        }
+    }
+
+    /// Writes the report as pretty JSON, creating parent directories.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        text.push('\n');
+        // Write then rename, so a reader never sees half a report.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The text summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.sessions;
+        let _ = writeln!(
+            out,
+            "wsoak · {} · {} · {:.1}s{}",
+            self.scenario,
+            self.target,
+            self.duration_s,
+            if self.interrupted {
+                " · interrupted"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "sessions    planned {}  started {}  connected {}  authenticated {}  bound {}  closed {}  peak active {}",
+            s.planned, s.started, s.connected, s.authenticated, s.bound, s.closed, s.peak_active
+        );
+        let _ = writeln!(
+            out,
+            "connects    attempted {}  succeeded {}",
+            self.connects.attempted, self.connects.succeeded
+        );
+        let h = &self.heartbeats;
+        let _ = writeln!(
+            out,
+            "heartbeats  sent {}  acked {}  failed {}",
+            h.sent, h.acked, h.failed
+        );
+        let _ = writeln!(
+            out,
+            "messages    received {}  unmatched {}",
+            self.messages.received, self.messages.unmatched
+        );
+        let _ = writeln!(
+            out,
+            "reconnects  {}{}",
+            self.reconnects.total,
+            nonzero(&self.reconnects.by_cause)
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "min", "p50", "p90", "p99", "p99.9", "max"
+        );
+        for metric in Metric::ALL {
+            let Some(l) = self.latency_ms.get(metric.name()) else {
+                continue;
+            };
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+            let _ = writeln!(
+                out,
+                "{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                metric.name(),
+                l.count,
+                f(l.min),
+                f(l.p50),
+                f(l.p90),
+                f(l.p99),
+                f(l.p999),
+                f(l.max)
+            );
+        }
+        let errors: u64 = self.errors.values().sum();
+        let _ = writeln!(out, "\nerrors      {}{}", errors, nonzero(&self.errors));
+        if let Some(server) = &self.server {
+            let _ = writeln!(
+                out,
+                "server saw  connections {}  auth ok {}  auth rejected {}  bind_card {}  heartbeats {}  dropped {}",
+                server.connections,
+                server.auth_ok,
+                server.auth_rejected,
+                server.bind_card,
+                server.heartbeats,
+                server.dropped
+            );
+        }
+        if let Some(rss) = self.tester.peak_rss_kib {
+            let _ = writeln!(
+                out,
+                "tester      {} shards  peak RSS {:.1} MiB",
+                self.tester.shards,
+                rss as f64 / 1024.0
+            );
+        }
+        out
+    }
+}
+
+fn nonzero(map: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", parts.join(", "))
+    }
+}
+
+/// The default report location: `reports/<scenario>-<UTC timestamp>/report.json`.
+pub fn default_path(scenario: &str, at: SystemTime) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    PathBuf::from("reports")
+        .join(format!("{scenario}-{stamp}"))
+        .join("report.json")
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn empty_latency_is_null_not_zero() {
+        let l = Latency::from_histogram(&crate::metrics::new_histogram());
+        assert_eq!(l.count, 0);
+        assert!(l.p99.is_none());
+    }
+
+    #[test]
+    fn default_path_is_stamped() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            default_path("mini", at),
+            PathBuf::from("reports/mini-20231114T221320Z/report.json")
+        );
+    }
+
+    #[test]
+    fn latency_is_in_milliseconds() {
+        let mut h = crate::metrics::new_histogram();
+        h.record(1500).unwrap();
+        let l = Latency::from_histogram(&h);
+        assert_eq!((l.count, l.min, l.max), (1, Some(1.5), Some(1.5)));
+    }
+}

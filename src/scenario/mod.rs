@@ -1,0 +1,758 @@
+//! Scenario files: the typed model, loading with line/column errors, and validation.
+//!
+//! A YAML file is parsed into a raw serde model (`deny_unknown_fields`, so a typo is an
+//! error, not a silently ignored key), then compiled into a [`Scenario`]: templates
+//! compiled, matchers compiled, card data loaded, every value checked. A `Scenario` is
+//! immutable and shared by every shard; nothing in it is parsed again during the run.
+//!
+//! This module must not do network I/O or start anything.
+
+mod matcher;
+mod template;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::http::Uri;
+
+pub use matcher::Matcher;
+pub use template::{Template, Vars};
+
+use crate::server::Faults;
+use crate::units;
+
+/// A scenario that could not be loaded. Each variant names the file; where the problem has
+/// a place in the file, the line and column too.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file (or a data file it names) could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A problem at a known place in the file.
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A problem without a place (a value set from the command line, say).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Where the sessions connect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Start the reference server in-process on a loopback ephemeral port.
+    Embedded,
+    /// A `ws://` or `wss://` URL.
+    Url(TargetUrl),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Embedded => f.write_str("embedded"),
+            Target::Url(url) => write!(f, "{}", url.uri),
+        }
+    }
+}
+
+/// A parsed `ws://` or `wss://` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetUrl {
+    /// The URL as the WebSocket handshake uses it.
+    pub uri: Uri,
+    /// Host name or address, without brackets.
+    pub host: String,
+    /// Port, defaulted from the scheme.
+    pub port: u16,
+    /// True for `wss://`.
+    pub tls: bool,
+}
+
+impl Target {
+    /// Parses `embedded` or a WebSocket URL.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let text = text.trim();
+        if text == "embedded" {
+            return Ok(Target::Embedded);
+        }
+        let uri: Uri = text.parse().map_err(|e| {
+            format!("`{text}` is not a URL ({e}): write e.g. ws://127.0.0.1:8080/ws or `embedded`")
+        })?;
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => {
+                return Err(format!(
+                    "`{text}`: the target must start with ws:// or wss:// (or be `embedded`)"
+                ))
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("`{text}` has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Target::Url(TargetUrl {
+            uri,
+            host,
+            port,
+            tls,
+        }))
+    }
+}
+
+/// Card data: one row per session, pinned to that session across reconnects.
+#[derive(Debug, Clone, Default)]
+pub struct Cards {
+    /// Column names, from the header row.
+    pub columns: Vec<String>,
+    /// Data rows, each as long as `columns`.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Cards {
+    /// Loads a CSV file with a header row.
+    pub fn load(path: &Path) -> Result<Cards, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+            rows.push(record.iter().map(str::to_owned).collect());
+        }
+        if rows.is_empty() {
+            return Err(format!("{}: has a header but no data rows", path.display()));
+        }
+        Ok(Cards { columns, rows })
+    }
+
+    /// The row for a session: rows are dealt round-robin by session id.
+    pub fn row(&self, session_id: u32) -> &[String] {
+        &self.rows[session_id as usize % self.rows.len()]
+    }
+}
+
+/// One request/reply step (auth, bindCard).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The message to send.
+    pub send: Template,
+    /// The reply that means success. Without it, a successful send is success.
+    pub expect: Option<Matcher>,
+    /// A reply that means rejection. Other replies are skipped while waiting.
+    pub reject: Option<Matcher>,
+    /// How long to wait for a reply matching `expect` or `reject`.
+    pub timeout: Duration,
+}
+
+/// The heartbeat: a message on a fixed timetable.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    /// Time between scheduled sends (the article's `timeout`).
+    pub interval: Duration,
+    /// The message to send.
+    pub send: Template,
+    /// The ack that makes a heartbeat healthy. Without it, a successful send does.
+    pub expect: Option<Matcher>,
+    /// How long after its send an ack may arrive. At most `interval`.
+    pub timeout: Duration,
+    /// Consecutive failures tolerated; one more drops the socket and reconnects.
+    pub max_failures: u32,
+}
+
+/// How long to wait before reconnecting.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// Always `delay`.
+    #[default]
+    Fixed,
+    /// `delay`, doubled per consecutive failed attempt, up to `max_delay`.
+    Exponential,
+}
+
+/// The reconnect policy.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// The base delay.
+    pub delay: Duration,
+    /// Fixed or exponential.
+    pub backoff: Backoff,
+    /// Cap for exponential backoff.
+    pub max_delay: Duration,
+    /// Random spread, as a fraction of the delay: 0.2 means ±20%.
+    pub jitter: f64,
+}
+
+impl Reconnect {
+    /// The delay before reconnect attempt `attempt` (1 for the first after a failure).
+    /// `unit` is a uniform random number in [0, 1).
+    pub fn delay_for(&self, attempt: u32, unit: f64) -> Duration {
+        let base = match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential => {
+                let shift = attempt.saturating_sub(1).min(30);
+                self.delay.saturating_mul(1 << shift).min(self.max_delay)
+            }
+        };
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        base.mul_f64(spread.max(0.0))
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// Limit on TCP connect + TLS + WebSocket handshake.
+    pub timeout: Duration,
+    /// Extra handshake headers, as `wx.connectSocket`'s `header`.
+    pub headers: Vec<(String, String)>,
+    /// Requested subprotocols, as `wx.connectSocket`'s `protocols`.
+    pub subprotocols: Vec<String>,
+}
+
+/// A validated, compiled scenario. Immutable; shared by every shard.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name used for the report directory and the summary.
+    pub name: String,
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Where sessions connect.
+    pub target: Target,
+    /// How many sessions run at once.
+    pub sessions: u32,
+    /// How long the run lasts.
+    pub duration: Duration,
+    /// Session starts are spread evenly over this long (0: all at once).
+    pub ramp_up: Duration,
+    /// Connection settings.
+    pub connect: Connect,
+    /// Card data, when the scenario has any.
+    pub cards: Option<Cards>,
+    /// The auth step; without it sessions go straight to bindCard.
+    pub auth: Option<Step>,
+    /// The bindCard step; without it sessions heartbeat right after auth.
+    pub bind_card: Option<Step>,
+    /// The heartbeat.
+    pub heartbeat: Heartbeat,
+    /// The reconnect policy.
+    pub reconnect: Reconnect,
+    /// Faults for the embedded reference server.
+    pub server: Faults,
+}
+
+/// Values from the command line that replace the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--sessions`.
+    pub sessions: Option<u32>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--target`.
+    pub target: Option<Target>,
+}
+
+// ---- the raw file model -------------------------------------------------------------
+
+fn default_sessions() -> u32 {
+    100
+}
+fn default_duration() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_step_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_failures() -> u32 {
+    2
+}
+fn default_max_delay() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    target: Option<String>,
+    #[serde(default = "default_sessions")]
+    sessions: u32,
+    #[serde(default = "default_duration", with = "units::duration")]
+    duration: Duration,
+    #[serde(default, with = "units::opt_duration")]
+    ramp_up: Option<Duration>,
+    #[serde(default)]
+    connect: RawConnect,
+    data: Option<RawData>,
+    auth: Option<RawStep>,
+    bind_card: Option<RawStep>,
+    heartbeat: RawHeartbeat,
+    #[serde(default)]
+    reconnect: RawReconnect,
+    #[serde(default)]
+    server: Faults,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    #[serde(default = "default_step_timeout", with = "units::duration")]
+    timeout: Duration,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    subprotocols: Vec<String>,
+}
+
+impl Default for RawConnect {
+    fn default() -> Self {
+        RawConnect {
+            timeout: default_step_timeout(),
+            headers: BTreeMap::new(),
+            subprotocols: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    cards: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    send: serde_json::Value,
+    expect: Option<serde_json::Map<String, serde_json::Value>>,
+    reject: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default = "default_step_timeout", with = "units::duration")]
+    timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    #[serde(default = "default_interval", with = "units::duration")]
+    interval: Duration,
+    send: serde_json::Value,
+    expect: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, with = "units::opt_duration")]
+    timeout: Option<Duration>,
+    #[serde(default = "default_max_failures")]
+    max_failures: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconnect {
+    #[serde(default, with = "units::opt_duration")]
+    delay: Option<Duration>,
+    #[serde(default)]
+    backoff: Backoff,
+    #[serde(default = "default_max_delay_opt", with = "units::opt_duration")]
+    max_delay: Option<Duration>,
+    #[serde(default)]
+    jitter: f64,
+}
+
+fn default_max_delay_opt() -> Option<Duration> {
+    Some(default_max_delay())
+}
+
+// ---- loading ------------------------------------------------------------------------
+
+/// Reads, parses, compiles and validates a scenario file, then applies `overrides`.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, path, overrides)
+}
+
+/// Parses scenario text; `path` names it in errors and anchors relative data files.
+pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let raw: RawScenario = serde_yaml::from_str(text).map_err(|e| match e.location() {
+        Some(loc) => ScenarioError::At {
+            path: shown.clone(),
+            line: loc.line(),
+            column: loc.column(),
+            message: strip_location(&e.to_string()),
+        },
+        None => ScenarioError::Invalid {
+            path: shown.clone(),
+            message: e.to_string(),
+        },
+    })?;
+    let at = |field: &[&str], message: String| match locate(text, field) {
+        Some((line, column)) => ScenarioError::At {
+            path: shown.clone(),
+            line,
+            column,
+            message: format!("{}: {message}", field.join(".")),
+        },
+        None => ScenarioError::Invalid {
+            path: shown.clone(),
+            message: format!("{}: {message}", field.join(".")),
+        },
+    };
+    compile(raw, path, overrides, &at)
+}
+
+fn compile(
+    raw: RawScenario,
+    path: &Path,
+    overrides: &Overrides,
+    at: &dyn Fn(&[&str], String) -> ScenarioError,
+) -> Result<Scenario, ScenarioError> {
+    let name = raw.name.unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into())
+    });
+    if name.is_empty() || name.contains(['/', '\\']) {
+        return Err(at(
+            &["name"],
+            "must be non-empty and contain no slashes".into(),
+        ));
+    }
+    let target = match (&overrides.target, &raw.target) {
+        (Some(t), _) => t.clone(),
+        (None, Some(text)) => Target::parse(text).map_err(|m| at(&["target"], m))?,
+        (None, None) => Target::Embedded,
+    };
+    let sessions = overrides.sessions.unwrap_or(raw.sessions);
+    if sessions == 0 {
+        return Err(at(&["sessions"], "must be at least 1".into()));
+    }
+    let duration = overrides.duration.unwrap_or(raw.duration);
+    if duration.is_zero() {
+        return Err(at(&["duration"], "must be longer than 0s".into()));
+    }
+    let ramp_up = raw.ramp_up.unwrap_or_default();
+
+    let cards = match &raw.data {
+        Some(data) => {
+            let file = path.parent().unwrap_or(Path::new(".")).join(&data.cards);
+            Some(Cards::load(&file).map_err(|m| at(&["data", "cards"], m))?)
+        }
+        None => None,
+    };
+    let columns: &[String] = cards.as_ref().map(|c| c.columns.as_slice()).unwrap_or(&[]);
+    let env = |name: &str| std::env::var(name).ok();
+
+    let step = |raw: Option<RawStep>, key: &str| -> Result<Option<Step>, ScenarioError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let send = Template::compile(&raw.send, columns, env).map_err(|m| at(&[key, "send"], m))?;
+        let expect = raw
+            .expect
+            .as_ref()
+            .map(Matcher::compile)
+            .transpose()
+            .map_err(|m| at(&[key, "expect"], m))?;
+        let reject = raw
+            .reject
+            .as_ref()
+            .map(Matcher::compile)
+            .transpose()
+            .map_err(|m| at(&[key, "reject"], m))?;
+        if reject.is_some() && expect.is_none() {
+            return Err(at(
+                &[key, "reject"],
+                "a step with `reject` needs `expect` too".into(),
+            ));
+        }
+        if raw.timeout.is_zero() {
+            return Err(at(&[key, "timeout"], "must be longer than 0s".into()));
+        }
+        Ok(Some(Step {
+            send,
+            expect,
+            reject,
+            timeout: raw.timeout,
+        }))
+    };
+    let auth = step(raw.auth, "auth")?;
+    let bind_card = step(raw.bind_card, "bind_card")?;
+
+    let hb = raw.heartbeat;
+    if hb.interval < Duration::from_millis(1) {
+        return Err(at(
+            &["heartbeat", "interval"],
+            "must be at least 1ms".into(),
+        ));
+    }
+    let hb_timeout = hb.timeout.unwrap_or(hb.interval);
+    if hb_timeout.is_zero() || hb_timeout > hb.interval {
+        return Err(at(
+            &["heartbeat", "timeout"],
+            format!(
+                "must be longer than 0s and at most the interval ({}), so that one heartbeat's \
+                 fate is known before the next is due",
+                units::format_duration(hb.interval)
+            ),
+        ));
+    }
+    let heartbeat = Heartbeat {
+        interval: hb.interval,
+        send: Template::compile(&hb.send, columns, env)
+            .map_err(|m| at(&["heartbeat", "send"], m))?,
+        expect: hb
+            .expect
+            .as_ref()
+            .map(Matcher::compile)
+            .transpose()
+            .map_err(|m| at(&["heartbeat", "expect"], m))?,
+        timeout: hb_timeout,
+        max_failures: hb.max_failures,
+    };
+
+    let rc = raw.reconnect;
+    if !(0.0..=1.0).contains(&rc.jitter) {
+        return Err(at(
+            &["reconnect", "jitter"],
+            "must be between 0 and 1".into(),
+        ));
+    }
+    let reconnect = Reconnect {
+        // The article has no backoff: its retry rhythm is the heartbeat interval.
+        delay: rc.delay.unwrap_or(heartbeat.interval),
+        backoff: rc.backoff,
+        max_delay: rc.max_delay.unwrap_or_else(default_max_delay),
+        jitter: rc.jitter,
+    };
+
+    let mut headers = Vec::new();
+    for (key, value) in raw.connect.headers {
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        HeaderName::try_from(key.as_str()).map_err(|_| {
+            at(
+                &["connect", "headers"],
+                format!("`{key}` is not a valid header name"),
+            )
+        })?;
+        HeaderValue::try_from(value.as_str()).map_err(|_| {
+            at(
+                &["connect", "headers"],
+                format!("the value of `{key}` is not a valid header value"),
+            )
+        })?;
+        headers.push((key, value));
+    }
+    if raw.connect.timeout.is_zero() {
+        return Err(at(&["connect", "timeout"], "must be longer than 0s".into()));
+    }
+
+    if target != Target::Embedded && raw.server.is_active() {
+        // Faults only mean something for the embedded server; say so rather than ignore.
+        return Err(at(
+            &["server"],
+            "server faults apply only to `target: embedded`; for a separate server pass them \
+             to `wsoak serve`"
+                .into(),
+        ));
+    }
+
+    Ok(Scenario {
+        name,
+        source: path.to_path_buf(),
+        target,
+        sessions,
+        duration,
+        ramp_up,
+        connect: Connect {
+            timeout: raw.connect.timeout,
+            headers,
+            subprotocols: raw.connect.subprotocols,
+        },
+        cards,
+        auth,
+        bind_card,
+        heartbeat,
+        reconnect,
+        server: raw.server,
+    })
+}
+
+/// serde_yaml appends " at line L column C" to its messages; we print the place first.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Finds the line and column of a key path (`["heartbeat", "timeout"]`) in block-style
+/// YAML, for errors found after parsing. Falls back to the deepest ancestor found.
+fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let mut found = None;
+    let mut depth = 0;
+    let mut parent_indent: Option<usize> = None;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if let Some(p) = parent_indent {
+            if indent <= p {
+                // Left the block of the key we matched last: the path is not below it.
+                break;
+            }
+        }
+        let key = trimmed
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if depth < path.len() && key == path[depth] && trimmed.contains(':') {
+            found = Some((number + 1, indent + 1));
+            depth += 1;
+            if depth == path.len() {
+                break;
+            }
+            parent_indent = Some(indent);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+heartbeat:
+  interval: 1s
+  send: {type: heartBeat}
+";
+
+    fn parse_str(text: &str) -> Result<Scenario, ScenarioError> {
+        parse(text, Path::new("test.yaml"), &Overrides::default())
+    }
+
+    #[test]
+    fn minimal_scenario_has_sane_defaults() {
+        let s = parse_str(MINIMAL).unwrap();
+        assert_eq!(s.name, "test");
+        assert_eq!(s.target, Target::Embedded);
+        assert_eq!(s.sessions, 100);
+        assert_eq!(s.heartbeat.timeout, Duration::from_secs(1));
+        assert_eq!(s.heartbeat.max_failures, 2);
+        assert_eq!(s.reconnect.delay, Duration::from_secs(1));
+        assert!(s.auth.is_none());
+    }
+
+    #[test]
+    fn unknown_field_names_its_line() {
+        let text = "heartbeat:\n  interval: 1s\n  send: {type: heartBeat}\n  intervall: 2s\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:4:"), "{e}");
+        assert!(e.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_its_line() {
+        let text = "duration: 10\nheartbeat:\n  send: {type: heartBeat}\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:1:"), "{e}");
+        assert!(e.contains("no unit"), "{e}");
+    }
+
+    #[test]
+    fn semantic_error_is_located() {
+        let text = "heartbeat:\n  interval: 1s\n  send: {type: heartBeat}\n  timeout: 2s\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:4:3: heartbeat.timeout"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            sessions: Some(7),
+            duration: Some(Duration::from_secs(3)),
+            target: Some(Target::parse("ws://127.0.0.1:9/x").unwrap()),
+        };
+        let s = parse(MINIMAL, Path::new("t.yaml"), &o).unwrap();
+        assert_eq!(s.sessions, 7);
+        assert_eq!(s.duration, Duration::from_secs(3));
+        assert!(matches!(s.target, Target::Url(ref u) if u.port == 9 && !u.tls));
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse("embedded").unwrap(), Target::Embedded);
+        let Target::Url(u) = Target::parse("wss://[::1]/ws").unwrap() else {
+            panic!()
+        };
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("::1", 443, true));
+        assert!(Target::parse("http://127.0.0.1/").is_err());
+        assert!(Target::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let r = Reconnect {
+            delay: Duration::from_millis(100),
+            backoff: Backoff::Exponential,
+            max_delay: Duration::from_millis(350),
+            jitter: 0.0,
+        };
+        assert_eq!(r.delay_for(1, 0.5), Duration::from_millis(100));
+        assert_eq!(r.delay_for(2, 0.5), Duration::from_millis(200));
+        assert_eq!(r.delay_for(3, 0.5), Duration::from_millis(350));
+        let j = Reconnect {
+            jitter: 0.5,
+            backoff: Backoff::Fixed,
+            ..r
+        };
+        assert_eq!(j.delay_for(9, 0.0), Duration::from_millis(50));
+        assert_eq!(j.delay_for(9, 1.0), Duration::from_millis(150));
+    }
+
+    #[test]
+    fn locate_follows_nesting() {
+        let text = "auth:\n  timeout: 1s\nheartbeat:\n  # c\n  timeout: 2s\n";
+        assert_eq!(locate(text, &["heartbeat", "timeout"]), Some((5, 3)));
+        assert_eq!(locate(text, &["auth", "timeout"]), Some((2, 3)));
+        assert_eq!(locate(text, &["heartbeat", "nope"]), Some((3, 1)));
+    }
+}

@@ -1,0 +1,495 @@
+//! The reference server: a backend that speaks the mini-program protocol, counts what it
+//! saw, and misbehaves on request.
+//!
+//! It answers `auth` with `auth_ack` (`code "200"`, `success true`), `bindCard` with
+//! `bindCard_ack` and `heartBeat` with `heartBeat_ack`. [`Faults`] make it slow, drop
+//! connections, stall like a half-open peer, or reject auths. It runs standalone
+//! (`wsoak serve`) and in-process as the default target ([`Embedded`]).
+//!
+//! Its counts are the ground truth that tests compare the client's report against, so
+//! every count is taken at the moment the server acts, never estimated.
+
+mod tls;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use tls::SelfSigned;
+
+use crate::units;
+
+/// Ways the server misbehaves. All off by default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Wait this long before each reply.
+    #[serde(default, with = "units::opt_duration")]
+    pub delay: Option<Duration>,
+    /// Close each connection abruptly (no close frame) once it has lived this long.
+    #[serde(default, with = "units::opt_duration")]
+    pub drop_after: Option<Duration>,
+    /// Stop answering once a connection has lived this long, keeping TCP open.
+    #[serde(default, with = "units::opt_duration")]
+    pub stall_after: Option<Duration>,
+    /// Fraction of auths answered with a rejection (`code "401"`), spread evenly.
+    #[serde(default, with = "units::fraction")]
+    pub reject_auth: f64,
+}
+
+impl Faults {
+    /// Whether any fault is switched on.
+    pub fn is_active(&self) -> bool {
+        self.delay.is_some()
+            || self.drop_after.is_some()
+            || self.stall_after.is_some()
+            || self.reject_auth > 0.0
+    }
+}
+
+/// Live counters, shared by every connection task.
+#[derive(Debug, Default)]
+pub struct Stats {
+    connections: AtomicU64,
+    handshake_failed: AtomicU64,
+    auth_ok: AtomicU64,
+    auth_rejected: AtomicU64,
+    bind_card: AtomicU64,
+    heartbeats: AtomicU64,
+    heartbeats_unanswered: AtomicU64,
+    messages: AtomicU64,
+    unknown: AtomicU64,
+    dropped: AtomicU64,
+    stalled: AtomicU64,
+    /// Auths seen so far, for spreading rejections evenly.
+    auth_seen: AtomicU64,
+    /// Close frames received from clients, by code.
+    close_codes: Mutex<BTreeMap<u16, u64>>,
+    /// For connections that had stalled: heartbeats left unanswered when they closed.
+    unanswered_at_close: Mutex<BTreeMap<u64, u64>>,
+}
+
+/// What the server saw, as printed on exit and embedded in reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// WebSocket handshakes completed.
+    pub connections: u64,
+    /// TCP connections whose TLS or WebSocket handshake failed.
+    pub handshake_failed: u64,
+    /// Auths acknowledged with code 200.
+    pub auth_ok: u64,
+    /// Auths answered with a rejection.
+    pub auth_rejected: u64,
+    /// bindCard messages received.
+    pub bind_card: u64,
+    /// Heartbeats received.
+    pub heartbeats: u64,
+    /// Heartbeats received while stalled, so never answered.
+    pub heartbeats_unanswered: u64,
+    /// Text messages received.
+    pub messages: u64,
+    /// Messages that were not JSON with a known `type`.
+    pub unknown: u64,
+    /// Connections closed abruptly by `drop_after`.
+    pub dropped: u64,
+    /// Connections that reached `stall_after`.
+    pub stalled: u64,
+    /// Close frames received from clients, by close code.
+    pub close_codes: BTreeMap<u16, u64>,
+    /// For stalled connections: how many heartbeats were unanswered when each closed,
+    /// as `{unanswered: connections}`.
+    pub unanswered_at_close: BTreeMap<u64, u64>,
+}
+
+impl Stats {
+    /// A consistent-enough copy of the counters (each counter is exact; they are read one
+    /// after another).
+    pub fn snapshot(&self) -> ServerStats {
+        ServerStats {
+            connections: self.connections.load(Relaxed),
+            handshake_failed: self.handshake_failed.load(Relaxed),
+            auth_ok: self.auth_ok.load(Relaxed),
+            auth_rejected: self.auth_rejected.load(Relaxed),
+            bind_card: self.bind_card.load(Relaxed),
+            heartbeats: self.heartbeats.load(Relaxed),
+            heartbeats_unanswered: self.heartbeats_unanswered.load(Relaxed),
+            messages: self.messages.load(Relaxed),
+            unknown: self.unknown.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            stalled: self.stalled.load(Relaxed),
+            close_codes: self.close_codes.lock().expect("not poisoned").clone(),
+            unanswered_at_close: self
+                .unanswered_at_close
+                .lock()
+                .expect("not poisoned")
+                .clone(),
+        }
+    }
+
+    /// Decides, evenly spread, whether the next auth is rejected.
+    fn reject_next_auth(&self, fraction: f64) -> bool {
+        if fraction <= 0.0 {
+            return false;
+        }
+        let n = self.auth_seen.fetch_add(1, Relaxed) as f64;
+        ((n + 1.0) * fraction).floor() > (n * fraction).floor()
+    }
+}
+
+/// Everything a server needs to run.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Faults to inject.
+    pub faults: Faults,
+    /// TLS, for `wss://`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds a listener with a backlog deep enough for thousands of simultaneous connects
+/// (the standard library's is 128). Must be called inside a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then closes open
+/// connections with 1001 (going away) and returns once they are gone (at most ~2 s).
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl Future,
+) {
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else {
+                    // Out of file descriptors or similar: back off briefly, keep serving.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (config, stats, stop) = (config.clone(), stats.clone(), stop.clone());
+                tracker.spawn(async move {
+                    match &config.tls {
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(tls) => serve_connection(tls, &config.faults, &stats, &stop).await,
+                            Err(_) => {
+                                stats.handshake_failed.fetch_add(1, Relaxed);
+                            }
+                        },
+                        None => serve_connection(tcp, &config.faults, &stats, &stop).await,
+                    }
+                });
+            }
+        }
+    }
+    stop.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+}
+
+/// Small buffers: the server may share a process (and its memory) with the client.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
+}
+
+const AUTH_ACK: &str = r#"{"msgType":"auth_ack","code":"200","success":true,"msg":"ok"}"#;
+const AUTH_REJECT: &str =
+    r#"{"msgType":"auth_ack","code":"401","success":false,"msg":"unauthorized"}"#;
+const BIND_CARD_ACK: &str = r#"{"msgType":"bindCard_ack","code":"200","success":true}"#;
+const HEARTBEAT_ACK: &str = r#"{"msgType":"heartBeat_ack"}"#;
+const UNKNOWN: &str = r#"{"msgType":"error","code":"400","success":false,"msg":"unknown type"}"#;
+
+async fn serve_connection<S>(stream: S, faults: &Faults, stats: &Stats, stop: &CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+    else {
+        stats.handshake_failed.fetch_add(1, Relaxed);
+        return;
+    };
+    stats.connections.fetch_add(1, Relaxed);
+    let born = Instant::now();
+    let far = born + Duration::from_secs(86_400 * 365);
+    let drop_at = faults.drop_after.map_or(far, |d| born + d);
+    let stall_at = faults.stall_after.map_or(far, |d| born + d);
+    let mut stalled = false;
+    let mut unanswered = 0u64;
+    let finish = |stalled: bool, unanswered: u64| {
+        if stalled {
+            *stats
+                .unanswered_at_close
+                .lock()
+                .expect("not poisoned")
+                .entry(unanswered)
+                .or_default() += 1;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = sleep_until(drop_at), if faults.drop_after.is_some() => {
+                stats.dropped.fetch_add(1, Relaxed);
+                finish(stalled, unanswered);
+                return; // dropping the socket sends FIN with no close frame
+            }
+            _ = sleep_until(stall_at), if !stalled && faults.stall_after.is_some() => {
+                stalled = true;
+                stats.stalled.fetch_add(1, Relaxed);
+            }
+            _ = stop.cancelled() => {
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("server stopping") })).await;
+                finish(stalled, unanswered);
+                return;
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    stats.messages.fetch_add(1, Relaxed);
+                    if stalled {
+                        // A half-open peer: it reads (so we can count) but never answers.
+                        if is_heartbeat(text.as_str()) {
+                            unanswered += 1;
+                            stats.heartbeats.fetch_add(1, Relaxed);
+                            stats.heartbeats_unanswered.fetch_add(1, Relaxed);
+                        }
+                        continue;
+                    }
+                    let reply = answer(text.as_str(), faults, stats);
+                    if let Some(delay) = faults.delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if ws.send(Message::Text(Utf8Bytes::from_static(reply))).await.is_err() {
+                        finish(stalled, unanswered);
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    *stats.close_codes.lock().expect("not poisoned").entry(code).or_default() += 1;
+                    finish(stalled, unanswered);
+                    // Let tungstenite send the close reply; it ends the stream after.
+                    while let Some(Ok(_)) = ws.next().await {}
+                    return;
+                }
+                Some(Ok(_)) => {} // pings are answered by tungstenite; binary is ignored
+                Some(Err(_)) | None => {
+                    finish(stalled, unanswered);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a message is a heartbeat (asked only once stalled, where nothing is answered).
+fn is_heartbeat(text: &str) -> bool {
+    message_type(text).as_deref() == Some("heartBeat")
+}
+
+fn message_type(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    serde_json::from_str::<Typed>(text).ok()?.kind
+}
+
+/// Counts a message and picks the reply.
+fn answer(text: &str, faults: &Faults, stats: &Stats) -> &'static str {
+    match message_type(text).as_deref() {
+        Some("auth") => {
+            if stats.reject_next_auth(faults.reject_auth) {
+                stats.auth_rejected.fetch_add(1, Relaxed);
+                AUTH_REJECT
+            } else {
+                stats.auth_ok.fetch_add(1, Relaxed);
+                AUTH_ACK
+            }
+        }
+        Some("bindCard") => {
+            stats.bind_card.fetch_add(1, Relaxed);
+            BIND_CARD_ACK
+        }
+        Some("heartBeat") => {
+            stats.heartbeats.fetch_add(1, Relaxed);
+            HEARTBEAT_ACK
+        }
+        _ => {
+            stats.unknown.fetch_add(1, Relaxed);
+            UNKNOWN
+        }
+    }
+}
+
+/// A reference server running on its own thread in this process: the default target.
+pub struct Embedded {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The certificate it serves, when TLS is on.
+    pub certificate: Option<SelfSigned>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Starts a server on `listen` (port 0 for an ephemeral port) on a thread of its own.
+    pub fn start(listen: SocketAddr, faults: Faults, tls: bool) -> std::io::Result<Embedded> {
+        let certificate = tls.then(SelfSigned::generate).transpose()?;
+        let config = ServerConfig {
+            faults,
+            tls: certificate.as_ref().map(SelfSigned::acceptor).transpose()?,
+        };
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stats, stop) = (stats.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("wsoak-server".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        let listener = match bind(listen) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = addr_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = addr_tx.send(listener.local_addr());
+                        run(listener, config, stats, stop.cancelled_owned()).await;
+                    });
+                })?
+        };
+        let addr = addr_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the server thread ended before binding"))??;
+        Ok(Embedded {
+            addr,
+            certificate,
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        let scheme = if self.certificate.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/", self.addr)
+    }
+
+    /// What the server has seen so far.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.snapshot()
+    }
+
+    /// Stops the server, waits for its thread, and returns its final counts.
+    pub fn stop(mut self) -> ServerStats {
+        self.shutdown();
+        self.stats.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_spread_exactly() {
+        let stats = Stats::default();
+        let rejected = (0..1000).filter(|_| stats.reject_next_auth(0.25)).count();
+        assert_eq!(rejected, 250);
+        let stats = Stats::default();
+        assert_eq!((0..10).filter(|_| stats.reject_next_auth(0.0)).count(), 0);
+        let stats = Stats::default();
+        assert_eq!((0..10).filter(|_| stats.reject_next_auth(1.0)).count(), 10);
+    }
+
+    #[test]
+    fn replies_follow_the_protocol() {
+        let stats = Stats::default();
+        let faults = Faults::default();
+        assert_eq!(
+            answer(r#"{"type":"auth","token":"x"}"#, &faults, &stats),
+            AUTH_ACK
+        );
+        assert_eq!(
+            answer(r#"{"type":"bindCard"}"#, &faults, &stats),
+            BIND_CARD_ACK
+        );
+        assert_eq!(
+            answer(
+                r#"{"type":"heartBeat","msg":"this is heatbeat"}"#,
+                &faults,
+                &stats
+            ),
+            HEARTBEAT_ACK
+        );
+        assert_eq!(answer("not json", &faults, &stats), UNKNOWN);
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.auth_ok, s.bind_card, s.heartbeats, s.unknown),
+            (1, 1, 1, 1)
+        );
+    }
+}

@@ -1,0 +1,614 @@
+//! One simulated mini-program page: connect → auth → bindCard → heartbeats, reconnecting
+//! when heartbeats fail or the socket goes away, until the run stops (`onUnload`).
+//!
+//! A session is a local task on its shard's current-thread runtime. It owns every await,
+//! timer and socket of its page, and records into the shard's [`Recorder`] without locks.
+//! It must never block: no file I/O, no `std::thread::sleep`, no locks held across awaits.
+//!
+//! Heartbeats run on a fixed timetable with a per-session phase, and their latency is
+//! measured from the *scheduled* send time, so a late tester or a slow server shows up in
+//! the percentiles instead of vanishing (coordinated omission).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message, Utf8Bytes};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+use crate::scenario::{Matcher, Scenario, Step, Vars};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How the sessions of a run reach the target. Built once, shared by every shard.
+pub struct Plan {
+    /// The scenario being run.
+    pub scenario: Arc<Scenario>,
+    /// The target's address, resolved once at start so reconnect storms do no DNS.
+    pub addr: SocketAddr,
+    /// The handshake request (URL, headers, subprotocols); cloned per connect.
+    pub request: ClientRequestBuilder,
+    /// Plain, or rustls with the run's client configuration.
+    pub connector: Connector,
+    /// Socket buffers sized for many clients, not tungstenite's server-sized defaults.
+    pub ws_config: WebSocketConfig,
+}
+
+/// Buffer sizes for one client socket. tungstenite's 128 KiB read buffer per socket would
+/// cost 1.3 GiB at 10k sessions; mini-program messages are a few hundred bytes.
+pub fn client_ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
+}
+
+/// What every session on one shard shares. Lives as long as the shard.
+pub struct Context {
+    /// The run's plan.
+    pub plan: Arc<Plan>,
+    /// The shard's measurements for the current interval; swapped out by the shard.
+    pub recorder: RefCell<Recorder>,
+    /// Live sessions per state on this shard.
+    pub gauges: Cell<Gauges>,
+    /// Cancelled when the run ends: sessions close politely and return.
+    pub stop: CancellationToken,
+}
+
+impl Context {
+    fn record(&self, metric: Metric, latency: Duration) {
+        self.recorder.borrow_mut().record(metric, latency);
+    }
+    fn count(&self, counter: Counter) {
+        self.recorder.borrow_mut().count(counter);
+    }
+    fn error(&self, kind: ErrorKind) {
+        self.recorder.borrow_mut().error(kind);
+    }
+    fn shift(&self, from: Option<State>, to: Option<State>) {
+        let mut g = self.gauges.get();
+        if let Some(s) = from {
+            g[s.index()] -= 1;
+        }
+        if let Some(s) = to {
+            g[s.index()] += 1;
+        }
+        self.gauges.set(g);
+    }
+}
+
+/// Why the first connect of a run failed: reported to the runner, which stops the run
+/// with a usage error rather than hammer a target that cannot work.
+#[derive(Debug, Clone)]
+pub struct ConnectFailure {
+    /// The kind, as counted.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
+/// What ended one connection's life.
+enum Outcome {
+    /// Drop the socket and run the flow again.
+    Reconnect(Cause),
+    /// The run is over.
+    Stopped,
+}
+
+/// What arrived on the socket.
+enum Incoming {
+    /// A text or binary message that parsed as JSON.
+    Json(serde_json::Value),
+    /// A data message that is not JSON.
+    NotJson,
+    /// Ping, pong or a raw frame: handled by tungstenite.
+    Control,
+    /// The socket is gone.
+    Closed(ErrorKind),
+}
+
+/// Session milestones, recorded once per session ("sessions that ever …").
+const EVER_CONNECTED: u8 = 1;
+const EVER_AUTHENTICATED: u8 = 2;
+const EVER_BOUND: u8 = 4;
+
+/// One simulated page.
+struct Session {
+    /// The shard's shared context.
+    ctx: Rc<Context>,
+    /// Session id, from 0; picks the card row and the heartbeat phase.
+    id: u32,
+    /// Current state, mirrored in the shard's gauges.
+    state: Option<State>,
+    /// Milestones reached at least once (`EVER_*` bits).
+    ever: u8,
+    /// Reconnect attempts since the session was last bound.
+    attempt: u32,
+    /// When the current failure was detected, until the session is bound again.
+    failed_at: Option<Instant>,
+    /// The heartbeat message, rendered once when it has per-session placeholders.
+    heartbeat: Option<Utf8Bytes>,
+}
+
+/// Runs one session until the run stops. `gate`, for the run's first session, reports
+/// the outcome of its first connect.
+pub async fn run(
+    ctx: Rc<Context>,
+    id: u32,
+    gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
+) {
+    let mut session = Session {
+        ctx,
+        id,
+        state: None,
+        ever: 0,
+        attempt: 0,
+        failed_at: None,
+        heartbeat: None,
+    };
+    session.ctx.count(Counter::SessionsStarted);
+    session.live(gate).await;
+    session.set_state(None);
+}
+
+impl Session {
+    fn set_state(&mut self, state: Option<State>) {
+        self.ctx.shift(self.state, state);
+        self.state = state;
+    }
+
+    fn reach(&mut self, milestone: u8, counter: Counter) {
+        if self.ever & milestone == 0 {
+            self.ever |= milestone;
+            self.ctx.count(counter);
+        }
+    }
+
+    fn vars(&self) -> Vars<'_> {
+        Vars {
+            session_id: self.id,
+            card: self
+                .ctx
+                .plan
+                .scenario
+                .cards
+                .as_ref()
+                .map(|c| c.row(self.id)),
+        }
+    }
+
+    async fn live(&mut self, mut gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>) {
+        let ctx = self.ctx.clone();
+        loop {
+            let cause = match self.connection(&mut gate).await {
+                Outcome::Stopped => return,
+                Outcome::Reconnect(cause) => cause,
+            };
+            ctx.recorder.borrow_mut().reconnect(cause);
+            self.failed_at.get_or_insert_with(Instant::now);
+            self.attempt += 1;
+            self.set_state(Some(State::Reconnecting));
+            let delay = ctx
+                .plan
+                .scenario
+                .reconnect
+                .delay_for(self.attempt, fastrand::f64());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = ctx.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One connection, from connect to its end.
+    async fn connection(
+        &mut self,
+        gate: &mut Option<oneshot::Sender<Result<(), ConnectFailure>>>,
+    ) -> Outcome {
+        let ctx = self.ctx.clone();
+        let scenario = &ctx.plan.scenario;
+        self.set_state(Some(State::Connecting));
+        ctx.count(Counter::ConnectsAttempted);
+        let started = Instant::now();
+        // Boxed: the handshake future is large and lives only while connecting, so it
+        // should not sit inside every idle session's state machine.
+        let connecting = Box::pin(timeout(scenario.connect.timeout, connect(&ctx.plan)));
+        let result = tokio::select! {
+            r = connecting => r,
+            _ = ctx.stop.cancelled() => return Outcome::Stopped,
+        };
+        let failure = match result {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(ConnectFailure {
+                kind: ErrorKind::ConnectTimeout,
+                detail: format!(
+                    "no WebSocket connection within {} (connect.timeout)",
+                    crate::units::format_duration(scenario.connect.timeout)
+                ),
+            }),
+        };
+        if let Some(gate) = gate.take() {
+            let _ = gate.send(failure.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
+        let mut ws = match failure {
+            Ok(ws) => ws,
+            Err(failure) => {
+                ctx.error(failure.kind);
+                return Outcome::Reconnect(Cause::ConnectError);
+            }
+        };
+        ctx.record(Metric::Connect, started.elapsed());
+        self.reach(EVER_CONNECTED, Counter::SessionsConnected);
+
+        if let Some(step) = &scenario.auth {
+            self.set_state(Some(State::Authenticating));
+            let kinds = (
+                ErrorKind::AuthTimeout,
+                ErrorKind::AuthRejected,
+                Cause::AuthRejected,
+            );
+            if let Err(outcome) = self.exchange(&mut ws, step, Metric::Auth, kinds).await {
+                return outcome;
+            }
+        }
+        self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
+
+        if let Some(step) = &scenario.bind_card {
+            self.set_state(Some(State::Binding));
+            let kinds = (
+                ErrorKind::BindCardTimeout,
+                ErrorKind::BindCardRejected,
+                Cause::BindCardRejected,
+            );
+            if let Err(outcome) = self.exchange(&mut ws, step, Metric::BindCard, kinds).await {
+                return outcome;
+            }
+        }
+        self.reach(EVER_BOUND, Counter::SessionsBound);
+        self.set_state(Some(State::Bound));
+        if let Some(failed_at) = self.failed_at.take() {
+            ctx.record(Metric::Reconnect, failed_at.elapsed());
+        }
+        self.attempt = 0;
+        self.heartbeats(&mut ws).await
+    }
+
+    /// Sends a step's message and waits for the reply it expects.
+    async fn exchange(
+        &mut self,
+        ws: &mut Ws,
+        step: &Step,
+        metric: Metric,
+        (timeout_kind, reject_kind, reject_cause): (ErrorKind, ErrorKind, Cause),
+    ) -> Result<(), Outcome> {
+        let ctx = self.ctx.clone();
+        let message = step.send.render(self.vars());
+        let sent_at = Instant::now();
+        if ws.send(Message::Text(message)).await.is_err() {
+            ctx.error(ErrorKind::SendFailed);
+            return Err(Outcome::Reconnect(Cause::SocketError));
+        }
+        let Some(expect) = &step.expect else {
+            ctx.record(metric, sent_at.elapsed());
+            return Ok(());
+        };
+        let deadline = pin!(sleep_until(sent_at + step.timeout));
+        let mut deadline = deadline;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => {
+                    ctx.error(timeout_kind);
+                    return Err(Outcome::Reconnect(Cause::Timeout));
+                }
+                _ = ctx.stop.cancelled() => {
+                    self.close(ws).await;
+                    return Err(Outcome::Stopped);
+                }
+                item = ws.next() => match incoming(&ctx, item) {
+                    Incoming::Json(value) => {
+                        if expect.matches(&value) {
+                            ctx.record(metric, sent_at.elapsed());
+                            return Ok(());
+                        }
+                        if step.reject.as_ref().is_some_and(|r| r.matches(&value)) {
+                            ctx.error(reject_kind);
+                            return Err(Outcome::Reconnect(reject_cause));
+                        }
+                        ctx.count(Counter::MessagesUnmatched);
+                    }
+                    Incoming::NotJson => {
+                        ctx.count(Counter::MessagesUnmatched);
+                        ctx.error(ErrorKind::InvalidJson);
+                    }
+                    Incoming::Control => {}
+                    Incoming::Closed(kind) => {
+                        ctx.error(kind);
+                        return Err(Outcome::Reconnect(closed_cause(kind)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
+    /// or the run stops.
+    async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
+        let ctx = self.ctx.clone();
+        let hb = &ctx.plan.scenario.heartbeat;
+        let message = match hb.send.fixed() {
+            Some(fixed) => fixed.clone(),
+            None => {
+                if self.heartbeat.is_none() {
+                    self.heartbeat = Some(hb.send.render(self.vars()));
+                }
+                self.heartbeat.clone().expect("rendered above")
+            }
+        };
+        let expect: Option<&Matcher> = hb.expect.as_ref();
+        let mut next = Instant::now() + phase(self.id, hb.interval);
+        let mut failures = 0u32;
+        // When the heartbeat awaiting its ack was due, or sent if that was earlier.
+        let mut pending: Option<Instant> = None;
+        let mut tick = pin!(sleep_until(wake_for(next)));
+        let mut ack_deadline = pin!(sleep_until(next));
+        let mut stopped = pin!(ctx.stop.cancelled());
+        loop {
+            // The outcome of a heartbeat whose fate was decided in this turn.
+            let mut failed = false;
+            tokio::select! {
+                biased;
+                _ = &mut stopped => {
+                    self.close(ws).await;
+                    return Outcome::Stopped;
+                }
+                item = ws.next() => match incoming(&ctx, item) {
+                    Incoming::Json(value) => match (pending, expect) {
+                        (Some(scheduled), Some(expect)) if expect.matches(&value) => {
+                            ctx.record(Metric::Heartbeat, scheduled.elapsed());
+                            ctx.count(Counter::HeartbeatsAcked);
+                            pending = None;
+                            failures = 0;
+                        }
+                        _ => ctx.count(Counter::MessagesUnmatched),
+                    },
+                    Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
+                    Incoming::Control => {}
+                    Incoming::Closed(kind) => {
+                        ctx.error(kind);
+                        return Outcome::Reconnect(closed_cause(kind));
+                    }
+                },
+                _ = &mut ack_deadline, if pending.is_some() => {
+                    pending = None;
+                    ctx.error(ErrorKind::HeartbeatTimeout);
+                    failed = true;
+                }
+                _ = &mut tick => {
+                    if pending.take().is_some() {
+                        // Its ack window ran past this tick: it has failed.
+                        ctx.error(ErrorKind::HeartbeatTimeout);
+                        ctx.count(Counter::HeartbeatsFailed);
+                        failures += 1;
+                        if failures > hb.max_failures {
+                            self.abandon(ws).await;
+                            return Outcome::Reconnect(Cause::Heartbeat);
+                        }
+                    }
+                    let scheduled = next;
+                    next += hb.interval;
+                    tick.as_mut().reset(wake_for(next));
+                    let now = Instant::now();
+                    ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
+                    if ws.send(Message::Text(message.clone())).await.is_ok() {
+                        ctx.count(Counter::HeartbeatsSent);
+                        if expect.is_some() {
+                            // Late: measure from the schedule, so the lag shows. Early
+                            // (by less than the timer's 1 ms): from the send, so the
+                            // round trip is never understated.
+                            pending = Some(scheduled.min(now));
+                            ack_deadline.as_mut().reset(Instant::now() + hb.timeout);
+                        } else {
+                            failures = 0; // the article's rule: a send that succeeds is health
+                        }
+                    } else {
+                        ctx.error(ErrorKind::SendFailed);
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ctx.count(Counter::HeartbeatsFailed);
+                failures += 1;
+                if failures > hb.max_failures {
+                    self.abandon(ws).await;
+                    return Outcome::Reconnect(Cause::Heartbeat);
+                }
+            }
+        }
+    }
+
+    /// `onUnload`: close with 1000 and wait briefly for the server's close reply.
+    async fn close(&mut self, ws: &mut Ws) {
+        let polite = async {
+            ws.close(Some(normal_close())).await?;
+            while let Some(item) = ws.next().await {
+                item?;
+            }
+            Ok::<_, tungstenite::Error>(())
+        };
+        match timeout(Duration::from_secs(2), polite).await {
+            Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => {
+                self.ctx.count(Counter::SessionsClosed)
+            }
+            _ => {}
+        }
+    }
+
+    /// Discards a socket whose heartbeats failed: a close frame, best effort, without
+    /// waiting on a peer that has stopped answering.
+    async fn abandon(&mut self, ws: &mut Ws) {
+        let _ = timeout(Duration::from_millis(100), ws.close(Some(normal_close()))).await;
+    }
+}
+
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: Utf8Bytes::from_static(""),
+    }
+}
+
+/// When to wake for a heartbeat due at `due`. tokio's timer has 1 ms resolution and
+/// rounds deadlines up, which would make every heartbeat up to 1 ms late and put that
+/// lag into the latency. Waking up to 1 ms early keeps the timetable at millisecond
+/// resolution without a systematic delay.
+fn wake_for(due: Instant) -> Instant {
+    due.checked_sub(Duration::from_millis(1)).unwrap_or(due)
+}
+
+/// Spreads heartbeat phases evenly over the interval (golden-ratio sequence), so 10k
+/// sessions bound in the same millisecond do not heartbeat in the same millisecond.
+fn phase(id: u32, interval: Duration) -> Duration {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    let fraction = (f64::from(id) * GOLDEN).fract();
+    interval.mul_f64(fraction)
+}
+
+fn closed_cause(kind: ErrorKind) -> Cause {
+    match kind {
+        ErrorKind::Socket => Cause::SocketError,
+        _ => Cause::ServerClose,
+    }
+}
+
+/// Classifies what the socket yielded.
+fn incoming(ctx: &Context, item: Option<Result<Message, tungstenite::Error>>) -> Incoming {
+    use tungstenite::error::ProtocolError;
+    use tungstenite::Error as E;
+    let data: &[u8] = match &item {
+        Some(Ok(Message::Text(text))) => text.as_bytes(),
+        Some(Ok(Message::Binary(bytes))) => bytes,
+        Some(Ok(Message::Close(_))) => return Incoming::Closed(ErrorKind::ServerClosed),
+        Some(Ok(_)) => return Incoming::Control,
+        Some(Err(E::ConnectionClosed | E::AlreadyClosed)) => {
+            return Incoming::Closed(ErrorKind::ServerClosed)
+        }
+        Some(Err(E::Protocol(ProtocolError::ResetWithoutClosingHandshake))) | None => {
+            return Incoming::Closed(ErrorKind::ServerReset)
+        }
+        Some(Err(E::Io(e)))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            return Incoming::Closed(ErrorKind::ServerReset)
+        }
+        Some(Err(_)) => return Incoming::Closed(ErrorKind::Socket),
+    };
+    ctx.count(Counter::MessagesReceived);
+    match serde_json::from_slice(data) {
+        Ok(value) => Incoming::Json(value),
+        Err(_) => Incoming::NotJson,
+    }
+}
+
+/// TCP connect, TLS when the URL says `wss://`, then the WebSocket handshake.
+async fn connect(plan: &Plan) -> Result<Ws, ConnectFailure> {
+    let tcp = TcpStream::connect(plan.addr)
+        .await
+        .map_err(|e| ConnectFailure {
+            kind: if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                ErrorKind::ConnectRefused
+            } else {
+                ErrorKind::ConnectIo
+            },
+            detail: format!("TCP connect to {}: {e}", plan.addr),
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+        plan.request.clone(),
+        tcp,
+        Some(plan.ws_config),
+        Some(plan.connector.clone()),
+    )
+    .await
+    .map_err(describe_handshake_error)?;
+    Ok(ws)
+}
+
+fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
+    use tungstenite::Error as E;
+    match e {
+        E::Io(io) => {
+            let tls = io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            if tls {
+                ConnectFailure {
+                    kind: ErrorKind::Tls,
+                    detail: format!(
+                        "TLS handshake failed: {io} (pass --ca FILE to trust a test CA, or \
+                         --insecure to skip certificate verification)"
+                    ),
+                }
+            } else {
+                ConnectFailure {
+                    kind: ErrorKind::ConnectIo,
+                    detail: format!("connection failed during the handshake: {io}"),
+                }
+            }
+        }
+        E::Tls(tls) => ConnectFailure {
+            kind: ErrorKind::Tls,
+            detail: format!("TLS: {tls}"),
+        },
+        E::Http(response) => ConnectFailure {
+            kind: ErrorKind::Handshake,
+            detail: format!(
+                "the server refused the WebSocket upgrade with HTTP {}",
+                response.status()
+            ),
+        },
+        other => ConnectFailure {
+            kind: ErrorKind::Handshake,
+            detail: format!("WebSocket handshake failed: {other}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_spread_over_the_interval() {
+        let interval = Duration::from_secs(1);
+        let mut buckets = [0u32; 10];
+        for id in 0..10_000 {
+            let p = phase(id, interval);
+            assert!(p < interval);
+            buckets[(p.as_millis() / 100) as usize] += 1;
+        }
+        // Each tenth of the interval gets close to a tenth of the sessions.
+        for b in buckets {
+            assert!((950..=1050).contains(&b), "{buckets:?}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Units that people write: durations such as `250ms`, `30s`, `5m`, `1h30m`, and
+//! fractions such as `0.1` or `10%`. Shared by scenario files and CLI flags so that both
+//! accept exactly the same spellings.
+
+use std::time::Duration;
+
+/// Parses a duration with a unit: `250ms`, `30s`, `5m`, `2h`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit: write e.g. {text}ms or {text}s"
+        ));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}): write e.g. 250ms, 30s, 5m or 1h"))
+}
+
+/// Parses a fraction in [0, 1], written as `0.25` or `25%`.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let value = match text.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a fraction: write e.g. 0.1 or 10%"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(format!("`{text}` is outside 0..1 (0% to 100%)"));
+    }
+    Ok(value)
+}
+
+/// Writes a duration compactly for people: `1.5s`, `250ms`, `2m`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// Serde support for `Option<Duration>` fields written as duration strings.
+pub mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Deserialises an optional duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Serde support for `Duration` fields written as duration strings.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Deserialises a duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde support for fractions written as `0.1` or `10%`.
+pub mod fraction {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+
+    /// Deserialises a fraction.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        super::parse_fraction(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5x").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn fractions_accept_percent() {
+        assert_eq!(parse_fraction("25%").unwrap(), 0.25);
+        assert_eq!(parse_fraction("0.5").unwrap(), 0.5);
+        assert!(parse_fraction("150%").is_err());
+        assert!(parse_fraction("x").is_err());
+    }
+}
