@@ -1,0 +1,278 @@
+//! End to end: real sessions against the in-process reference server on port 0, through
+//! the same entry point as the binary. The server counts what it saw; the report must
+//! agree with it exactly wherever exact agreement is knowable.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use wsoak::cli::{Cli, Command};
+use wsoak::report::Report;
+
+/// Writes a scenario into `dir`, with heartbeat settings fast enough for tests.
+fn scenario(dir: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        "\
+name: test
+target: embedded
+sessions: 50
+duration: 1s
+auth:
+  send: {{type: auth, token: \"t-{{{{ session.id }}}}\"}}
+  expect: {{code: \"200\", success: true, msgType: auth_ack}}
+  reject: {{msgType: auth_ack}}
+  timeout: 2s
+bind_card:
+  send: {{type: bindCard, cardId: \"c-{{{{ session.id }}}}\"}}
+  expect: {{msgType: bindCard_ack}}
+  timeout: 2s
+heartbeat:
+  interval: 100ms
+  send: {{type: heartBeat, msg: this is heatbeat}}
+  expect: {{msgType: heartBeat_ack}}
+  timeout: 90ms
+  max_failures: 2
+{extra}"
+    );
+    let path = dir.join("scenario.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `wsoak run` in-process and returns its report.
+fn run(args: &[&str]) -> anyhow::Result<Report> {
+    let mut argv = vec!["wsoak", "run", "--quiet"];
+    argv.extend_from_slice(args);
+    let Command::Run(run_args) = Cli::parse_from(argv).command else {
+        unreachable!()
+    };
+    let output = wsoak::run_scenario(&run_args)?;
+    // What was written is what was returned.
+    let written: Report =
+        serde_json::from_str(&std::fs::read_to_string(&output.path).unwrap()).unwrap();
+    assert_eq!(written, output.report);
+    Ok(output.report)
+}
+
+fn run_in(dir: &tempfile::TempDir, extra: &str, args: &[&str]) -> Report {
+    let path = scenario(dir.path(), extra);
+    let report = dir.path().join("report.json");
+    let mut all = vec![path.to_str().unwrap(), "--report", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all).unwrap()
+}
+
+#[test]
+fn every_session_authenticates_and_binds_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(&dir, "", &["--sessions", "200", "--duration", "1500ms"]);
+    let server = r.server.as_ref().expect("embedded server stats");
+    assert_eq!(r.schema, "wsoak.report/1");
+    assert_eq!(server.connections, 200);
+    assert_eq!(server.auth_ok, 200);
+    assert_eq!(server.bind_card, 200);
+    assert_eq!(r.sessions.started, 200);
+    assert_eq!(r.sessions.connected, 200);
+    assert_eq!(r.sessions.authenticated, 200);
+    assert_eq!(r.sessions.bound, 200);
+    assert_eq!(r.latency_ms["auth"].count, 200);
+    assert_eq!(r.latency_ms["bind_card"].count, 200);
+    assert_eq!(r.reconnects.total, 0);
+    // Every page left with onUnload's 1000, and the server saw each close.
+    assert_eq!(r.sessions.closed, 200);
+    assert_eq!(server.close_codes.get(&1000), Some(&200));
+    // TCP is ordered and the server reads up to each close frame: every heartbeat sent
+    // reached it.
+    assert_eq!(r.heartbeats.sent, server.heartbeats);
+    assert!(r.heartbeats.sent > 200 * 5, "{:?}", r.heartbeats);
+    // Acks: all but those in flight at the stop (at most one per session).
+    assert!(r.heartbeats.acked <= server.heartbeats);
+    assert!(
+        server.heartbeats - r.heartbeats.acked <= 200,
+        "{:?} vs {}",
+        r.heartbeats,
+        server.heartbeats
+    );
+    assert_eq!(r.latency_ms["heartbeat"].count, r.heartbeats.acked);
+    assert_eq!(r.errors.values().sum::<u64>(), 0, "{:?}", r.errors);
+    assert_eq!(r.sessions.peak_active, 200);
+}
+
+#[test]
+fn dropped_connections_are_reconnects_by_server_close() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each connection is dropped once at 300ms; the 10s reconnect delay outlasts the run,
+    // so every session is dropped exactly once.
+    let r = run_in(
+        &dir,
+        "server: {drop_after: 300ms}\nreconnect: {delay: 10s}\n",
+        &["--sessions", "100"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.dropped, 100);
+    assert_eq!(r.reconnects.by_cause["server_close"], server.dropped);
+    assert_eq!(r.reconnects.total, server.dropped);
+    assert_eq!(r.errors["server_reset"], 100);
+}
+
+#[test]
+fn drops_and_reconnects_cycle_with_a_short_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "server: {drop_after: 250ms}\nreconnect: {delay: 50ms}\n",
+        &["--sessions", "20", "--duration", "1200ms"],
+    );
+    let server = r.server.as_ref().unwrap();
+    // Several cycles per session: connect, bind, dropped, reconnect.
+    assert!(server.dropped >= 20 * 3, "{server:?}");
+    assert_eq!(server.connections, r.connects.succeeded);
+    assert_eq!(server.auth_ok, r.latency_ms["auth"].count);
+    assert_eq!(server.bind_card, r.latency_ms["bind_card"].count);
+    // A reconnect latency for every rebind.
+    assert_eq!(r.latency_ms["reconnect"].count, server.bind_card - 20);
+    // Sessions dropped right at the stop may not have noticed; never more than seen.
+    assert!(r.reconnects.by_cause["server_close"] <= server.dropped);
+    assert!(server.dropped - r.reconnects.by_cause["server_close"] <= 20);
+}
+
+#[test]
+fn stalled_server_means_reconnect_after_exactly_max_failures_plus_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "server: {stall_after: 250ms}\nreconnect: {delay: 10s}\n",
+        &["--sessions", "40", "--duration", "1200ms"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.stalled, 40);
+    // Every stalled connection was given up by its session after exactly 3 unanswered
+    // heartbeats (max_failures 2 + 1), as the server counted them.
+    assert_eq!(
+        server.unanswered_at_close.len(),
+        1,
+        "{:?}",
+        server.unanswered_at_close
+    );
+    assert_eq!(server.unanswered_at_close.get(&3), Some(&40));
+    assert_eq!(r.reconnects.by_cause["heartbeat"], 40);
+    assert_eq!(r.reconnects.total, 40);
+    assert!(r.heartbeats.failed >= 3 * 40);
+    assert_eq!(r.errors["heartbeat_timeout"], r.heartbeats.failed);
+}
+
+#[test]
+fn rejected_auths_agree_with_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "server: {reject_auth: 25%}\nreconnect: {delay: 10s}\n",
+        &["--sessions", "100"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.auth_rejected, 25);
+    assert_eq!(server.auth_ok, 75);
+    assert_eq!(r.reconnects.by_cause["auth_rejected"], 25);
+    assert_eq!(r.errors["auth_rejected"], 25);
+    assert_eq!(r.sessions.authenticated, 75);
+    assert_eq!(r.sessions.bound, 75);
+}
+
+#[test]
+fn heartbeats_without_expect_are_healthy_when_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        "sessions: 10\nduration: 600ms\nheartbeat:\n  interval: 100ms\n  send: {type: heartBeat}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let r = run(&[path.to_str().unwrap(), "--report", report.to_str().unwrap()]).unwrap();
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(r.heartbeats.sent, server.heartbeats);
+    assert_eq!(r.heartbeats.acked, 0);
+    assert_eq!(r.heartbeats.failed, 0);
+    // The server's acks arrive, match nothing, and are counted as such.
+    assert_eq!(r.messages.unmatched, r.messages.received);
+    assert_eq!(r.sessions.bound, 10);
+    assert_eq!(server.auth_ok + server.bind_card, 0);
+}
+
+#[test]
+fn wss_works_with_insecure_or_ca_and_fails_clearly_without() {
+    let server = wsoak::server::Embedded::start(
+        ([127, 0, 0, 1], 0).into(),
+        wsoak::server::Faults::default(),
+        true,
+    )
+    .unwrap();
+    let url = server.url();
+    assert!(url.starts_with("wss://"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "");
+    let report = dir.path().join("r.json");
+    let base = [
+        path.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--target",
+        &url,
+        "--sessions",
+        "20",
+        "--duration",
+        "500ms",
+    ];
+
+    let error = run(&base).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("certificate"), "{message}");
+    assert!(message.contains("--insecure"), "{message}");
+
+    let mut insecure = base.to_vec();
+    insecure.push("--insecure");
+    let r = run(&insecure).unwrap();
+    assert_eq!(r.sessions.bound, 20);
+
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.certificate.as_ref().unwrap().pem).unwrap();
+    let mut trusted = base.to_vec();
+    trusted.extend(["--ca", ca.to_str().unwrap()]);
+    let r = run(&trusted).unwrap();
+    assert_eq!(r.sessions.bound, 20);
+
+    let stats = server.stop();
+    // One failed TLS handshake (the unverified attempt) and 40 sessions.
+    assert_eq!(stats.connections, 40);
+    assert_eq!(stats.auth_ok, 40);
+}
+
+#[test]
+fn unreachable_target_is_a_usage_error() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "");
+    let target = format!("ws://127.0.0.1:{port}/");
+    let error = run(&[path.to_str().unwrap(), "--target", &target]).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("cannot connect"), "{message}");
+    assert!(message.contains("refused"), "{message}");
+}
+
+#[test]
+fn broken_scenario_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "reconect: {delay: 1s}\n");
+    let error = run(&[path.to_str().unwrap()]).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!(
+            "{}:20:1: unknown field `reconect`",
+            path.display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("reconect"), "{message}");
+}
