@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use tokio_tungstenite::tungstenite::ClientRequestBuilder;
-use tokio_tungstenite::Connector;
 
 use crate::cli::{CheckArgs, Cli, Command, RunArgs, ServeArgs};
 use crate::progress::Progress;
@@ -69,6 +68,14 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         target: args.target.clone(),
     };
     let scenario = Arc::new(scenario::load(&args.scenario, &overrides)?);
+    if scenario.ramp_up >= scenario.duration {
+        eprintln!(
+            "wsoak: warning: ramp_up ({}) is not shorter than the duration ({}): sessions due \
+             to start after the end will not start",
+            units::format_duration(scenario.ramp_up),
+            units::format_duration(scenario.duration)
+        );
+    }
     let embedded = match &scenario.target {
         Target::Embedded => Some(
             server::Embedded::start(([127, 0, 0, 1], 0).into(), scenario.server.clone(), false)
@@ -139,10 +146,13 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
         .with_context(|| format!("cannot resolve {}", url.host))?
         .next()
         .with_context(|| format!("{} resolves to no address", url.host))?;
-    let connector = if url.tls {
-        Connector::Rustls(tls::client_config(args.ca.as_deref(), args.insecure)?)
+    let tls = if url.tls {
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+            .with_context(|| format!("`{}` is not a valid TLS server name", url.host))?;
+        let config = tls::client_config(args.ca.as_deref(), args.insecure)?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
     } else {
-        Connector::Plain
+        None
     };
     if url.tls && args.insecure {
         eprintln!("wsoak: warning: --insecure: TLS certificates are not verified");
@@ -158,7 +168,7 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
         scenario: scenario.clone(),
         addr,
         request,
-        connector,
+        tls,
         ws_config: session::client_ws_config(),
     })
 }
@@ -205,6 +215,7 @@ fn raise_open_files_limit() -> Option<u64> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
         Some(limit.rlim_cur as u64)
     }
     #[cfg(not(unix))]

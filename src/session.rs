@@ -17,19 +17,75 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message, Utf8Bytes};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::{Matcher, Scenario, Step, Vars};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Stream>;
+
+/// A client socket: plain TCP, or TLS boxed so that the rustls connection state (over a
+/// kilobyte) is paid for only by `wss://` sessions, not by every session's future.
+pub enum Stream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How the sessions of a run reach the target. Built once, shared by every shard.
 pub struct Plan {
@@ -39,8 +95,11 @@ pub struct Plan {
     pub addr: SocketAddr,
     /// The handshake request (URL, headers, subprotocols); cloned per connect.
     pub request: ClientRequestBuilder,
-    /// Plain, or rustls with the run's client configuration.
-    pub connector: Connector,
+    /// For `wss://`: the run's TLS client and the name to verify.
+    pub tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     /// Socket buffers sized for many clients, not tungstenite's server-sized defaults.
     pub ws_config: WebSocketConfig,
 }
@@ -261,7 +320,9 @@ impl Session {
                 ErrorKind::AuthRejected,
                 Cause::AuthRejected,
             );
-            if let Err(outcome) = self.exchange(&mut ws, step, Metric::Auth, kinds).await {
+            // Boxed, like every step that is not the steady state (see `connection`).
+            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::Auth, kinds));
+            if let Err(outcome) = exchange.await {
                 return outcome;
             }
         }
@@ -274,7 +335,8 @@ impl Session {
                 ErrorKind::BindCardRejected,
                 Cause::BindCardRejected,
             );
-            if let Err(outcome) = self.exchange(&mut ws, step, Metric::BindCard, kinds).await {
+            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::BindCard, kinds));
+            if let Err(outcome) = exchange.await {
                 return outcome;
             }
         }
@@ -315,7 +377,7 @@ impl Session {
                     return Err(Outcome::Reconnect(Cause::Timeout));
                 }
                 _ = ctx.stop.cancelled() => {
-                    self.close(ws).await;
+                    Box::pin(self.close(ws)).await;
                     return Err(Outcome::Stopped);
                 }
                 item = ws.next() => match incoming(&ctx, item) {
@@ -372,7 +434,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = &mut stopped => {
-                    self.close(ws).await;
+                    Box::pin(self.close(ws)).await;
                     return Outcome::Stopped;
                 }
                 item = ws.next() => match incoming(&ctx, item) {
@@ -404,7 +466,7 @@ impl Session {
                         ctx.count(Counter::HeartbeatsFailed);
                         failures += 1;
                         if failures > hb.max_failures {
-                            self.abandon(ws).await;
+                            Box::pin(self.abandon(ws)).await;
                             return Outcome::Reconnect(Cause::Heartbeat);
                         }
                     }
@@ -434,7 +496,7 @@ impl Session {
                 ctx.count(Counter::HeartbeatsFailed);
                 failures += 1;
                 if failures > hb.max_failures {
-                    self.abandon(ws).await;
+                    Box::pin(self.abandon(ws)).await;
                     return Outcome::Reconnect(Cause::Heartbeat);
                 }
             }
@@ -542,11 +604,20 @@ async fn connect(plan: &Plan) -> Result<Ws, ConnectFailure> {
             detail: format!("TCP connect to {}: {e}", plan.addr),
         })?;
     let _ = tcp.set_nodelay(true);
-    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+    let stream = match &plan.tls {
+        None => Stream::Plain(tcp),
+        Some((connector, name)) => {
+            let tls = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| describe_handshake_error(tungstenite::Error::Io(e)))?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(
         plan.request.clone(),
-        tcp,
+        stream,
         Some(plan.ws_config),
-        Some(plan.connector.clone()),
     )
     .await
     .map_err(describe_handshake_error)?;
@@ -610,5 +681,44 @@ mod tests {
         for b in buckets {
             assert!((950..=1050).contains(&b), "{buckets:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every idle session keeps its whole future in memory; connect, auth, bindCard and
+    /// close are boxed so that only the heartbeat state is paid for by idle sessions.
+    /// A regression here costs memory at 10k sessions (benches/memory.sh measures it).
+    #[test]
+    fn an_idle_session_stays_small() {
+        let scenario = crate::scenario::parse(
+            "heartbeat:\n  send: {type: heartBeat}\n",
+            std::path::Path::new("t.yaml"),
+            &Default::default(),
+        )
+        .unwrap();
+        let plan = Arc::new(Plan {
+            scenario: Arc::new(scenario),
+            addr: ([127, 0, 0, 1], 1).into(),
+            request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
+            tls: None,
+            ws_config: client_ws_config(),
+        });
+        let ctx = Rc::new(Context {
+            plan,
+            recorder: RefCell::new(Recorder::new()),
+            gauges: Cell::new([0; State::COUNT]),
+            stop: CancellationToken::new(),
+        });
+        let future = run(ctx, 0, None);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 2048, "session future is {size} bytes");
+        assert!(
+            std::mem::size_of::<Ws>() <= 512,
+            "{}",
+            std::mem::size_of::<Ws>()
+        );
     }
 }

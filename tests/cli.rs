@@ -1,0 +1,171 @@
+//! The real binary: exit codes, messages, and `wsoak serve` as a separate process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use wsoak::report::Report;
+use wsoak::server::ServerStats;
+
+fn wsoak() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsoak"))
+}
+
+#[test]
+fn check_accepts_the_shipped_scenario() {
+    let out = wsoak()
+        .args(["check", "scenarios/miniprogram.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(
+        stdout.contains("reconnect after 3 consecutive failures"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_names_the_line_of_a_broken_scenario_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        "sessions: 10\nheartbeat:\n  interval: 1s\n  send: {type: heartBeat}\n  max_failures: -1\n",
+    )
+    .unwrap();
+    let out = wsoak().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:5:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_failures"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_missing_scenario_file_is_a_usage_error() {
+    let out = wsoak()
+        .args(["run", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/x.yaml: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let out = wsoak()
+        .args(["run", "scenarios/miniprogram.yaml", "--duration", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no unit"));
+    let out = wsoak()
+        .args([
+            "run",
+            "scenarios/miniprogram.yaml",
+            "--target",
+            "http://127.0.0.1/",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `wsoak serve` in one process, `wsoak run` in another: the client's report and the
+/// server's exit line agree.
+#[test]
+fn serve_and_run_as_separate_processes_agree() {
+    let mut server = wsoak()
+        .args(["serve", "--listen", "127.0.0.1:0", "--duration", "20s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .to_string();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let out = wsoak()
+        .args([
+            "run",
+            "scenarios/miniprogram.yaml",
+            "--quiet",
+            "--sessions",
+            "30",
+        ])
+        .args(["--duration", "2500ms", "--target", &url, "--report"])
+        .arg(&report_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("latency (ms)"), "{summary}");
+
+    // SIGTERM: the server stops and prints what it saw.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    let stats: ServerStats = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(server.wait().unwrap().success());
+
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert!(report.server.is_none());
+    assert_eq!(stats.connections, 30);
+    assert_eq!(stats.auth_ok, 30);
+    assert_eq!(stats.bind_card, 30);
+    assert_eq!(report.sessions.bound, 30);
+    assert_eq!(stats.heartbeats, report.heartbeats.sent);
+    assert_eq!(stats.close_codes.get(&1000), Some(&30));
+}
+
+#[test]
+fn help_teaches() {
+    let out = wsoak().args(["run", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--sessions",
+        "--duration",
+        "--target",
+        "--report",
+        "--ca",
+        "--insecure",
+        "Examples",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let out = wsoak().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--delay",
+        "--drop-after",
+        "--stall-after",
+        "--reject-auth",
+        "--tls",
+        "--duration",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
