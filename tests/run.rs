@@ -276,3 +276,27 @@ fn broken_scenario_names_file_and_line() {
     );
     assert!(message.contains("reconect"), "{message}");
 }
+
+#[test]
+fn server_delay_shows_in_every_reply_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(&dir, "server: {delay: 30ms}\n", &["--sessions", "10", "--duration", "600ms"]);
+    for step in ["auth", "bind_card", "heartbeat"] {
+        let l = &r.latency_ms[step];
+        assert!(l.count > 0, "{step}");
+        assert!(l.min.unwrap() >= 30.0, "{step}: {l:?}");
+    }
+}
+
+#[test]
+fn headers_and_subprotocols_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "connect:\n  headers: {X-Client: wsoak}\n  subprotocols: [json, chat]\n",
+        &["--sessions", "10", "--duration", "300ms"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.subprotocols.get("json"), Some(&10));
+    assert_eq!(r.sessions.bound, 10);
+}

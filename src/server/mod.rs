@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,6 +80,8 @@ pub struct Stats {
     auth_seen: AtomicU64,
     /// Close frames received from clients, by code.
     close_codes: Mutex<BTreeMap<u16, u64>>,
+    /// Subprotocols agreed, by name.
+    subprotocols: Mutex<BTreeMap<String, u64>>,
     /// For connections that had stalled: heartbeats left unanswered when they closed.
     unanswered_at_close: Mutex<BTreeMap<u64, u64>>,
 }
@@ -110,6 +113,8 @@ pub struct ServerStats {
     pub stalled: u64,
     /// Close frames received from clients, by close code.
     pub close_codes: BTreeMap<u16, u64>,
+    /// Connections per agreed subprotocol.
+    pub subprotocols: BTreeMap<String, u64>,
     /// For stalled connections: how many heartbeats were unanswered when each closed,
     /// as `{unanswered: connections}`.
     pub unanswered_at_close: BTreeMap<u64, u64>,
@@ -132,6 +137,7 @@ impl Stats {
             dropped: self.dropped.load(Relaxed),
             stalled: self.stalled.load(Relaxed),
             close_codes: self.close_codes.lock().expect("not poisoned").clone(),
+            subprotocols: self.subprotocols.lock().expect("not poisoned").clone(),
             unanswered_at_close: self
                 .unanswered_at_close
                 .lock()
@@ -235,12 +241,34 @@ async fn serve_connection<S>(stream: S, faults: &Faults, stats: &Stats, stop: &C
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+    // Agree to the first subprotocol the client offers, as a typical backend does (a
+    // client that asked for one and got none fails its handshake).
+    let mut agreed: Option<String> = None;
+    let callback = |request: &Request, mut response: Response| {
+        let offered = request
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|p| p.trim().to_owned());
+        if let Some(protocol) = offered {
+            if let Ok(value) = protocol.parse() {
+                response.headers_mut().insert("Sec-WebSocket-Protocol", value);
+                agreed = Some(protocol);
+            }
+        }
+        Ok(response)
+    };
+    let Ok(mut ws) =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config())).await
     else {
         stats.handshake_failed.fetch_add(1, Relaxed);
         return;
     };
     stats.connections.fetch_add(1, Relaxed);
+    if let Some(protocol) = agreed {
+        *stats.subprotocols.lock().expect("not poisoned").entry(protocol).or_default() += 1;
+    }
     let born = Instant::now();
     let far = born + Duration::from_secs(86_400 * 365);
     let drop_at = faults.drop_after.map_or(far, |d| born + d);
