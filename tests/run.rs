@@ -280,7 +280,11 @@ fn broken_scenario_names_file_and_line() {
 #[test]
 fn server_delay_shows_in_every_reply_latency() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run_in(&dir, "server: {delay: 30ms}\n", &["--sessions", "10", "--duration", "600ms"]);
+    let r = run_in(
+        &dir,
+        "server: {delay: 30ms}\n",
+        &["--sessions", "10", "--duration", "600ms"],
+    );
     for step in ["auth", "bind_card", "heartbeat"] {
         let l = &r.latency_ms[step];
         assert!(l.count > 0, "{step}");

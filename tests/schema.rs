@@ -38,13 +38,23 @@ fn validate(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut 
             return;
         }
     }
-    if let (Some(min), Some(v)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64()) {
+    if let (Some(min), Some(v)) = (
+        schema.get("minimum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) {
         if v < min {
             errors.push(format!("{at}: {v} < {min}"));
         }
     }
-    let Some(object) = value.as_object() else { return };
-    for key in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for key in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = key.as_str().unwrap();
         if !object.contains_key(key) {
             errors.push(format!("{at}: missing `{key}`"));
@@ -53,7 +63,10 @@ fn validate(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut 
     let properties = schema.get("properties").and_then(Value::as_object);
     for (key, child) in object {
         let path = format!("{at}.{key}");
-        match (properties.and_then(|p| p.get(key)), schema.get("additionalProperties")) {
+        match (
+            properties.and_then(|p| p.get(key)),
+            schema.get("additionalProperties"),
+        ) {
             (Some(sub), _) => validate(sub, root, child, &path, errors),
             (None, Some(Value::Bool(false))) => errors.push(format!("{path}: not in the schema")),
             (None, Some(sub)) if sub.is_object() => validate(sub, root, child, &path, errors),
@@ -102,7 +115,16 @@ fn a_real_report_matches_the_committed_schema() {
     broken["surprise"] = json!(1);
     broken["latency_ms"]["auth"]["p99"] = json!("fast");
     let errors = errors_of(&broken);
-    assert!(errors.iter().any(|e| e.contains("missing `bound`")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("$.surprise")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("latency_ms.auth.p99")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("missing `bound`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("$.surprise")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("latency_ms.auth.p99")),
+        "{errors:?}"
+    );
 }

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -253,7 +253,9 @@ where
             .map(|p| p.trim().to_owned());
         if let Some(protocol) = offered {
             if let Ok(value) = protocol.parse() {
-                response.headers_mut().insert("Sec-WebSocket-Protocol", value);
+                response
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", value);
                 agreed = Some(protocol);
             }
         }
@@ -267,7 +269,12 @@ where
     };
     stats.connections.fetch_add(1, Relaxed);
     if let Some(protocol) = agreed {
-        *stats.subprotocols.lock().expect("not poisoned").entry(protocol).or_default() += 1;
+        *stats
+            .subprotocols
+            .lock()
+            .expect("not poisoned")
+            .entry(protocol)
+            .or_default() += 1;
     }
     let born = Instant::now();
     let far = born + Duration::from_secs(86_400 * 365);
