@@ -244,6 +244,7 @@ where
     // Agree to the first subprotocol the client offers, as a typical backend does (a
     // client that asked for one and got none fails its handshake).
     let mut agreed: Option<String> = None;
+    #[allow(clippy::result_large_err)] // the error type is tungstenite's Callback contract
     let callback = |request: &Request, mut response: Response| {
         let offered = request
             .headers()
