@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::report::threshold::Threshold;
 use crate::scenario::Target;
 use crate::units::{parse_duration, parse_fraction};
 
@@ -32,8 +33,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and write its report.
     ///
-    /// Exit codes: 0 the run completed; 2 a usage or scenario error, or the target could
-    /// not be reached at start.
+    /// Writes reports/<scenario>-<UTC time>/report.json and intervals.jsonl (one JSON line
+    /// per interval, flushed as it goes). Ctrl-C or SIGTERM stops gracefully and still
+    /// writes the report; a second one stops at once.
+    ///
+    /// Exit codes: 0 the run completed and every threshold passed; 1 a threshold failed;
+    /// 2 a usage or scenario error, or the target could not be reached at start.
     #[command(after_help = "Examples:\n  \
         wsoak run scenarios/miniprogram.yaml\n  \
         wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
@@ -84,6 +89,15 @@ pub struct RunArgs {
     /// No live view (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// A pass/fail check, added to the scenario's; repeatable. A failing threshold makes
+    /// the exit code 1. E.g. 'heartbeat.p99 < 200ms', 'sessions.bound / sessions.started
+    /// >= 99.9%', 'reconnects.total < 10', 'errors.rate < 0.1%'.
+    #[arg(long, value_name = "CHECK", value_parser = Threshold::parse)]
+    pub threshold: Vec<Threshold>,
+    /// After the run ends (or on the first Ctrl-C), how long sessions get to close
+    /// politely before the report is written with what has arrived.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub grace: Duration,
 }
 
 /// `wsoak check`.

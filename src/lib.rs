@@ -13,6 +13,7 @@
 //! `Cli::parse_from([...])` exactly as the binary does.
 
 pub mod cli;
+pub mod load;
 pub mod metrics;
 pub mod progress;
 pub mod report;
@@ -38,6 +39,8 @@ use crate::session::Plan;
 
 /// Exit code: the run completed.
 pub const EXIT_OK: u8 = 0;
+/// Exit code: the run completed but a threshold failed (the report is written).
+pub const EXIT_THRESHOLDS: u8 = 1;
 /// Exit code: a usage or scenario error, or a target that cannot work.
 pub const EXIT_USAGE: u8 = 2;
 
@@ -45,7 +48,9 @@ pub const EXIT_USAGE: u8 = 2;
 /// (exit 2), already worded for people.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(args) => run_scenario(&args).map(|_| EXIT_OK),
+        Command::Run(args) => {
+            run_scenario(&args).map(|out| if out.passed { EXIT_OK } else { EXIT_THRESHOLDS })
+        }
         Command::Check(args) => check(&args),
         Command::Serve(args) => serve(&args),
     }
@@ -58,6 +63,10 @@ pub struct RunOutput {
     pub report: Report,
     /// Where it was written.
     pub path: PathBuf,
+    /// Where the interval log was written.
+    pub intervals: PathBuf,
+    /// True when every threshold passed (or there were none).
+    pub passed: bool,
 }
 
 /// `wsoak run`: loads the scenario, runs it, writes the report and prints the summary.
@@ -66,16 +75,30 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         sessions: args.sessions,
         duration: args.duration,
         target: args.target.clone(),
+        thresholds: args.threshold.clone(),
     };
     let scenario = Arc::new(scenario::load(&args.scenario, &overrides)?);
-    if scenario.ramp_up >= scenario.duration {
+    let shape_end = scenario.shape.stages_end();
+    if shape_end > scenario.duration {
         eprintln!(
-            "wsoak: warning: ramp_up ({}) is not shorter than the duration ({}): sessions due \
-             to start after the end will not start",
-            units::format_duration(scenario.ramp_up),
+            "wsoak: warning: the load shape lasts {} but the run ends after {}: starts due \
+             after the end will not happen",
+            units::format_duration(shape_end),
             units::format_duration(scenario.duration)
         );
     }
+    let path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| report::default_path(&scenario.name, std::time::SystemTime::now()));
+    let intervals_path = report::intervals_path(&path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    }
+    let intervals = std::fs::File::create(&intervals_path)
+        .with_context(|| format!("cannot create {}", intervals_path.display()))?;
+
     let embedded = match &scenario.target {
         Target::Embedded => Some(
             server::Embedded::start(([127, 0, 0, 1], 0).into(), scenario.server.clone(), false)
@@ -114,29 +137,33 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             shards,
             interval: args.interval,
             progress: Progress::detect(args.quiet),
+            intervals: Some(intervals),
+            target: shown_target,
+            grace: args.grace,
         },
     )?;
+    if result.lost_intervals > 0 {
+        eprintln!(
+            "wsoak: warning: {} interval lines could not be written to {}",
+            result.lost_intervals,
+            intervals_path.display()
+        );
+    }
     let server_stats = embedded.map(server::Embedded::stop);
-    let report = Report::build(
-        &result,
-        report::Context {
-            scenario: &scenario.name,
-            target: shown_target,
-            planned: scenario.sessions,
-            shards,
-            server: server_stats,
-        },
-    );
-    let path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| report::default_path(&scenario.name, result.started_at));
+    let mut report = Report::build(&result.total, &result.meta, server_stats);
+    let passed = report.judge(&scenario.thresholds);
     report
         .write(&path)
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
     print!("{}", report.summary());
     println!("report      {}", path.display());
-    Ok(RunOutput { report, path })
+    println!("intervals   {}", intervals_path.display());
+    Ok(RunOutput {
+        report,
+        path,
+        intervals: intervals_path,
+        passed,
+    })
 }
 
 /// Resolves the target and builds what every session needs to connect.

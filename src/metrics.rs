@@ -86,6 +86,18 @@ names! {
         MessagesUnmatched = "messages.unmatched",
         /// Sessions closed politely with code 1000 at the end of the run.
         SessionsClosed = "sessions.closed",
+        /// Pages that left (`onUnload`, close 1000): churn or a ramp down.
+        SessionsLeft = "sessions.left",
+        /// Leaves that were only a web-view (`onHide`): the socket stayed open.
+        SessionsHidden = "sessions.hidden",
+        /// Pages that came back after an away time, with the same identity.
+        SessionsReturned = "sessions.returned",
+        /// Session starts the load shape asked for (closed-model slot starts, or arrivals).
+        ArrivalsDue = "arrivals.due",
+        /// Arrivals not started because `max_sessions` were already running.
+        ArrivalsDropped = "arrivals.dropped",
+        /// Starts that happened more than 100 ms after they were due: the tester lagged.
+        ArrivalsLate = "arrivals.late",
     }
 }
 
@@ -159,6 +171,8 @@ names! {
         Bound = "bound",
         /// Waiting out the reconnect delay.
         Reconnecting = "reconnecting",
+        /// Left, and away until the page comes back (churn).
+        Away = "away",
     }
 }
 
@@ -263,6 +277,9 @@ pub struct Snapshot {
     pub recorder: Recorder,
     /// Live sessions per state at the end of the interval.
     pub gauges: Gauges,
+    /// The interval's number, from 0. Snapshots with the same number, one per shard,
+    /// cover the same interval.
+    pub seq: u64,
     /// True for the shard's last snapshot: all its sessions have ended.
     pub last: bool,
 }

@@ -51,11 +51,10 @@ impl Progress {
             mode: self,
             bar,
             sessions,
-            window: Recorder::new(),
-            window_start: Duration::ZERO,
+            duration,
             reconnects: 0,
             errors: 0,
-            interval: Duration::from_secs(1),
+            last: Duration::ZERO,
         }
     }
 }
@@ -64,46 +63,47 @@ impl Progress {
 pub struct View {
     mode: Progress,
     bar: Option<ProgressBar>,
+    /// Most sessions the shape runs at once.
     sessions: u32,
-    /// Snapshots merged since the view last refreshed.
-    window: Recorder,
-    /// Run time at which `window` began.
-    window_start: Duration,
+    /// How long the run lasts.
+    duration: Duration,
     /// Reconnects so far.
     reconnects: u64,
     /// Errors so far.
     errors: u64,
-    /// How often the view refreshes.
-    interval: Duration,
+    /// Run time at the previous update.
+    last: Duration,
 }
 
 impl View {
-    /// Takes a shard's snapshot; refreshes at most once per interval.
-    pub fn update(&mut self, snapshot: &Recorder, gauges: &Gauges, elapsed: Duration) {
+    /// Shows one complete interval: `interval` is what happened in it, `gauges` the
+    /// sessions per state at its end, `level` the load shape's target (sessions, or
+    /// arrivals per second in the open model).
+    pub fn update(&mut self, interval: &Recorder, gauges: &Gauges, elapsed: Duration, level: f64) {
+        self.reconnects += interval.reconnects_total();
+        self.errors += interval.errors.iter().sum::<u64>();
+        let span = elapsed
+            .saturating_sub(self.last)
+            .max(Duration::from_millis(1));
+        self.last = elapsed;
         if self.mode == Progress::Quiet {
             return;
         }
-        self.window.merge(snapshot);
-        self.reconnects += snapshot.reconnects_total();
-        self.errors += snapshot.errors.iter().sum::<u64>();
-        let span = elapsed.saturating_sub(self.window_start);
-        if span < self.interval {
-            return;
-        }
-        let line = self.line(gauges, elapsed, span);
+        let line = self.line(interval, gauges, span, level);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(elapsed.as_millis() as u64);
                 bar.set_message(line);
             }
-            None => eprintln!("[{:>7}] {line}", format_duration(elapsed)),
+            None => eprintln!(
+                "[{:>6.1}s/{:.0}s] {line}",
+                elapsed.as_secs_f64(),
+                self.duration.as_secs_f64()
+            ),
         }
-        self.window = Recorder::new();
-        self.window_start = elapsed;
     }
 
-    fn line(&self, gauges: &Gauges, _elapsed: Duration, span: Duration) -> String {
-        let w = &self.window;
+    fn line(&self, w: &Recorder, gauges: &Gauges, span: Duration, level: f64) -> String {
         let per_s = |c: Counter| w.counter(c) as f64 / span.as_secs_f64();
         let hb = w.histogram(Metric::Heartbeat);
         let p99 = if hb.is_empty() {
@@ -112,19 +112,23 @@ impl View {
             format!("{:.1}ms", hb.value_at_quantile(0.99) as f64 / 1000.0)
         };
         let g = |s: State| gauges[s.index()];
+        let remaining = self.duration.saturating_sub(self.last);
         format!(
-            "bound {}/{} connecting {} authenticating {} reconnecting {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {}",
+            "target {:.0} bound {} (max {}) connecting {} auth/bind {} reconnecting {} away {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {} | {} left",
+            level.floor(),
             g(State::Bound),
             self.sessions,
             g(State::Connecting),
             g(State::Authenticating) + g(State::Binding),
             g(State::Reconnecting),
+            g(State::Away),
             per_s(Counter::ConnectsAttempted),
             per_s(Counter::HeartbeatsAcked),
             p99,
             self.reconnects,
             w.reconnects[Cause::Heartbeat.index()],
             self.errors,
+            format_duration(remaining),
         )
     }
 

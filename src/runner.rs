@@ -1,16 +1,23 @@
-//! The load: shards, session spawning, the deadline and graceful shutdown.
+//! The load: shards, session spawning by load shape, the deadline, the interval log,
+//! thresholds that abort, and graceful shutdown.
 //!
 //! Each shard is an OS thread with a current-thread tokio runtime; its sessions are local
 //! tasks recording into the shard's own recorder. Every interval a shard swaps its recorder
-//! out and sends it to the aggregator (this module's caller thread) as a [`Snapshot`].
-//! Shards and the aggregator share nothing else but two cancellation tokens: `go` (the
-//! first connect worked, start everyone) and `stop` (the run is over, close politely).
+//! out and sends it to the aggregator (this module's caller thread) as a numbered
+//! [`Snapshot`]. When every shard's snapshot for an interval has arrived, the aggregator
+//! merges them into one line of `intervals.jsonl`, refreshes the live view and checks the
+//! thresholds that may abort the run. Shards and the aggregator share nothing else but two
+//! cancellation tokens (`go`: the first connect worked; `stop`: close politely) and the
+//! count of running sessions (for the open model's cap).
 //!
 //! The run's first session connects alone. If that connect fails (refused, TLS, HTTP
 //! error), the target cannot work and the run ends with a usage error instead of thousands
 //! of identical failures.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,19 +26,27 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{Gauges, Recorder, Snapshot, State};
+use crate::load::Shape;
+use crate::metrics::{Counter, Gauges, Recorder, Snapshot, State};
 use crate::progress::Progress;
+use crate::report::{IntervalLine, Meta, Report};
 use crate::session::{self, ConnectFailure, Context, Plan};
 
 /// How to run, beyond what the scenario says.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOptions {
     /// Number of shards (threads); at least 1.
     pub shards: usize,
-    /// How often shards send snapshots.
+    /// How often shards send snapshots and `intervals.jsonl` gets a line.
     pub interval: Duration,
     /// The live view.
     pub progress: Progress,
+    /// The open interval log, if any. Lines are written by a thread of their own.
+    pub intervals: Option<std::fs::File>,
+    /// The target as shown in reports.
+    pub target: String,
+    /// How long sessions get to close politely after the run ends.
+    pub grace: Duration,
 }
 
 /// Everything measured in a run.
@@ -39,16 +54,12 @@ pub struct RunOptions {
 pub struct RunResult {
     /// All snapshots merged.
     pub total: Recorder,
-    /// Wall-clock start of the load (after the first connect).
-    pub started_at: SystemTime,
-    /// How long the load ran, from the first connect to the last session closing.
-    pub elapsed: Duration,
-    /// Highest number of sessions with an open socket, sampled at each snapshot.
-    pub peak_active: i64,
-    /// Sessions per state when the last shard finished (all zero after a clean stop).
+    /// How the report describes the run.
+    pub meta: Meta,
+    /// Sessions per state when the run ended (all zero after a clean stop).
     pub final_gauges: Gauges,
-    /// True when a signal, not the duration, ended the run.
-    pub interrupted: bool,
+    /// Intervals whose line could not be written (disk full, say); 0 normally.
+    pub lost_intervals: u64,
 }
 
 /// Why a run could not go ahead.
@@ -72,7 +83,8 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     let shards = options.shards.max(1);
     let stop = CancellationToken::new();
     let go = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel::<Snapshot>(shards * 4);
+    let running = Arc::new(AtomicU32::new(0));
+    let (tx, rx) = mpsc::channel::<Snapshot>(shards * 4);
     let (gate_tx, gate_rx) = oneshot::channel();
     let mut gate_tx = Some(gate_tx);
     let mut threads = Vec::with_capacity(shards);
@@ -84,6 +96,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
             interval: options.interval,
             stop: stop.clone(),
             go: go.clone(),
+            running: running.clone(),
             tx: tx.clone(),
             gate: if shard == 0 { gate_tx.take() } else { None },
         };
@@ -99,80 +112,222 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
         }
     }
     drop(tx);
+    let writer = options.intervals.map(IntervalWriter::start).transpose()?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let scenario = &plan.scenario;
-    let outcome = runtime.block_on(async {
-        let mut progress = options.progress.start(scenario.sessions, scenario.duration);
+    let aggregator = Aggregator {
+        plan: &plan,
+        shards,
+        target: options.target,
+        progress: options.progress,
+        grace: options.grace,
+        stop: stop.clone(),
+        go,
+        writer,
+    };
+    let outcome = runtime.block_on(aggregator.run(rx, gate_rx));
+    stop.cancel();
+    if let Ok((_, true)) = &outcome {
+        // A second signal: leave the shards behind, the process is about to exit.
+    } else {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+    outcome.map(|(result, _)| result)
+}
+
+/// Merges shard snapshots into intervals and totals; owns the deadline and signals.
+struct Aggregator<'a> {
+    plan: &'a Plan,
+    shards: usize,
+    target: String,
+    progress: Progress,
+    grace: Duration,
+    stop: CancellationToken,
+    go: CancellationToken,
+    writer: Option<IntervalWriter>,
+}
+
+/// One interval, while its shards' snapshots arrive.
+#[derive(Default)]
+struct Pending {
+    recorder: Recorder,
+    shards: usize,
+}
+
+impl Aggregator<'_> {
+    /// Returns the result, and whether a second signal cut the shutdown short.
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Snapshot>,
+        gate_rx: oneshot::Receiver<Result<(), ConnectFailure>>,
+    ) -> Result<(RunResult, bool), RunError> {
+        let scenario = &self.plan.scenario;
+        let mut view = self.progress.start(scenario.sessions, scenario.duration);
+        let mut signals = Signals::new();
         // The first connect decides whether the run goes ahead.
         let gate = tokio::select! {
             r = gate_rx => r.unwrap_or(Ok(())),
-            _ = shutdown_signal() => {
-                stop.cancel();
+            _ = signals.next() => {
+                self.stop.cancel();
                 Ok(())
             }
         };
         if let Err(failure) = gate {
-            stop.cancel();
+            self.stop.cancel();
             while rx.recv().await.is_some() {}
-            progress.finish();
+            view.finish();
             return Err(RunError::FirstConnect {
                 target: scenario.target.to_string(),
                 failure,
             });
         }
-        go.cancel();
-        let started_at = SystemTime::now();
+        self.go.cancel();
+        let mut meta = Meta {
+            scenario: scenario.name.clone(),
+            target: self.target.clone(),
+            planned: scenario.sessions,
+            shards: self.shards,
+            started_at: SystemTime::now(),
+            elapsed: Duration::ZERO,
+            peak_active: 0,
+            interrupted: self.stop.is_cancelled(),
+            aborted_by: None,
+        };
         let started = Instant::now();
         let deadline = tokio::time::sleep(scenario.duration);
         tokio::pin!(deadline);
-        let signal = shutdown_signal();
-        tokio::pin!(signal);
+        let grace = tokio::time::sleep(Duration::MAX / 4);
+        tokio::pin!(grace);
         let mut total = Recorder::new();
-        let mut gauges = vec![[0i64; State::COUNT]; shards];
-        let mut peak_active = 0;
-        let mut interrupted = stop.is_cancelled();
-        let mut stopping = stop.is_cancelled();
+        let mut gauges = vec![[0i64; State::COUNT]; self.shards];
+        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut ended_at: Vec<Option<u64>> = vec![None; self.shards];
+        let mut next_seq = 0u64;
+        let mut stopping = self.stop.is_cancelled();
+        let mut cut_short = false;
+        let abort_checks: Vec<_> = scenario
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .cloned()
+            .collect();
         loop {
             tokio::select! {
                 snapshot = rx.recv() => {
                     let Some(snapshot) = snapshot else { break };
                     gauges[snapshot.shard] = snapshot.gauges;
-                    let summed = sum_gauges(&gauges);
-                    peak_active = peak_active.max(active(&summed));
-                    progress.update(&snapshot.recorder, &summed, started.elapsed());
+                    if snapshot.last {
+                        ended_at[snapshot.shard] = Some(snapshot.seq);
+                    }
                     total.merge(&snapshot.recorder);
+                    let entry = pending.entry(snapshot.seq).or_default();
+                    entry.recorder.merge(&snapshot.recorder);
+                    entry.shards += 1;
+                    // Emit every interval all live shards have reported, in order.
+                    loop {
+                        let expected = ended_at
+                            .iter()
+                            .filter(|e| e.is_none_or(|last| last >= next_seq))
+                            .count();
+                        let complete = pending.get(&next_seq).is_some_and(|p| p.shards >= expected);
+                        if !complete {
+                            break;
+                        }
+                        let interval = pending.remove(&next_seq).expect("checked above");
+                        let summed = sum_gauges(&gauges);
+                        meta.peak_active = meta.peak_active.max(active(&summed));
+                        let elapsed = started.elapsed();
+                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed);
+                        let level = scenario.shape.level_at(elapsed);
+                        view.update(&interval.recorder, &summed, elapsed, level);
+                        if let Some(writer) = &self.writer {
+                            writer.write(line);
+                        }
+                        next_seq += 1;
+                        if !stopping && meta.aborted_by.is_none() {
+                            if let Some(check) = failing_abort(&abort_checks, &total, &meta, elapsed) {
+                                meta.aborted_by = Some(check);
+                                stopping = true;
+                                self.stop.cancel();
+                                grace.as_mut().reset(Instant::now() + self.grace);
+                                view.stopping();
+                            }
+                        }
+                    }
                 }
                 _ = &mut deadline, if !stopping => {
                     stopping = true;
-                    stop.cancel();
-                    progress.stopping();
+                    self.stop.cancel();
+                    grace.as_mut().reset(Instant::now() + self.grace);
+                    view.stopping();
                 }
-                _ = &mut signal, if !stopping => {
+                _ = signals.next() => {
+                    if stopping {
+                        // The second signal: stop at once, with what has arrived.
+                        cut_short = true;
+                        meta.interrupted = true;
+                        break;
+                    }
                     stopping = true;
-                    interrupted = true;
-                    stop.cancel();
-                    progress.stopping();
+                    meta.interrupted = true;
+                    self.stop.cancel();
+                    grace.as_mut().reset(Instant::now() + self.grace);
+                    view.stopping();
+                }
+                _ = &mut grace, if stopping => {
+                    // Sessions had their grace period; report what arrived.
+                    cut_short = true;
+                    break;
                 }
             }
         }
-        progress.finish();
-        Ok(RunResult {
-            total,
-            started_at,
-            elapsed: started.elapsed(),
-            peak_active,
-            final_gauges: sum_gauges(&gauges),
-            interrupted,
-        })
-    });
-    stop.cancel();
-    for thread in threads {
-        let _ = thread.join();
+        // Whatever is still pending (a cut-short stop) becomes the last lines.
+        for (seq, interval) in pending {
+            if let Some(writer) = &self.writer {
+                let line = IntervalLine::build(
+                    seq,
+                    started.elapsed(),
+                    &interval.recorder,
+                    &sum_gauges(&gauges),
+                );
+                writer.write(line);
+            }
+        }
+        view.finish();
+        meta.elapsed = started.elapsed();
+        let lost_intervals = self.writer.take().map_or(0, IntervalWriter::finish);
+        Ok((
+            RunResult {
+                total,
+                meta,
+                final_gauges: sum_gauges(&gauges),
+                lost_intervals,
+            },
+            cut_short,
+        ))
     }
-    outcome
+}
+
+/// The first `abort_on_fail` threshold past its delay that fails on the totals so far.
+fn failing_abort(
+    checks: &[crate::report::threshold::Threshold],
+    total: &Recorder,
+    meta: &Meta,
+    elapsed: Duration,
+) -> Option<String> {
+    let due: Vec<_> = checks.iter().filter(|t| elapsed >= t.delay).collect();
+    if due.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_value(Report::build(total, meta, None)).ok()?;
+    due.iter()
+        .map(|t| t.evaluate(&json))
+        .find(|v| !v.pass)
+        .map(|v| v.check)
 }
 
 /// Sessions with an open socket.
@@ -192,26 +347,80 @@ fn sum_gauges(per_shard: &[Gauges]) -> Gauges {
     sum
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Ctrl-C and SIGTERM, as a stream: the first asks for a graceful stop, the second for
+/// an immediate one.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    Signals::new().next().await
+}
+
+/// Writes `intervals.jsonl` on a thread of its own, so the aggregator never blocks on
+/// the disk. Each line is written and flushed as it comes: a crash, even `kill -9`,
+/// loses nothing before the last interval.
+struct IntervalWriter {
+    tx: std::sync::mpsc::SyncSender<IntervalLine>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl IntervalWriter {
+    fn start(mut file: std::fs::File) -> std::io::Result<IntervalWriter> {
+        // Bounded: a stalled disk must not grow memory. 4096 intervals is over an hour
+        // of 1 s lines; lines that do not fit are counted as lost, never queued forever.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<IntervalLine>(4096);
+        let thread = std::thread::Builder::new()
+            .name("wsoak-intervals".into())
+            .spawn(move || {
+                let mut lost = 0;
+                for line in rx {
+                    let mut text = serde_json::to_string(&line).expect("lines serialise");
+                    text.push('\n');
+                    if file
+                        .write_all(text.as_bytes())
+                        .and_then(|_| file.flush())
+                        .is_err()
+                    {
+                        lost += 1;
+                    }
+                }
+                lost
+            })?;
+        Ok(IntervalWriter { tx, thread })
+    }
+
+    fn write(&self, line: IntervalLine) {
+        // A full queue means the disk is far behind; the line is lost and counted below.
+        let _ = self.tx.try_send(line);
+    }
+
+    fn finish(self) -> u64 {
+        drop(self.tx);
+        self.thread.join().unwrap_or(0)
     }
 }
 
@@ -222,6 +431,7 @@ struct ShardArgs {
     interval: Duration,
     stop: CancellationToken,
     go: CancellationToken,
+    running: Arc<AtomicU32>,
     tx: mpsc::Sender<Snapshot>,
     gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
 }
@@ -238,6 +448,9 @@ fn run_shard(args: ShardArgs) {
     local.block_on(&runtime, shard_main(args));
 }
 
+/// A start is late when it happens this long after it was due.
+const LATE: Duration = Duration::from_millis(100);
+
 async fn shard_main(args: ShardArgs) {
     let ShardArgs {
         shard,
@@ -246,6 +459,7 @@ async fn shard_main(args: ShardArgs) {
         interval,
         stop,
         go,
+        running,
         tx,
         gate,
     } = args;
@@ -254,60 +468,51 @@ async fn shard_main(args: ShardArgs) {
         recorder: std::cell::RefCell::new(Recorder::new()),
         gauges: std::cell::Cell::new([0; State::COUNT]),
         stop: stop.clone(),
+        running: running.clone(),
     });
     let tracker = TaskTracker::new();
+    let scenario = &plan.scenario;
+    let end = scenario.duration;
+    // Slot 0 (or arrival 0) connects first and alone: it decides whether the run goes on.
+    let first_until = match &scenario.shape {
+        Shape::Closed { .. } => scenario.shape.active_intervals(0, end).first().map(|i| i.1),
+        Shape::Open { .. } => None,
+    };
     if let Some(gate) = gate {
-        tracker.spawn_local(session::run(ctx.clone(), 0, Some(gate)));
+        running.fetch_add(1, Ordering::Relaxed);
+        ctx.count(Counter::ArrivalsDue);
+        let until = first_until.filter(|u| *u < end).map(|u| Instant::now() + u);
+        tracker.spawn_local(session::run(ctx.clone(), 0, Some(gate), until));
     }
     {
-        // Spawns this shard's sessions, spread evenly over the ramp-up.
-        let (ctx, tracker_inner, stop) = (ctx.clone(), tracker.clone(), stop.clone());
+        let (ctx, spawner, stop) = (ctx.clone(), tracker.clone(), stop.clone());
         tracker.spawn_local(async move {
             tokio::select! {
                 _ = go.cancelled() => {}
                 _ = stop.cancelled() => return,
             }
-            let scenario = &ctx.plan.scenario;
-            let n = scenario.sessions;
-            let start = Instant::now();
-            for id in (shard as u32..n).step_by(shards) {
-                if id == 0 {
-                    continue; // session 0 connected first, alone
-                }
-                let offset = scenario.ramp_up.mul_f64(f64::from(id) / f64::from(n));
-                if !offset.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(start + offset) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                }
-                if stop.is_cancelled() {
-                    return;
-                }
-                tracker_inner.spawn_local(session::run(ctx.clone(), id, None));
-                if id % 256 == 0 {
-                    // Let sessions already spawned make progress during a big burst.
-                    tokio::task::yield_now().await;
-                }
-            }
+            spawn_sessions(&ctx, &spawner, shard, shards, &stop).await;
         });
     }
-    let take = |last: bool| Snapshot {
+    let take = |seq: u64, last: bool| Snapshot {
         shard,
         recorder: std::mem::take(&mut *ctx.recorder.borrow_mut()),
         gauges: ctx.gauges.get(),
+        seq,
         last,
     };
     let mut flush = tokio::time::interval(interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     flush.tick().await;
+    let mut seq = 0;
     let mut closing = false;
     loop {
         tokio::select! {
             _ = flush.tick() => {
-                if tx.send(take(false)).await.is_err() {
+                if tx.send(take(seq, false)).await.is_err() {
                     stop.cancel();
                 }
+                seq += 1;
             }
             _ = stop.cancelled(), if !closing => {
                 closing = true;
@@ -316,5 +521,84 @@ async fn shard_main(args: ShardArgs) {
             _ = tracker.wait(), if closing => break,
         }
     }
-    let _ = tx.send(take(true)).await;
+    let _ = tx.send(take(seq, true)).await;
+}
+
+/// Starts this shard's share of the load shape's sessions, each at its due time.
+async fn spawn_sessions(
+    ctx: &Rc<Context>,
+    tracker: &TaskTracker,
+    shard: usize,
+    shards: usize,
+    stop: &CancellationToken,
+) {
+    let scenario = &ctx.plan.scenario;
+    let end = scenario.duration;
+    let start = Instant::now();
+    // Waits until `due` (from the start); false when the run stopped first.
+    let wait = |due: Duration| async move {
+        let at = start + due;
+        if at > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = stop.cancelled() => return false,
+            }
+        }
+        if Instant::now() > at + LATE {
+            ctx.count(Counter::ArrivalsLate);
+        }
+        !stop.is_cancelled()
+    };
+    match &scenario.shape {
+        Shape::Closed { .. } => {
+            // (start, slot, end) for every time one of this shard's slots becomes active.
+            let mut starts: Vec<(Duration, u32, Duration)> = (shard as u32..scenario.sessions)
+                .step_by(shards)
+                .flat_map(|slot| {
+                    let intervals = scenario.shape.active_intervals(slot, end);
+                    // Slot 0's first interval is the gate session's, already running.
+                    let skip = usize::from(slot == 0);
+                    intervals
+                        .into_iter()
+                        .skip(skip)
+                        .map(move |(a, b)| (a, slot, b))
+                })
+                .collect();
+            starts.sort_by_key(|s| s.0);
+            for (n, (due, slot, until)) in starts.into_iter().enumerate() {
+                if !wait(due).await {
+                    return;
+                }
+                ctx.count(Counter::ArrivalsDue);
+                ctx.running.fetch_add(1, Ordering::Relaxed);
+                let until = (until < end).then(|| start + until);
+                tracker.spawn_local(session::run(ctx.clone(), slot, None, until));
+                if n % 256 == 255 {
+                    // Let sessions already spawned make progress during a big burst.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        Shape::Open { max_sessions, .. } => {
+            let mut index = shard as u64;
+            while let Some(due) = scenario.shape.arrival_due(index, end) {
+                let this = index;
+                index += shards as u64;
+                if this == 0 {
+                    continue; // the gate session
+                }
+                if !wait(due).await {
+                    return;
+                }
+                ctx.count(Counter::ArrivalsDue);
+                if ctx.running.load(Ordering::Relaxed) >= *max_sessions {
+                    ctx.count(Counter::ArrivalsDropped);
+                    continue;
+                }
+                ctx.running.fetch_add(1, Ordering::Relaxed);
+                let id = u32::try_from(this).unwrap_or(u32::MAX);
+                tracker.spawn_local(session::run(ctx.clone(), id, None, None));
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message, Utf8By
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::{Matcher, Scenario, Step, Vars};
 
@@ -125,16 +127,18 @@ pub struct Context {
     pub gauges: Cell<Gauges>,
     /// Cancelled when the run ends: sessions close politely and return.
     pub stop: CancellationToken,
+    /// Sessions running on every shard, for the open model's `max_sessions` cap.
+    pub running: Arc<AtomicU32>,
 }
 
 impl Context {
-    fn record(&self, metric: Metric, latency: Duration) {
+    pub(crate) fn record(&self, metric: Metric, latency: Duration) {
         self.recorder.borrow_mut().record(metric, latency);
     }
-    fn count(&self, counter: Counter) {
+    pub(crate) fn count(&self, counter: Counter) {
         self.recorder.borrow_mut().count(counter);
     }
-    fn error(&self, kind: ErrorKind) {
+    pub(crate) fn error(&self, kind: ErrorKind) {
         self.recorder.borrow_mut().error(kind);
     }
     fn shift(&self, from: Option<State>, to: Option<State>) {
@@ -163,6 +167,8 @@ pub struct ConnectFailure {
 enum Outcome {
     /// Drop the socket and run the flow again.
     Reconnect(Cause),
+    /// The page left (`onUnload`): the socket is closed.
+    Left,
     /// The run is over.
     Stopped,
 }
@@ -200,14 +206,20 @@ struct Session {
     failed_at: Option<Instant>,
     /// The heartbeat message, rendered once when it has per-session placeholders.
     heartbeat: Option<Utf8Bytes>,
+    /// When the load shape ends this session (a ramp down); `None`: at the run's end.
+    until: Option<Instant>,
+    /// When the current visit ends (churn's dwell, or `until`).
+    leave_at: Option<Instant>,
 }
 
-/// Runs one session until the run stops. `gate`, for the run's first session, reports
-/// the outcome of its first connect.
+/// Runs one session until the run stops, or until `until` when the load shape ends it
+/// earlier. `gate`, for the run's first session, reports the outcome of its first connect.
+/// The caller has counted the session in `ctx.running`; it is uncounted on return.
 pub async fn run(
     ctx: Rc<Context>,
     id: u32,
     gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
+    until: Option<Instant>,
 ) {
     let mut session = Session {
         ctx,
@@ -217,10 +229,13 @@ pub async fn run(
         attempt: 0,
         failed_at: None,
         heartbeat: None,
+        until,
+        leave_at: until,
     };
     session.ctx.count(Counter::SessionsStarted);
-    session.live(gate).await;
+    session.visits(gate).await;
     session.set_state(None);
+    session.ctx.running.fetch_sub(1, Ordering::Relaxed);
 }
 
 impl Session {
@@ -249,11 +264,69 @@ impl Session {
         }
     }
 
-    async fn live(&mut self, mut gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>) {
+    /// Visits: with churn, a page stays for a dwell time, leaves, and (when the scenario
+    /// says so) comes back after an away time as the same user.
+    async fn visits(&mut self, mut gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>) {
+        let ctx = self.ctx.clone();
+        let scenario = &ctx.plan.scenario;
+        loop {
+            self.leave_at = self.visit_end();
+            if !self.live(&mut gate).await {
+                return; // the run stopped
+            }
+            ctx.count(Counter::SessionsLeft);
+            let Some(churn) = &scenario.churn else { return };
+            let ended = self.until.is_some_and(|u| Instant::now() >= u);
+            if ended {
+                return;
+            }
+            match (&churn.away, &scenario.shape) {
+                (Some(away), _) => {
+                    self.set_state(Some(State::Away));
+                    let back = Instant::now() + away.sample(fastrand::f64());
+                    if self.until.is_some_and(|u| back >= u) {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(back) => {}
+                        _ = ctx.stop.cancelled() => return,
+                    }
+                }
+                // Closed model: the slot is a user; without an away time they return now.
+                (None, Shape::Closed { .. }) => {}
+                // Open model: new users arrive instead.
+                (None, Shape::Open { .. }) => return,
+            }
+            ctx.count(Counter::SessionsReturned);
+        }
+    }
+
+    /// When the visit starting now ends: after a dwell time, or when the shape ends it.
+    fn visit_end(&self) -> Option<Instant> {
+        let dwell = self
+            .ctx
+            .plan
+            .scenario
+            .churn
+            .as_ref()
+            .map(|c| Instant::now() + c.dwell.sample(fastrand::f64()));
+        match (dwell, self.until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        }
+    }
+
+    /// One visit: connections and reconnects until the page leaves (true) or the run
+    /// stops (false).
+    async fn live(
+        &mut self,
+        gate: &mut Option<oneshot::Sender<Result<(), ConnectFailure>>>,
+    ) -> bool {
         let ctx = self.ctx.clone();
         loop {
-            let cause = match self.connection(&mut gate).await {
-                Outcome::Stopped => return,
+            let cause = match self.connection(gate).await {
+                Outcome::Stopped => return false,
+                Outcome::Left => return true,
                 Outcome::Reconnect(cause) => cause,
             };
             ctx.recorder.borrow_mut().reconnect(cause);
@@ -265,9 +338,19 @@ impl Session {
                 .scenario
                 .reconnect
                 .delay_for(self.attempt, fastrand::f64());
+            let resume = Instant::now() + delay;
+            if self.leave_at.is_some_and(|l| l <= resume) {
+                // The user leaves before the retry: nothing to close, the socket is gone.
+                if let Some(leave_at) = self.leave_at {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(leave_at) => return true,
+                        _ = ctx.stop.cancelled() => return false,
+                    }
+                }
+            }
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = ctx.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(resume) => {}
+                _ = ctx.stop.cancelled() => return false,
             }
         }
     }
@@ -279,6 +362,9 @@ impl Session {
     ) -> Outcome {
         let ctx = self.ctx.clone();
         let scenario = &ctx.plan.scenario;
+        if self.leave_at.is_some_and(|l| Instant::now() >= l) {
+            return Outcome::Left;
+        }
         self.set_state(Some(State::Connecting));
         ctx.count(Counter::ConnectsAttempted);
         let started = Instant::now();
@@ -407,7 +493,7 @@ impl Session {
     }
 
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
-    /// or the run stops.
+    /// the page leaves, or the run stops.
     async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
@@ -423,14 +509,26 @@ impl Session {
         let expect: Option<&Matcher> = hb.expect.as_ref();
         let mut next = Instant::now() + phase(self.id, hb.interval);
         let mut failures = 0u32;
-        // When the heartbeat awaiting its ack was due, or sent if that was earlier.
-        let mut pending: Option<Instant> = None;
-        let mut tick = pin!(sleep_until(wake_for(next)));
-        let mut ack_deadline = pin!(sleep_until(next));
+        // The heartbeat awaiting its ack: when it was due (or sent, if that was earlier),
+        // and when its ack window closes.
+        let mut pending: Option<(Instant, Instant)> = None;
+        // One timer for the next tick, ack deadline and leave, whichever is first: every
+        // idle session holds its timers, so fewer is smaller.
+        let mut timer = pin!(sleep_until(wake_for(next)));
         let mut stopped = pin!(ctx.stop.cancelled());
         loop {
-            // The outcome of a heartbeat whose fate was decided in this turn.
-            let mut failed = false;
+            let mut wake = wake_for(next);
+            if let Some((_, ack_by)) = pending {
+                wake = wake.min(ack_by);
+            }
+            if let Some(leave_at) = self.leave_at {
+                wake = wake.min(leave_at);
+            }
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            // Heartbeats whose fate was decided as failed in this turn.
+            let mut failed = 0;
             tokio::select! {
                 biased;
                 _ = &mut stopped => {
@@ -439,8 +537,8 @@ impl Session {
                 }
                 item = ws.next() => match incoming(&ctx, item) {
                     Incoming::Json(value) => match (pending, expect) {
-                        (Some(scheduled), Some(expect)) if expect.matches(&value) => {
-                            ctx.record(Metric::Heartbeat, scheduled.elapsed());
+                        (Some((from, _)), Some(expect)) if expect.matches(&value) => {
+                            ctx.record(Metric::Heartbeat, from.elapsed());
                             ctx.count(Counter::HeartbeatsAcked);
                             pending = None;
                             failures = 0;
@@ -454,53 +552,79 @@ impl Session {
                         return Outcome::Reconnect(closed_cause(kind));
                     }
                 },
-                _ = &mut ack_deadline, if pending.is_some() => {
-                    pending = None;
-                    ctx.error(ErrorKind::HeartbeatTimeout);
-                    failed = true;
-                }
-                _ = &mut tick => {
-                    if pending.take().is_some() {
-                        // Its ack window ran past this tick: it has failed.
-                        ctx.error(ErrorKind::HeartbeatTimeout);
-                        ctx.count(Counter::HeartbeatsFailed);
-                        failures += 1;
-                        if failures > hb.max_failures {
-                            Box::pin(self.abandon(ws)).await;
-                            return Outcome::Reconnect(Cause::Heartbeat);
-                        }
-                    }
-                    let scheduled = next;
-                    next += hb.interval;
-                    tick.as_mut().reset(wake_for(next));
+                _ = &mut timer => {
                     let now = Instant::now();
-                    ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
-                    if ws.send(Message::Text(message.clone())).await.is_ok() {
-                        ctx.count(Counter::HeartbeatsSent);
-                        if expect.is_some() {
-                            // Late: measure from the schedule, so the lag shows. Early
-                            // (by less than the timer's 1 ms): from the send, so the
-                            // round trip is never understated.
-                            pending = Some(scheduled.min(now));
-                            ack_deadline.as_mut().reset(Instant::now() + hb.timeout);
-                        } else {
-                            failures = 0; // the article's rule: a send that succeeds is health
+                    if self.leave_at.is_some_and(|l| now >= l) {
+                        if self.stays_hidden() {
+                            continue;
                         }
-                    } else {
-                        ctx.error(ErrorKind::SendFailed);
-                        failed = true;
+                        Box::pin(self.close(ws)).await;
+                        return Outcome::Left;
+                    }
+                    if pending.is_some_and(|(_, ack_by)| now >= ack_by) {
+                        pending = None;
+                        ctx.error(ErrorKind::HeartbeatTimeout);
+                        failed += 1;
+                    }
+                    if now >= wake_for(next) {
+                        if pending.take().is_some() {
+                            // Its ack window ran past this tick: it has failed.
+                            ctx.error(ErrorKind::HeartbeatTimeout);
+                            failed += 1;
+                        }
+                        if failures + failed <= hb.max_failures {
+                            let scheduled = next;
+                            next += hb.interval;
+                            ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
+                            if ws.send(Message::Text(message.clone())).await.is_ok() {
+                                ctx.count(Counter::HeartbeatsSent);
+                                if expect.is_some() {
+                                    // Late: measure from the schedule, so the lag shows.
+                                    // Early (by less than the timer's 1 ms): from the send,
+                                    // so the round trip is never understated.
+                                    pending = Some((scheduled.min(now), Instant::now() + hb.timeout));
+                                } else {
+                                    failures = 0; // the article's rule: a sent heartbeat is health
+                                }
+                            } else {
+                                ctx.error(ErrorKind::SendFailed);
+                                failed += 1;
+                            }
+                        }
                     }
                 }
             }
-            if failed {
-                ctx.count(Counter::HeartbeatsFailed);
-                failures += 1;
+            if failed > 0 {
+                for _ in 0..failed {
+                    ctx.count(Counter::HeartbeatsFailed);
+                }
+                failures += failed;
                 if failures > hb.max_failures {
                     Box::pin(self.abandon(ws)).await;
                     return Outcome::Reconnect(Cause::Heartbeat);
                 }
             }
         }
+    }
+
+    /// At a dwell's end: with the scenario's `hidden` share, the user only opened a
+    /// web-view (`onHide`), so the socket stays and a new dwell begins. Never when the
+    /// load shape itself ends the session.
+    fn stays_hidden(&mut self) -> bool {
+        let shape_ends = self.until.is_some_and(|u| Instant::now() >= u);
+        let hidden = self
+            .ctx
+            .plan
+            .scenario
+            .churn
+            .as_ref()
+            .map_or(0.0, |c| c.hidden);
+        if shape_ends || fastrand::f64() >= hidden {
+            return false;
+        }
+        self.ctx.count(Counter::SessionsHidden);
+        self.leave_at = self.visit_end();
+        true
     }
 
     /// `onUnload`: close with 1000 and wait briefly for the server's close reply.
@@ -711,8 +835,9 @@ mod size_tests {
             recorder: RefCell::new(Recorder::new()),
             gauges: Cell::new([0; State::COUNT]),
             stop: CancellationToken::new(),
+            running: Arc::new(AtomicU32::new(1)),
         });
-        let future = run(ctx, 0, None);
+        let future = run(ctx, 0, None, None);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 2048, "session future is {size} bytes");
         assert!(

@@ -2,7 +2,7 @@
 //! actually writes: a real report validates, and the validator rejects broken ones.
 //!
 //! The validator covers the subset of JSON Schema the file uses: `type`, `const`,
-//! `required`, `properties`, `additionalProperties`, `minimum` and local `$ref`.
+//! `required`, `properties`, `additionalProperties`, `items`, `minimum` and local `$ref`.
 
 use clap::Parser;
 use serde_json::{json, Value};
@@ -30,6 +30,7 @@ fn validate(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut 
             "integer" => value.is_u64() || value.is_i64(),
             "number" => value.is_number(),
             "boolean" => value.is_boolean(),
+            "array" => value.is_array(),
             "null" => value.is_null(),
             other => panic!("unsupported type {other}"),
         });
@@ -101,6 +102,8 @@ fn a_real_report_matches_the_committed_schema() {
         "1200ms",
         "--report",
         path.to_str().unwrap(),
+        "--threshold",
+        "heartbeat.p99 < 1s",
     ];
     let Command::Run(args) = Cli::parse_from(argv).command else {
         unreachable!()

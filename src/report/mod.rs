@@ -4,17 +4,19 @@
 //! Latencies are reported in milliseconds with microsecond resolution. A metric with no
 //! samples reports `count: 0` and `null` for every statistic, never a made-up zero.
 
+pub mod threshold;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Cause, Counter, ErrorKind, Metric, Recorder};
-use crate::runner::RunResult;
+use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::server::ServerStats;
+use threshold::Verdict;
 
 /// The schema identifier of this report format.
 pub const SCHEMA: &str = "wsoak.report/1";
@@ -34,8 +36,12 @@ pub struct Report {
     pub duration_s: f64,
     /// True when Ctrl-C or SIGTERM ended the run before its duration.
     pub interrupted: bool,
+    /// The `abort_on_fail` threshold that ended the run early, if one did.
+    pub aborted_by: Option<String>,
     /// Session milestones.
     pub sessions: Sessions,
+    /// Session starts the load shape asked for.
+    pub arrivals: Arrivals,
     /// Connect attempts.
     pub connects: Connects,
     /// Heartbeats.
@@ -48,6 +54,8 @@ pub struct Report {
     pub latency_ms: BTreeMap<String, Latency>,
     /// Failures by kind (every kind listed, zero or not).
     pub errors: BTreeMap<String, u64>,
+    /// Each threshold's verdict, in the order given.
+    pub thresholds: Vec<Verdict>,
     /// What the embedded reference server saw; absent for external targets.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server: Option<ServerStats>,
@@ -68,10 +76,27 @@ pub struct Sessions {
     pub authenticated: u64,
     /// Sessions that bound their card at least once.
     pub bound: u64,
-    /// Sessions that closed politely (1000, answered) at the end.
+    /// Sessions that closed politely (1000, answered): at the end, or on leaving.
     pub closed: u64,
+    /// Pages that left (churn or a ramp down).
+    pub left: u64,
+    /// Leaves that were only a web-view: the socket stayed open.
+    pub hidden: u64,
+    /// Pages that came back after an away time.
+    pub returned: u64,
     /// Most sessions with an open socket at once (sampled every interval).
     pub peak_active: u64,
+}
+
+/// Session starts the load shape asked for, and whether they kept up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Arrivals {
+    /// Starts due (closed-model slot starts and open-model arrivals).
+    pub due: u64,
+    /// Arrivals dropped because `max_sessions` were running.
+    pub dropped: u64,
+    /// Starts more than 100 ms late: the tester could not keep up.
+    pub late: u64,
 }
 
 /// Connect attempts.
@@ -176,39 +201,57 @@ fn round3(v: f64) -> f64 {
 }
 
 /// What a report is built from besides the measurements.
-pub struct Context<'a> {
+#[derive(Debug, Clone)]
+pub struct Meta {
     /// Scenario name.
-    pub scenario: &'a str,
+    pub scenario: String,
     /// Target, as shown.
     pub target: String,
-    /// Sessions planned.
+    /// Most sessions the load shape runs at once.
     pub planned: u32,
     /// Shards used.
     pub shards: usize,
-    /// The embedded server's counts.
-    pub server: Option<ServerStats>,
+    /// Wall-clock start of the load.
+    pub started_at: SystemTime,
+    /// How long the load ran.
+    pub elapsed: Duration,
+    /// Most sessions with an open socket at once.
+    pub peak_active: i64,
+    /// A signal ended the run.
+    pub interrupted: bool,
+    /// The threshold that aborted the run.
+    pub aborted_by: Option<String>,
 }
 
 impl Report {
-    /// Builds the report of a finished run.
-    pub fn build(run: &RunResult, context: Context<'_>) -> Report {
-        let t: &Recorder = &run.total;
+    /// Builds a report from merged measurements. Thresholds are evaluated separately
+    /// ([`Report::judge`]) because they read the finished report.
+    pub fn build(t: &Recorder, meta: &Meta, server: Option<ServerStats>) -> Report {
         let c = |counter: Counter| t.counter(counter);
         Report {
             schema: SCHEMA.into(),
-            scenario: context.scenario.into(),
-            target: context.target,
-            started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
-            duration_s: round3(run.elapsed.as_secs_f64()),
-            interrupted: run.interrupted,
+            scenario: meta.scenario.clone(),
+            target: meta.target.clone(),
+            started_at: humantime::format_rfc3339_seconds(meta.started_at).to_string(),
+            duration_s: round3(meta.elapsed.as_secs_f64()),
+            interrupted: meta.interrupted,
+            aborted_by: meta.aborted_by.clone(),
             sessions: Sessions {
-                planned: u64::from(context.planned),
+                planned: u64::from(meta.planned),
                 started: c(Counter::SessionsStarted),
                 connected: c(Counter::SessionsConnected),
                 authenticated: c(Counter::SessionsAuthenticated),
                 bound: c(Counter::SessionsBound),
                 closed: c(Counter::SessionsClosed),
-                peak_active: run.peak_active.max(0) as u64,
+                left: c(Counter::SessionsLeft),
+                hidden: c(Counter::SessionsHidden),
+                returned: c(Counter::SessionsReturned),
+                peak_active: meta.peak_active.max(0) as u64,
+            },
+            arrivals: Arrivals {
+                due: c(Counter::ArrivalsDue),
+                dropped: c(Counter::ArrivalsDropped),
+                late: c(Counter::ArrivalsLate),
             },
             connects: Connects {
                 attempted: c(Counter::ConnectsAttempted),
@@ -243,12 +286,38 @@ impl Report {
                 .iter()
                 .map(|k| (k.name().to_string(), t.errors[k.index()]))
                 .collect(),
-            server: context.server,
+            thresholds: Vec::new(),
+            server,
             tester: Tester {
-                shards: context.shards as u64,
+                shards: meta.shards as u64,
                 peak_rss_kib: peak_rss_kib(),
             },
         }
+    }
+
+    /// An all-zero report as JSON: the shape every threshold path is checked against.
+    pub fn empty_json() -> serde_json::Value {
+        let meta = Meta {
+            scenario: String::new(),
+            target: String::new(),
+            planned: 0,
+            shards: 0,
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::ZERO,
+            peak_active: 0,
+            interrupted: false,
+            aborted_by: None,
+        };
+        serde_json::to_value(Report::build(&Recorder::new(), &meta, None))
+            .expect("reports serialise")
+    }
+
+    /// Evaluates thresholds against this report and records the verdicts. Returns true
+    /// when all pass.
+    pub fn judge(&mut self, thresholds: &[threshold::Threshold]) -> bool {
+        let json = serde_json::to_value(&*self).expect("reports serialise");
+        self.thresholds = thresholds.iter().map(|t| t.evaluate(&json)).collect();
+        self.thresholds.iter().all(|v| v.pass)
     }
 
     /// Writes the report as pretty JSON, creating parent directories.
@@ -286,6 +355,19 @@ impl Report {
             out,
             "sessions    planned {}  started {}  connected {}  authenticated {}  bound {}  closed {}  peak active {}",
             s.planned, s.started, s.connected, s.authenticated, s.bound, s.closed, s.peak_active
+        );
+        if s.left + s.hidden + s.returned > 0 {
+            let _ = writeln!(
+                out,
+                "churn       left {}  hidden {}  returned {}",
+                s.left, s.hidden, s.returned
+            );
+        }
+        let a = &self.arrivals;
+        let _ = writeln!(
+            out,
+            "arrivals    due {}  dropped {}  late {}",
+            a.due, a.dropped, a.late
         );
         let _ = writeln!(
             out,
@@ -346,6 +428,20 @@ impl Report {
                 server.dropped
             );
         }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(out, "\nthresholds");
+            for v in &self.thresholds {
+                let observed = v
+                    .observed
+                    .map_or("no data".to_string(), |o| format!("{o:.4}"));
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  (observed {observed})",
+                    if v.pass { "pass" } else { "FAIL" },
+                    v.check
+                );
+            }
+        }
         if let Some(rss) = self.tester.peak_rss_kib {
             let _ = writeln!(
                 out,
@@ -371,6 +467,79 @@ fn nonzero(map: &BTreeMap<String, u64>) -> String {
     }
 }
 
+/// One line of `intervals.jsonl`: what happened during one interval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalLine {
+    /// Seconds since the load started, at the end of the interval.
+    pub t: f64,
+    /// The interval's number, from 0.
+    pub seq: u64,
+    /// Counters over this interval only, by name (zeros left out).
+    pub counts: BTreeMap<String, u64>,
+    /// Reconnects over this interval, by cause (zeros left out).
+    pub reconnects: BTreeMap<String, u64>,
+    /// Errors over this interval, by kind (zeros left out).
+    pub errors: BTreeMap<String, u64>,
+    /// Live sessions per state at the end of the interval.
+    pub states: BTreeMap<String, i64>,
+    /// Latency over this interval, per metric with samples.
+    pub latency_ms: BTreeMap<String, Latency>,
+    /// The tester's resident memory, KiB.
+    pub rss_kib: Option<u64>,
+}
+
+impl IntervalLine {
+    /// Summarises one interval's merged snapshots.
+    pub fn build(seq: u64, t: Duration, r: &Recorder, gauges: &Gauges) -> IntervalLine {
+        let nonzero = |names: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            names
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect()
+        };
+        let counts: Vec<(&str, u64)> = Counter::ALL
+            .iter()
+            .map(|c| (c.name(), r.counter(*c)))
+            .collect();
+        let reconnects: Vec<(&str, u64)> = Cause::ALL
+            .iter()
+            .map(|c| (c.name(), r.reconnects[c.index()]))
+            .collect();
+        let errors: Vec<(&str, u64)> = ErrorKind::ALL
+            .iter()
+            .map(|k| (k.name(), r.errors[k.index()]))
+            .collect();
+        IntervalLine {
+            t: round3(t.as_secs_f64()),
+            seq,
+            counts: nonzero(&counts),
+            reconnects: nonzero(&reconnects),
+            errors: nonzero(&errors),
+            states: State::ALL
+                .iter()
+                .map(|s| (s.name().to_string(), gauges[s.index()]))
+                .collect(),
+            latency_ms: Metric::ALL
+                .iter()
+                .filter(|m| !r.histogram(**m).is_empty())
+                .map(|m| {
+                    (
+                        m.name().to_string(),
+                        Latency::from_histogram(r.histogram(*m)),
+                    )
+                })
+                .collect(),
+            rss_kib: current_rss_kib(),
+        }
+    }
+}
+
+/// Current resident set size of this process (Linux `VmRSS`), KiB.
+pub fn current_rss_kib() -> Option<u64> {
+    proc_status_kib("VmRSS:")
+}
+
 /// The default report location: `reports/<scenario>-<UTC timestamp>/report.json`.
 pub fn default_path(scenario: &str, at: SystemTime) -> PathBuf {
     let stamp: String = humantime::format_rfc3339_seconds(at)
@@ -383,12 +552,34 @@ pub fn default_path(scenario: &str, at: SystemTime) -> PathBuf {
         .join("report.json")
 }
 
+/// Where the interval log goes: `intervals.jsonl` beside `report.json`, or
+/// `<name>.intervals.jsonl` beside a report with another name.
+pub fn intervals_path(report: &Path) -> PathBuf {
+    let name = report
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("report.json");
+    if name == "report.json" {
+        report.with_file_name("intervals.jsonl")
+    } else {
+        let stem = report
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("report");
+        report.with_file_name(format!("{stem}.intervals.jsonl"))
+    }
+}
+
 /// Peak resident set size of this process (Linux `VmHWM`), KiB.
 pub fn peak_rss_kib() -> Option<u64> {
+    proc_status_kib("VmHWM:")
+}
+
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

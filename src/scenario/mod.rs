@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::http::Uri;
 pub use matcher::Matcher;
 pub use template::{Template, Vars};
 
+use crate::load::{Churn, RateStage, Shape, Spread, Stage};
+use crate::report::threshold::Threshold;
 use crate::server::Faults;
 use crate::units;
 
@@ -251,12 +253,17 @@ pub struct Scenario {
     pub source: PathBuf,
     /// Where sessions connect.
     pub target: Target,
-    /// How many sessions run at once.
+    /// The most sessions that run at once (the closed model's peak, or the open model's
+    /// cap).
     pub sessions: u32,
     /// How long the run lasts.
     pub duration: Duration,
-    /// Session starts are spread evenly over this long (0: all at once).
-    pub ramp_up: Duration,
+    /// When sessions start and stop.
+    pub shape: Shape,
+    /// Pages leaving and coming back, if they do.
+    pub churn: Option<Churn>,
+    /// Pass/fail checks on the report.
+    pub thresholds: Vec<Threshold>,
     /// Connection settings.
     pub connect: Connect,
     /// Card data, when the scenario has any.
@@ -282,6 +289,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// `--target`.
     pub target: Option<Target>,
+    /// `--threshold`, added to the file's.
+    pub thresholds: Vec<Threshold>,
 }
 
 // ---- the raw file model -------------------------------------------------------------
@@ -310,12 +319,15 @@ fn default_max_delay() -> Duration {
 struct RawScenario {
     name: Option<String>,
     target: Option<String>,
-    #[serde(default = "default_sessions")]
-    sessions: u32,
-    #[serde(default = "default_duration", with = "units::duration")]
-    duration: Duration,
+    sessions: Option<u32>,
+    #[serde(default, with = "units::opt_duration")]
+    duration: Option<Duration>,
     #[serde(default, with = "units::opt_duration")]
     ramp_up: Option<Duration>,
+    load: Option<RawLoad>,
+    churn: Option<RawChurn>,
+    #[serde(default)]
+    thresholds: Vec<RawThreshold>,
     #[serde(default)]
     connect: RawConnect,
     data: Option<RawData>,
@@ -326,6 +338,49 @@ struct RawScenario {
     reconnect: RawReconnect,
     #[serde(default)]
     server: Faults,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    stages: Option<Vec<Stage>>,
+    arrival: Option<RawArrival>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArrival {
+    #[serde(default)]
+    rate: f64,
+    #[serde(default)]
+    stages: Vec<RateStage>,
+    max_sessions: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChurn {
+    dwell: String,
+    away: Option<String>,
+    #[serde(default, with = "units::fraction")]
+    hidden: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawThreshold {
+    Check(String),
+    Full(RawThresholdFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThresholdFull {
+    check: String,
+    #[serde(default)]
+    abort_on_fail: bool,
+    #[serde(default, with = "units::opt_duration")]
+    delay: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,15 +513,112 @@ fn compile(
         (None, Some(text)) => Target::parse(text).map_err(|m| at(&["target"], m))?,
         (None, None) => Target::Embedded,
     };
-    let sessions = overrides.sessions.unwrap_or(raw.sessions);
-    if sessions == 0 {
-        return Err(at(&["sessions"], "must be at least 1".into()));
-    }
-    let duration = overrides.duration.unwrap_or(raw.duration);
+    let shape = match &raw.load {
+        None => {
+            let sessions = overrides
+                .sessions
+                .or(raw.sessions)
+                .unwrap_or(default_sessions());
+            if sessions == 0 {
+                return Err(at(&["sessions"], "must be at least 1".into()));
+            }
+            Shape::ramp_and_hold(sessions, raw.ramp_up.unwrap_or_default())
+        }
+        Some(load) => {
+            if raw.sessions.is_some() || raw.ramp_up.is_some() {
+                return Err(at(
+                    &["load"],
+                    "use either `sessions`/`ramp_up` or `load`, not both".into(),
+                ));
+            }
+            if overrides.sessions.is_some() {
+                return Err(at(
+                    &["load"],
+                    "--sessions applies to `sessions:` scenarios; this one sets `load:`".into(),
+                ));
+            }
+            match (&load.stages, &load.arrival) {
+                (Some(stages), None) => {
+                    if stages.is_empty() || stages.iter().all(|s| s.target == 0) {
+                        return Err(at(
+                            &["load", "stages"],
+                            "needs at least one stage with a target above 0".into(),
+                        ));
+                    }
+                    Shape::Closed {
+                        stages: stages.clone(),
+                    }
+                }
+                (None, Some(arrival)) => {
+                    let rates =
+                        std::iter::once(arrival.rate).chain(arrival.stages.iter().map(|s| s.rate));
+                    if rates.clone().any(|r| !r.is_finite() || r < 0.0)
+                        || rates.clone().all(|r| r == 0.0)
+                    {
+                        return Err(at(
+                            &["load", "arrival"],
+                            "rates are arrivals per second: at least one above 0, none negative"
+                                .into(),
+                        ));
+                    }
+                    if arrival.max_sessions == 0 {
+                        return Err(at(
+                            &["load", "arrival", "max_sessions"],
+                            "must be at least 1".into(),
+                        ));
+                    }
+                    Shape::Open {
+                        start_rate: arrival.rate,
+                        stages: arrival.stages.clone(),
+                        max_sessions: arrival.max_sessions,
+                    }
+                }
+                _ => {
+                    return Err(at(
+                        &["load"],
+                        "set exactly one of `stages` (closed model) or `arrival` (open model)"
+                            .into(),
+                    ))
+                }
+            }
+        }
+    };
+    let sessions = shape.max_sessions();
+    let duration = match (overrides.duration, raw.duration) {
+        (Some(d), _) | (None, Some(d)) => d,
+        (None, None) if raw.load.is_some() => shape.stages_end(),
+        (None, None) => default_duration(),
+    };
     if duration.is_zero() {
         return Err(at(&["duration"], "must be longer than 0s".into()));
     }
-    let ramp_up = raw.ramp_up.unwrap_or_default();
+    let churn = match &raw.churn {
+        None => None,
+        Some(c) => Some(Churn {
+            dwell: Spread::parse(&c.dwell).map_err(|m| at(&["churn", "dwell"], m))?,
+            away: c
+                .away
+                .as_deref()
+                .map(Spread::parse)
+                .transpose()
+                .map_err(|m| at(&["churn", "away"], m))?,
+            hidden: c.hidden,
+        }),
+    };
+    let mut thresholds = Vec::new();
+    for raw_threshold in &raw.thresholds {
+        let threshold = match raw_threshold {
+            RawThreshold::Check(check) => Threshold::parse(check),
+            RawThreshold::Full(full) => Threshold::parse(&full.check).map(|mut t| {
+                t.abort_on_fail = full.abort_on_fail;
+                t.delay = full.delay.unwrap_or_default();
+                t
+            }),
+        }
+        .map_err(|m| at(&["thresholds"], m))?;
+        thresholds.push(threshold);
+    }
+    thresholds.extend(overrides.thresholds.iter().cloned());
 
     let cards = match &raw.data {
         Some(data) => {
@@ -596,7 +748,9 @@ fn compile(
         target,
         sessions,
         duration,
-        ramp_up,
+        shape,
+        churn,
+        thresholds,
         connect: Connect {
             timeout: raw.connect.timeout,
             headers,
@@ -710,11 +864,46 @@ heartbeat:
             sessions: Some(7),
             duration: Some(Duration::from_secs(3)),
             target: Some(Target::parse("ws://127.0.0.1:9/x").unwrap()),
+            thresholds: vec![],
         };
         let s = parse(MINIMAL, Path::new("t.yaml"), &o).unwrap();
         assert_eq!(s.sessions, 7);
         assert_eq!(s.duration, Duration::from_secs(3));
         assert!(matches!(s.target, Target::Url(ref u) if u.port == 9 && !u.tls));
+    }
+
+    #[test]
+    fn load_shapes_parse() {
+        let text =
+            "load:\n  stages:\n    - {duration: 2s, target: 50}\n    - {duration: 1s, target: 0}\n\
+                    heartbeat:\n  send: {type: heartBeat}\n";
+        let s = parse_str(text).unwrap();
+        assert_eq!(s.sessions, 50);
+        assert_eq!(s.duration, Duration::from_secs(3));
+        let text = "load:\n  arrival: {rate: 10, max_sessions: 20}\nduration: 5s\n\
+                    churn: {dwell: 1s..2s, away: ~3s, hidden: 10%}\n\
+                    thresholds: [\"heartbeat.p99 < 50ms\", {check: \"reconnects.total < 5\", abort_on_fail: true, delay: 1s}]\n\
+                    heartbeat:\n  send: {type: heartBeat}\n";
+        let s = parse_str(text).unwrap();
+        assert!(matches!(
+            s.shape,
+            Shape::Open {
+                max_sessions: 20,
+                ..
+            }
+        ));
+        assert_eq!(s.churn.unwrap().hidden, 0.1);
+        assert_eq!(s.thresholds.len(), 2);
+        assert!(s.thresholds[1].abort_on_fail);
+        let both =
+            "sessions: 5\nload:\n  stages: [{duration: 1s, target: 5}]\nheartbeat:\n  send: x\n";
+        assert!(parse_str(both)
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        let bad = "thresholds: [\"heartbeat.p42 < 1s\"]\nheartbeat:\n  send: x\n";
+        let e = parse_str(bad).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:1:1: thresholds"), "{e}");
     }
 
     #[test]

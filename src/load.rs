@@ -1,0 +1,421 @@
+//! Load shapes: when sessions start and stop. Pure arithmetic, no clocks: the runner
+//! turns these answers into timers, and tests check them exactly.
+//!
+//! - **Closed model** ([`Shape::Closed`]): the number of concurrent sessions follows
+//!   piecewise-linear stages ("ramp to 5,000 over 2m, hold 1h, ramp to 0 over 1m").
+//!   Session slot `i` is active while the target is at least `i + 1`, so starts inside a
+//!   ramp are spread evenly and a ramp down stops the newest slots first.
+//! - **Open model** ([`Shape::Open`]): pages arrive at a rate that follows stages, up to a
+//!   cap on concurrent sessions. Arrival `m` is due when the integral of the rate reaches
+//!   `m + 1`, so arrivals are evenly spaced, not bursty.
+//! - **Churn** ([`Churn`]): how long a page stays (dwell), whether it comes back (away),
+//!   and what share of leaves are only `onHide` (a web-view: the socket stays open).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units;
+
+/// One stage of the closed model: move linearly to `target` sessions over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// How long the stage lasts.
+    #[serde(with = "units::duration")]
+    pub duration: Duration,
+    /// Concurrent sessions at the end of the stage.
+    pub target: u32,
+}
+
+/// One stage of the open model: move linearly to `rate` arrivals per second.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateStage {
+    /// How long the stage lasts.
+    #[serde(with = "units::duration")]
+    pub duration: Duration,
+    /// Arrivals per second at the end of the stage.
+    pub rate: f64,
+}
+
+/// How many sessions run, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// Concurrent sessions follow stages, starting from 0.
+    Closed {
+        /// The stages, in order.
+        stages: Vec<Stage>,
+    },
+    /// Arrivals follow rate stages, starting from `start_rate`.
+    Open {
+        /// Arrivals per second at time 0.
+        start_rate: f64,
+        /// The stages, in order; the rate holds at the last stage's rate after it.
+        stages: Vec<RateStage>,
+        /// Most concurrent sessions; arrivals beyond it are dropped and counted.
+        max_sessions: u32,
+    },
+}
+
+impl Shape {
+    /// The closed model for `sessions` sessions started evenly over `ramp_up`, then held.
+    pub fn ramp_and_hold(sessions: u32, ramp_up: Duration) -> Shape {
+        Shape::Closed {
+            stages: vec![Stage {
+                duration: ramp_up,
+                target: sessions,
+            }],
+        }
+    }
+
+    /// The end of the last stage.
+    pub fn stages_end(&self) -> Duration {
+        match self {
+            Shape::Closed { stages } => stages.iter().map(|s| s.duration).sum(),
+            Shape::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+        }
+    }
+
+    /// The most sessions that can be active at once.
+    pub fn max_sessions(&self) -> u32 {
+        match self {
+            Shape::Closed { stages } => stages.iter().map(|s| s.target).max().unwrap_or(0),
+            Shape::Open { max_sessions, .. } => *max_sessions,
+        }
+    }
+
+    /// The closed model's target at time `t` (fractional; held after the last stage).
+    /// For the open model, the arrival rate at `t`.
+    pub fn level_at(&self, t: Duration) -> f64 {
+        let (start, points) = self.points();
+        let mut from = (Duration::ZERO, start);
+        for (end, level) in points {
+            if t < end {
+                let span = (end - from.0).as_secs_f64();
+                if span == 0.0 {
+                    return level;
+                }
+                let x = (t - from.0).as_secs_f64() / span;
+                return from.1 + (level - from.1) * x;
+            }
+            from = (end, level);
+        }
+        from.1
+    }
+
+    /// Stage boundaries as (end time, level at the end), after the level at time 0.
+    fn points(&self) -> (f64, Vec<(Duration, f64)>) {
+        let mut at = Duration::ZERO;
+        match self {
+            Shape::Closed { stages } => (
+                0.0,
+                stages
+                    .iter()
+                    .map(|s| {
+                        at += s.duration;
+                        (at, f64::from(s.target))
+                    })
+                    .collect(),
+            ),
+            Shape::Open {
+                start_rate, stages, ..
+            } => (
+                *start_rate,
+                stages
+                    .iter()
+                    .map(|s| {
+                        at += s.duration;
+                        (at, s.rate)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Closed model: the intervals, within `[0, end)`, during which slot `slot` is active
+    /// (the target is at least `slot + 1`). Sorted and disjoint.
+    pub fn active_intervals(&self, slot: u32, end: Duration) -> Vec<(Duration, Duration)> {
+        let level = f64::from(slot) + 1.0;
+        let (start, points) = self.points();
+        let mut intervals = Vec::new();
+        let mut open: Option<Duration> = None;
+        let mut from = (Duration::ZERO, start);
+        if start >= level {
+            open = Some(Duration::ZERO);
+        }
+        let mut segments: Vec<((Duration, f64), (Duration, f64))> = Vec::new();
+        for point in points {
+            segments.push((from, point));
+            from = point;
+        }
+        for ((t0, a), (t1, b)) in segments {
+            if t0 >= end {
+                break;
+            }
+            let crossing = |l: f64| -> Duration {
+                if b == a {
+                    return t0;
+                }
+                let x = ((l - a) / (b - a)).clamp(0.0, 1.0);
+                t0 + (t1 - t0).mul_f64(x)
+            };
+            match open {
+                None if b >= level && a < level => open = Some(crossing(level)),
+                None if b >= level && t1 == t0 => open = Some(t0),
+                Some(since) if b < level && a >= level => {
+                    intervals.push((since, crossing(level).min(end)));
+                    open = None;
+                }
+                Some(since) if b < level && t1 == t0 => {
+                    intervals.push((since, t0.min(end)));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(since) = open {
+            if since < end {
+                intervals.push((since, end));
+            }
+        }
+        intervals.retain(|(a, b)| a < b);
+        intervals
+    }
+
+    /// Open model: when arrival `index` (from 0) is due: the time at which the integral of
+    /// the rate reaches `index + 1`. `None` when it never does before `end`.
+    pub fn arrival_due(&self, index: u64, end: Duration) -> Option<Duration> {
+        let (start, points) = self.points();
+        let goal = index as f64 + 1.0;
+        let mut area = 0.0;
+        let mut from = (Duration::ZERO, start);
+        let mut segments = points;
+        // After the last stage the rate holds until `end`.
+        let last_t = segments.last().map_or(Duration::ZERO, |p| p.0);
+        if last_t < end {
+            let hold = segments.last().map_or(start, |p| p.1);
+            segments.push((end, hold));
+        }
+        for (t1, b) in segments {
+            let (t0, a) = from;
+            let span = (t1.min(end).saturating_sub(t0)).as_secs_f64();
+            let full_span = (t1 - t0).as_secs_f64();
+            if span > 0.0 {
+                let slope = if full_span > 0.0 {
+                    (b - a) / full_span
+                } else {
+                    0.0
+                };
+                let segment_area = a * span + 0.5 * slope * span * span;
+                if area + segment_area >= goal {
+                    // Solve a·x + slope·x²/2 = goal − area for x in [0, span].
+                    let need = goal - area;
+                    let x = if slope.abs() < 1e-12 {
+                        need / a
+                    } else {
+                        (-a + (a * a + 2.0 * slope * need).max(0.0).sqrt()) / slope
+                    };
+                    return Some(t0 + Duration::from_secs_f64(x.clamp(0.0, span)));
+                }
+                area += segment_area;
+            }
+            if t1 >= end {
+                return None;
+            }
+            from = (t1, b);
+        }
+        None
+    }
+}
+
+/// A random duration: fixed, uniform in a range, or exponential with a mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Spread {
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniform between the two.
+    Uniform(Duration, Duration),
+    /// Exponentially distributed with this mean (memoryless, like real visits).
+    Exponential(Duration),
+}
+
+impl Spread {
+    /// Draws a duration; `unit` is uniform in [0, 1).
+    pub fn sample(&self, unit: f64) -> Duration {
+        match *self {
+            Spread::Fixed(d) => d,
+            Spread::Uniform(lo, hi) => lo + (hi - lo).mul_f64(unit),
+            Spread::Exponential(mean) => {
+                // Cap at 20 means so one unlucky draw cannot outlive every run.
+                mean.mul_f64((-(1.0 - unit).ln()).min(20.0))
+            }
+        }
+    }
+
+    /// Parses `5m`, `1m..10m` (uniform) or `~5m` (exponential with mean 5m).
+    pub fn parse(text: &str) -> Result<Spread, String> {
+        let text = text.trim();
+        if let Some(mean) = text.strip_prefix('~') {
+            return Ok(Spread::Exponential(units::parse_duration(mean)?));
+        }
+        if let Some((lo, hi)) = text.split_once("..") {
+            let (lo, hi) = (units::parse_duration(lo)?, units::parse_duration(hi)?);
+            if lo > hi {
+                return Err(format!("`{text}`: the range is backwards"));
+            }
+            return Ok(Spread::Uniform(lo, hi));
+        }
+        units::parse_duration(text).map(Spread::Fixed)
+    }
+}
+
+/// Real users leave: how long a page stays, whether it comes back, and how many leaves
+/// are only a web-view (`onHide`, socket kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Churn {
+    /// How long a page stays before the user leaves.
+    pub dwell: Spread,
+    /// How long until the same user (same identity and card) comes back. `None`: in the
+    /// open model they do not come back; in the closed model the slot's page returns at
+    /// once.
+    pub away: Option<Spread>,
+    /// Share of leaves that only open a web-view: the socket stays open, the page stays.
+    pub hidden: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    fn closed(stages: &[(f64, u32)]) -> Shape {
+        Shape::Closed {
+            stages: stages
+                .iter()
+                .map(|&(d, target)| Stage {
+                    duration: s(d),
+                    target,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ramp_starts_are_spread_evenly() {
+        let shape = closed(&[(10.0, 100)]);
+        let end = s(20.0);
+        let starts: Vec<Duration> = (0..100)
+            .map(|i| shape.active_intervals(i, end)[0].0)
+            .collect();
+        // Slot i starts when the target reaches i + 1: every 0.1 s.
+        for (i, start) in starts.iter().enumerate() {
+            let expected = 0.1 * (i as f64 + 1.0);
+            assert!(
+                (start.as_secs_f64() - expected).abs() < 1e-9,
+                "{i}: {start:?}"
+            );
+        }
+        assert_eq!(shape.active_intervals(100, end), vec![]);
+    }
+
+    #[test]
+    fn ramp_hold_ramp_down_gives_exact_counts() {
+        // Ramp to 50 over 5 s, hold 10 s, ramp to 0 over 5 s.
+        let shape = closed(&[(5.0, 50), (10.0, 50), (5.0, 0)]);
+        let end = shape.stages_end();
+        let active_at = |t: f64| {
+            (0..60)
+                .filter(|&i| {
+                    shape
+                        .active_intervals(i, end)
+                        .iter()
+                        .any(|&(a, b)| a <= s(t) && s(t) < b)
+                })
+                .count()
+        };
+        assert_eq!(active_at(0.05), 0);
+        assert_eq!(active_at(2.55), 25);
+        assert_eq!(active_at(7.0), 50);
+        assert_eq!(active_at(17.45), 25);
+        assert_eq!(active_at(19.95), 0);
+        // Every slot starts exactly once and stops exactly once.
+        for i in 0..50 {
+            assert_eq!(shape.active_intervals(i, end).len(), 1, "slot {i}");
+        }
+        // The newest slots stop first.
+        let stop = |i| shape.active_intervals(i, end)[0].1;
+        assert!(stop(49) < stop(0));
+    }
+
+    #[test]
+    fn a_second_ramp_restarts_slots() {
+        let shape = closed(&[(1.0, 10), (1.0, 0), (1.0, 10)]);
+        let intervals = shape.active_intervals(4, s(10.0));
+        assert_eq!(intervals.len(), 2, "{intervals:?}");
+        assert!(intervals[1].1 == s(10.0));
+    }
+
+    #[test]
+    fn arrivals_follow_the_rate_exactly() {
+        let shape = Shape::Open {
+            start_rate: 10.0,
+            stages: vec![],
+            max_sessions: 1000,
+        };
+        let end = s(3.0);
+        let due: Vec<Duration> = (0..100).filter_map(|m| shape.arrival_due(m, end)).collect();
+        assert_eq!(due.len(), 30);
+        assert!((due[0].as_secs_f64() - 0.1).abs() < 1e-9);
+        assert!((due[29].as_secs_f64() - 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn arrivals_ramp_with_rate_stages() {
+        // Rate 0 → 20/s over 2 s (20 arrivals), then 20/s for 1 s (20 more).
+        let shape = Shape::Open {
+            start_rate: 0.0,
+            stages: vec![
+                RateStage {
+                    duration: s(2.0),
+                    rate: 20.0,
+                },
+                RateStage {
+                    duration: s(1.0),
+                    rate: 20.0,
+                },
+            ],
+            max_sessions: 1000,
+        };
+        let end = shape.stages_end();
+        let count = (0..1000).filter_map(|m| shape.arrival_due(m, end)).count();
+        assert_eq!(count, 40);
+        // Arrival 4 (the 5th) is due when t² · 5 = 5, at 1 s.
+        let fifth = shape.arrival_due(4, end).unwrap().as_secs_f64();
+        assert!((fifth - 1.0).abs() < 1e-9, "{fifth}");
+    }
+
+    #[test]
+    fn spreads_parse_and_sample() {
+        assert_eq!(Spread::parse("5m").unwrap(), Spread::Fixed(s(300.0)));
+        assert_eq!(
+            Spread::parse("1m..2m").unwrap(),
+            Spread::Uniform(s(60.0), s(120.0))
+        );
+        assert_eq!(Spread::parse("~10s").unwrap(), Spread::Exponential(s(10.0)));
+        assert!(Spread::parse("2m..1m").is_err());
+        assert_eq!(Spread::Uniform(s(1.0), s(3.0)).sample(0.5), s(2.0));
+        let mean: f64 = (0..10_000)
+            .map(|i| {
+                Spread::Exponential(s(1.0))
+                    .sample((i as f64 + 0.5) / 10_000.0)
+                    .as_secs_f64()
+            })
+            .sum::<f64>()
+            / 10_000.0;
+        assert!((mean - 1.0).abs() < 0.01, "{mean}");
+    }
+}
