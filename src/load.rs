@@ -7,7 +7,7 @@
 //!   ramp are spread evenly and a ramp down stops the newest slots first.
 //! - **Open model** ([`Shape::Open`]): pages arrive at a rate that follows stages, up to a
 //!   cap on concurrent sessions. Arrival `m` is due when the integral of the rate reaches
-//!   `m + 1`, so arrivals are evenly spaced, not bursty.
+//!   `m + ½`, so arrivals are evenly spaced, not bursty.
 //! - **Churn** ([`Churn`]): how long a page stays (dwell), whether it comes back (away),
 //!   and what share of leaves are only `onHide` (a web-view: the socket stays open).
 
@@ -184,10 +184,11 @@ impl Shape {
     }
 
     /// Open model: when arrival `index` (from 0) is due: the time at which the integral of
-    /// the rate reaches `index + 1`. `None` when it never does before `end`.
+    /// the rate reaches `index + 0.5`, so arrivals sit in the middle of their share of
+    /// time and none lands on a stage boundary. `None` when it never does before `end`.
     pub fn arrival_due(&self, index: u64, end: Duration) -> Option<Duration> {
         let (start, points) = self.points();
-        let goal = index as f64 + 1.0;
+        let goal = index as f64 + 0.5;
         let mut area = 0.0;
         let mut from = (Duration::ZERO, start);
         let mut segments = points;
@@ -369,8 +370,8 @@ mod tests {
         let end = s(3.0);
         let due: Vec<Duration> = (0..100).filter_map(|m| shape.arrival_due(m, end)).collect();
         assert_eq!(due.len(), 30);
-        assert!((due[0].as_secs_f64() - 0.1).abs() < 1e-9);
-        assert!((due[29].as_secs_f64() - 3.0).abs() < 1e-6);
+        assert!((due[0].as_secs_f64() - 0.05).abs() < 1e-9);
+        assert!((due[29].as_secs_f64() - 2.95).abs() < 1e-6);
     }
 
     #[test]
@@ -393,9 +394,9 @@ mod tests {
         let end = shape.stages_end();
         let count = (0..1000).filter_map(|m| shape.arrival_due(m, end)).count();
         assert_eq!(count, 40);
-        // Arrival 4 (the 5th) is due when t² · 5 = 5, at 1 s.
+        // Arrival 4 (the 5th) is due when the area t² · 5 reaches 4.5: t = √0.9.
         let fifth = shape.arrival_due(4, end).unwrap().as_secs_f64();
-        assert!((fifth - 1.0).abs() < 1e-9, "{fifth}");
+        assert!((fifth - 0.9f64.sqrt()).abs() < 1e-9, "{fifth}");
     }
 
     #[test]

@@ -80,6 +80,8 @@ names! {
         HeartbeatsAcked = "heartbeats.acked",
         /// Heartbeats that failed: send error or no ack within the timeout.
         HeartbeatsFailed = "heartbeats.failed",
+        /// Acks that arrived after their heartbeat had timed out (already failed).
+        HeartbeatsLate = "heartbeats.late",
         /// Text or binary messages received from the server.
         MessagesReceived = "messages.received",
         /// Received messages that no waiting step matched (server pushes, late acks).

@@ -512,6 +512,9 @@ impl Session {
         // The heartbeat awaiting its ack: when it was due (or sent, if that was earlier),
         // and when its ack window closes.
         let mut pending: Option<(Instant, Instant)> = None;
+        // Heartbeats that timed out and whose acks may still come. Acks carry no id; the
+        // server answers in order on one TCP stream, so the next acks are theirs.
+        let mut overdue = 0u32;
         // One timer for the next tick, ack deadline and leave, whichever is first: every
         // idle session holds its timers, so fewer is smaller.
         let mut timer = pin!(sleep_until(wake_for(next)));
@@ -536,11 +539,16 @@ impl Session {
                     return Outcome::Stopped;
                 }
                 item = ws.next() => match incoming(&ctx, item) {
-                    Incoming::Json(value) => match (pending, expect) {
-                        (Some((from, _)), Some(expect)) if expect.matches(&value) => {
+                    Incoming::Json(value) => match expect {
+                        Some(expect) if overdue > 0 && expect.matches(&value) => {
+                            // The ack of a heartbeat already counted as failed.
+                            overdue -= 1;
+                            ctx.count(Counter::HeartbeatsLate);
+                        }
+                        Some(expect) if pending.is_some() && expect.matches(&value) => {
+                            let (from, _) = pending.take().expect("checked above");
                             ctx.record(Metric::Heartbeat, from.elapsed());
                             ctx.count(Counter::HeartbeatsAcked);
-                            pending = None;
                             failures = 0;
                         }
                         _ => ctx.count(Counter::MessagesUnmatched),
@@ -563,12 +571,14 @@ impl Session {
                     }
                     if pending.is_some_and(|(_, ack_by)| now >= ack_by) {
                         pending = None;
+                        overdue += 1;
                         ctx.error(ErrorKind::HeartbeatTimeout);
                         failed += 1;
                     }
                     if now >= wake_for(next) {
                         if pending.take().is_some() {
                             // Its ack window ran past this tick: it has failed.
+                            overdue += 1;
                             ctx.error(ErrorKind::HeartbeatTimeout);
                             failed += 1;
                         }

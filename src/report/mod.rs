@@ -117,6 +117,8 @@ pub struct Heartbeats {
     pub acked: u64,
     /// Failed: send error or no ack in time.
     pub failed: u64,
+    /// Acks that arrived after their heartbeat had already failed.
+    pub late: u64,
 }
 
 /// Message counts.
@@ -261,6 +263,7 @@ impl Report {
                 sent: c(Counter::HeartbeatsSent),
                 acked: c(Counter::HeartbeatsAcked),
                 failed: c(Counter::HeartbeatsFailed),
+                late: c(Counter::HeartbeatsLate),
             },
             messages: Messages {
                 received: c(Counter::MessagesReceived),
