@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Fraction of auths to reject with code 401, e.g. 0.1 or 10%.
     #[arg(long, value_parser = parse_fraction, default_value = "0")]
     pub reject_auth: f64,
+    /// Once a connection has bound its card, push {"msgType":"order_push",…,"ts":<unix ms>}
+    /// this often. A client's {"type":"pushAck"} reply is counted.
+    #[arg(long, value_parser = parse_duration)]
+    pub push_every: Option<Duration>,
     /// Serve wss:// with a self-signed certificate generated at start.
     #[arg(long)]
     pub tls: bool,

@@ -19,6 +19,7 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod script;
 pub mod server;
 pub mod session;
 pub mod tls;
@@ -309,6 +310,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         drop_after: args.drop_after,
         stall_after: args.stall_after,
         reject_auth: args.reject_auth,
+        push_every: args.push_every,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@
 //! This module owns the name of every metric: the report, the summary and the CLI all take
 //! their names from here. It must not do I/O.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -86,6 +87,8 @@ names! {
         MessagesReceived = "messages.received",
         /// Received messages that no waiting step matched (server pushes, late acks).
         MessagesUnmatched = "messages.unmatched",
+        /// Replies a script's `on_message` hook sent.
+        MessagesReplied = "messages.replied",
         /// Sessions closed politely with code 1000 at the end of the run.
         SessionsClosed = "sessions.closed",
         /// Pages that left (`onUnload`, close 1000): churn or a ramp down.
@@ -120,6 +123,10 @@ names! {
         BindCardRejected = "bind_card_rejected",
         /// An auth or bindCard reply did not arrive in time.
         Timeout = "timeout",
+        /// A script hook asked for it (`session.reconnect()`).
+        Script = "script",
+        /// A script hook failed and `on_error` is `reconnect`.
+        ScriptError = "script_error",
     }
 }
 
@@ -156,6 +163,9 @@ names! {
         Socket = "socket",
         /// A message arrived that is not JSON while a step waited for a JSON reply.
         InvalidJson = "invalid_json",
+        /// A script hook hit a sandbox limit (operations, sizes, call depth). Also counted
+        /// under `script.<hook>`.
+        ScriptLimit = "script_limit",
     }
 }
 
@@ -183,6 +193,10 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIGHEST_US, SIGFIGS).expect("constant bounds are valid")
 }
 
+/// Most distinct custom metric names a recorder keeps; a script that invents names
+/// without end cannot grow memory without end.
+pub const MAX_CUSTOM: usize = 64;
+
 /// One shard's measurements over one interval. Owned by exactly one thread at a time.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -194,6 +208,12 @@ pub struct Recorder {
     pub reconnects: [u64; Cause::COUNT],
     /// Failures, one count per [`ErrorKind`].
     pub errors: [u64; ErrorKind::COUNT],
+    /// Script hook failures, by hook name.
+    pub script_errors: BTreeMap<&'static str, u64>,
+    /// Counters scripts asked for (`session.count(name)`).
+    pub custom_counters: BTreeMap<String, u64>,
+    /// Latencies scripts recorded (`session.record(name, ms)`), in microseconds.
+    pub custom_latencies: BTreeMap<String, Histogram<u64>>,
 }
 
 impl Default for Recorder {
@@ -210,7 +230,49 @@ impl Recorder {
             counters: [0; Counter::COUNT],
             reconnects: [0; Cause::COUNT],
             errors: [0; ErrorKind::COUNT],
+            script_errors: BTreeMap::new(),
+            custom_counters: BTreeMap::new(),
+            custom_latencies: BTreeMap::new(),
         }
+    }
+
+    /// Counts a script hook failure.
+    pub fn script_error(&mut self, hook: &'static str, limit: bool) {
+        *self.script_errors.entry(hook).or_default() += 1;
+        if limit {
+            self.error(ErrorKind::ScriptLimit);
+        }
+    }
+
+    /// Adds one to a script's counter. False when the name would exceed [`MAX_CUSTOM`].
+    pub fn custom_count(&mut self, name: &str) -> bool {
+        if let Some(n) = self.custom_counters.get_mut(name) {
+            *n += 1;
+            return true;
+        }
+        if self.custom_counters.len() >= MAX_CUSTOM {
+            return false;
+        }
+        self.custom_counters.insert(name.to_owned(), 1);
+        true
+    }
+
+    /// Records a script's latency. False when the name would exceed [`MAX_CUSTOM`].
+    pub fn custom_record(&mut self, name: &str, latency: Duration) -> bool {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, HIGHEST_US);
+        if let Some(h) = self.custom_latencies.get_mut(name) {
+            h.saturating_record(us);
+            return true;
+        }
+        if self.custom_latencies.len() >= MAX_CUSTOM {
+            return false;
+        }
+        let mut h = new_histogram();
+        h.saturating_record(us);
+        self.custom_latencies.insert(name.to_owned(), h);
+        true
     }
 
     /// Records a latency. Sub-microsecond values count as 1 µs; values beyond an hour are
@@ -258,6 +320,20 @@ impl Recorder {
         add_into(&mut self.counters, &other.counters);
         add_into(&mut self.reconnects, &other.reconnects);
         add_into(&mut self.errors, &other.errors);
+        for (hook, n) in &other.script_errors {
+            *self.script_errors.entry(hook).or_default() += n;
+        }
+        for (name, n) in &other.custom_counters {
+            *self.custom_counters.entry(name.clone()).or_default() += n;
+        }
+        for (name, h) in &other.custom_latencies {
+            match self.custom_latencies.get_mut(name) {
+                Some(mine) => mine.add(h).expect("histograms share bounds"),
+                None => {
+                    self.custom_latencies.insert(name.clone(), h.clone());
+                }
+            }
+        }
     }
 }
 

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
-use crate::scenario::{Matcher, Scenario, Step, Vars};
+use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
+use crate::script::{Effect, Hook, OnError, SessionHandle};
 
 type Ws = WebSocketStream<Stream>;
 
@@ -210,6 +211,10 @@ struct Session {
     until: Option<Instant>,
     /// When the current visit ends (churn's dwell, or `until`).
     leave_at: Option<Instant>,
+    /// What the script's hooks see as `session`, when the scenario has a script.
+    script: Option<SessionHandle>,
+    /// A hook asked the page to leave for good.
+    leave_requested: bool,
 }
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
@@ -231,14 +236,70 @@ pub async fn run(
         heartbeat: None,
         until,
         leave_at: until,
+        script: None,
+        leave_requested: false,
     };
     session.ctx.count(Counter::SessionsStarted);
-    session.visits(gate).await;
+    if session.ctx.plan.scenario.script.is_some() {
+        session.script = Some(SessionHandle::new(
+            id,
+            card_map(&session.ctx.plan.scenario, id),
+        ));
+        session.lifecycle(Hook::OnStart);
+    }
+    if !session.leave_requested {
+        session.visits(gate).await;
+    }
+    if session.script.is_some() {
+        session.lifecycle(Hook::OnEnd);
+    }
     session.set_state(None);
     session.ctx.running.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// A session's card row as a Rhai map, for `session.card`.
+fn card_map(scenario: &Scenario, id: u32) -> rhai::Map {
+    let Some(cards) = &scenario.cards else {
+        return rhai::Map::new();
+    };
+    cards
+        .columns
+        .iter()
+        .zip(cards.row(id))
+        .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from(v.clone())))
+        .collect()
+}
+
 impl Session {
+    /// `on_start` / `on_end`: counts and latencies they ask for are kept; `leave()` in
+    /// `on_start` ends the session before it connects.
+    fn lifecycle(&mut self, hook: Hook) {
+        if !self.has(hook) {
+            return;
+        }
+        if matches!(self.call(hook, None), Err(OnError::Leave)) {
+            self.leave_requested = true;
+        }
+        let effects = self
+            .script
+            .as_ref()
+            .map(|h| h.take_effects())
+            .unwrap_or_default();
+        let mut recorder = self.ctx.recorder.borrow_mut();
+        for effect in effects {
+            match effect {
+                Effect::Count(name) => {
+                    recorder.custom_count(&name);
+                }
+                Effect::Record(name, ms) => {
+                    recorder.custom_record(&name, Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+                }
+                Effect::Leave => self.leave_requested = true,
+                Effect::Reconnect => {}
+            }
+        }
+    }
+
     fn set_state(&mut self, state: Option<State>) {
         self.ctx.shift(self.state, state);
         self.state = state;
@@ -275,6 +336,9 @@ impl Session {
                 return; // the run stopped
             }
             ctx.count(Counter::SessionsLeft);
+            if self.leave_requested {
+                return;
+            }
             let Some(churn) = &scenario.churn else { return };
             let ended = self.until.is_some_and(|u| Instant::now() >= u);
             if ended {
@@ -367,6 +431,9 @@ impl Session {
         }
         self.set_state(Some(State::Connecting));
         ctx.count(Counter::ConnectsAttempted);
+        if let Some(handle) = &self.script {
+            handle.with(|d| d.connects += 1);
+        }
         let started = Instant::now();
         // Boxed: the handshake future is large and lives only while connecting, so it
         // should not sit inside every idle session's state machine.
@@ -407,7 +474,8 @@ impl Session {
                 Cause::AuthRejected,
             );
             // Boxed, like every step that is not the steady state (see `connection`).
-            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::Auth, kinds));
+            let hooks = (Hook::Auth, Hook::AuthReply);
+            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::Auth, hooks, kinds));
             if let Err(outcome) = exchange.await {
                 return outcome;
             }
@@ -421,7 +489,8 @@ impl Session {
                 ErrorKind::BindCardRejected,
                 Cause::BindCardRejected,
             );
-            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::BindCard, kinds));
+            let hooks = (Hook::BindCard, Hook::BindCardReply);
+            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::BindCard, hooks, kinds));
             if let Err(outcome) = exchange.await {
                 return outcome;
             }
@@ -441,19 +510,27 @@ impl Session {
         ws: &mut Ws,
         step: &Step,
         metric: Metric,
+        (build, judge): (Hook, Hook),
         (timeout_kind, reject_kind, reject_cause): (ErrorKind, ErrorKind, Cause),
     ) -> Result<(), Outcome> {
         let ctx = self.ctx.clone();
-        let message = step.send.render(self.vars());
+        let message = match self.message(build, step.send.as_ref()) {
+            Ok(message) => message,
+            Err(action) => return Err(self.after_hook_error(ws, action).await),
+        };
+        if let Some(outcome) = self.requested(ws).await {
+            return Err(outcome);
+        }
         let sent_at = Instant::now();
         if ws.send(Message::Text(message)).await.is_err() {
             ctx.error(ErrorKind::SendFailed);
             return Err(Outcome::Reconnect(Cause::SocketError));
         }
-        let Some(expect) = &step.expect else {
+        let scripted = self.has(judge);
+        if step.expect.is_none() && !scripted {
             ctx.record(metric, sent_at.elapsed());
             return Ok(());
-        };
+        }
         let deadline = pin!(sleep_until(sent_at + step.timeout));
         let mut deadline = deadline;
         loop {
@@ -468,15 +545,36 @@ impl Session {
                 }
                 item = ws.next() => match incoming(&ctx, item) {
                     Incoming::Json(value) => {
-                        if expect.matches(&value) {
-                            ctx.record(metric, sent_at.elapsed());
-                            return Ok(());
+                        let verdict = if scripted {
+                            match self.judge(judge, &value) {
+                                Ok(verdict) => verdict,
+                                Err(action) => return Err(self.after_hook_error(ws, action).await),
+                            }
+                        } else if step.expect.as_ref().is_some_and(|e| e.matches(&value)) {
+                            Some(true)
+                        } else if step.reject.as_ref().is_some_and(|r| r.matches(&value)) {
+                            Some(false)
+                        } else {
+                            None
+                        };
+                        if let Some(outcome) = self.requested(ws).await {
+                            return Err(outcome);
                         }
-                        if step.reject.as_ref().is_some_and(|r| r.matches(&value)) {
-                            ctx.error(reject_kind);
-                            return Err(Outcome::Reconnect(reject_cause));
+                        match verdict {
+                            Some(true) => {
+                                ctx.record(metric, sent_at.elapsed());
+                                return Ok(());
+                            }
+                            Some(false) => {
+                                ctx.error(reject_kind);
+                                return Err(Outcome::Reconnect(reject_cause));
+                            }
+                            None => {
+                                if let Some(outcome) = self.unmatched(ws, &value).await {
+                                    return Err(outcome);
+                                }
+                            }
                         }
-                        ctx.count(Counter::MessagesUnmatched);
                     }
                     Incoming::NotJson => {
                         ctx.count(Counter::MessagesUnmatched);
@@ -492,21 +590,209 @@ impl Session {
         }
     }
 
+    /// Whether the scenario's script defines a hook.
+    fn has(&self, hook: Hook) -> bool {
+        self.script.is_some()
+            && self
+                .ctx
+                .plan
+                .scenario
+                .script
+                .as_ref()
+                .is_some_and(|s| s.has(hook))
+    }
+
+    /// Calls a hook for this session; a failure is counted and turned into the
+    /// scenario's `on_error` action.
+    fn call(
+        &mut self,
+        hook: Hook,
+        message: Option<&serde_json::Value>,
+    ) -> Result<rhai::Dynamic, OnError> {
+        let script = self
+            .ctx
+            .plan
+            .scenario
+            .script
+            .as_ref()
+            .expect("called only with a script");
+        let handle = self
+            .script
+            .as_ref()
+            .expect("scripted sessions have a handle");
+        script.call(hook, handle, message).map_err(|e| {
+            self.ctx
+                .recorder
+                .borrow_mut()
+                .script_error(hook.name(), e.limit);
+            script.on_error
+        })
+    }
+
+    /// A message from its hook when the script has one, else from the template.
+    fn message(&mut self, hook: Hook, template: Option<&Template>) -> Result<Utf8Bytes, OnError> {
+        if self.has(hook) {
+            let built = self.call(hook, None).and_then(|value| {
+                crate::script::message_text(&value).map_err(|_| {
+                    self.ctx
+                        .recorder
+                        .borrow_mut()
+                        .script_error(hook.name(), false);
+                    self.ctx
+                        .plan
+                        .scenario
+                        .script
+                        .as_ref()
+                        .map_or(OnError::Reconnect, |s| s.on_error)
+                })
+            });
+            match built {
+                Ok(text) => return Ok(Utf8Bytes::from(text)),
+                // `ignore`: as if the hook were not there.
+                Err(OnError::Ignore) if template.is_some() => {}
+                Err(OnError::Ignore) => return Err(OnError::Reconnect),
+                Err(action) => return Err(action),
+            }
+        }
+        let template = template.expect("scenario validation: a step has `send` or its hook");
+        Ok(template.render(self.vars()))
+    }
+
+    /// Asks a reply hook whether `value` is the reply: accepted, rejected, or not it.
+    fn judge(&mut self, hook: Hook, value: &serde_json::Value) -> Result<Option<bool>, OnError> {
+        match self.call(hook, Some(value)) {
+            Ok(result) => match crate::script::verdict(&result) {
+                Ok(verdict) => Ok(verdict),
+                Err(_) => {
+                    self.ctx
+                        .recorder
+                        .borrow_mut()
+                        .script_error(hook.name(), false);
+                    match self
+                        .ctx
+                        .plan
+                        .scenario
+                        .script
+                        .as_ref()
+                        .map_or(OnError::Reconnect, |s| s.on_error)
+                    {
+                        OnError::Ignore => Ok(None),
+                        action => Err(action),
+                    }
+                }
+            },
+            Err(OnError::Ignore) => Ok(None),
+            Err(action) => Err(action),
+        }
+    }
+
+    /// A message no step was waiting for: counted, and given to `on_message` when the
+    /// script has it (which may reply, or ask to reconnect or leave).
+    async fn unmatched(&mut self, ws: &mut Ws, value: &serde_json::Value) -> Option<Outcome> {
+        self.ctx.count(Counter::MessagesUnmatched);
+        if !self.has(Hook::OnMessage) {
+            return None;
+        }
+        Box::pin(self.on_message(ws, value)).await
+    }
+
+    async fn on_message(&mut self, ws: &mut Ws, value: &serde_json::Value) -> Option<Outcome> {
+        match self.call(Hook::OnMessage, Some(value)) {
+            Ok(reply) if !reply.is_unit() => match crate::script::message_text(&reply) {
+                Ok(text) => {
+                    if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                        self.ctx.error(ErrorKind::SendFailed);
+                        return Some(Outcome::Reconnect(Cause::SocketError));
+                    }
+                    self.ctx.count(Counter::MessagesReplied);
+                }
+                Err(_) => self
+                    .ctx
+                    .recorder
+                    .borrow_mut()
+                    .script_error(Hook::OnMessage.name(), false),
+            },
+            Ok(_) | Err(OnError::Ignore) => {}
+            Err(action) => return Some(self.after_hook_error(ws, action).await),
+        }
+        self.requested(ws).await
+    }
+
+    /// Carries out what the last hook calls asked for: counts and latencies always;
+    /// a reconnect or a leave as the outcome to return.
+    async fn requested(&mut self, ws: &mut Ws) -> Option<Outcome> {
+        let handle = self.script.as_ref()?;
+        let mut outcome = None;
+        for effect in handle.take_effects() {
+            let mut recorder = self.ctx.recorder.borrow_mut();
+            match effect {
+                Effect::Count(name) => {
+                    if !recorder.custom_count(&name) {
+                        recorder.script_error("metrics", false);
+                    }
+                }
+                Effect::Record(name, ms) => {
+                    let latency = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+                    if !recorder.custom_record(&name, latency) {
+                        recorder.script_error("metrics", false);
+                    }
+                }
+                Effect::Reconnect => outcome = outcome.or(Some(OnError::Reconnect)),
+                Effect::Leave => outcome = Some(OnError::Leave),
+            }
+        }
+        match outcome? {
+            OnError::Leave => {
+                Box::pin(self.close(ws)).await;
+                self.leave_requested = true;
+                Some(Outcome::Left)
+            }
+            _ => {
+                Box::pin(self.abandon(ws)).await;
+                Some(Outcome::Reconnect(Cause::Script))
+            }
+        }
+    }
+
+    /// What a failed hook leads to.
+    async fn after_hook_error(&mut self, ws: &mut Ws, action: OnError) -> Outcome {
+        // Effects asked for before the failure still count.
+        let _ = self.script.as_ref().map(|h| h.take_effects());
+        match action {
+            OnError::Leave => {
+                Box::pin(self.close(ws)).await;
+                self.leave_requested = true;
+                Outcome::Left
+            }
+            _ => {
+                Box::pin(self.abandon(ws)).await;
+                Outcome::Reconnect(Cause::ScriptError)
+            }
+        }
+    }
+
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
     /// the page leaves, or the run stops.
     async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
-        let message = match hb.send.fixed() {
-            Some(fixed) => fixed.clone(),
-            None => {
-                if self.heartbeat.is_none() {
-                    self.heartbeat = Some(hb.send.render(self.vars()));
+        let scripted_message = self.has(Hook::Heartbeat);
+        let scripted_ack = self.has(Hook::HeartbeatReply);
+        // Without a hook, the message is the same every time: built once.
+        let message = match hb.send.as_ref() {
+            Some(template) => match template.fixed() {
+                Some(fixed) => fixed.clone(),
+                None => {
+                    if self.heartbeat.is_none() {
+                        self.heartbeat = Some(template.render(self.vars()));
+                    }
+                    self.heartbeat.clone().expect("rendered above")
                 }
-                self.heartbeat.clone().expect("rendered above")
-            }
+            },
+            None => Utf8Bytes::from_static(""),
         };
         let expect: Option<&Matcher> = hb.expect.as_ref();
+        let acked = expect.is_some() || scripted_ack;
         let mut next = Instant::now() + phase(self.id, hb.interval);
         let mut failures = 0u32;
         // The heartbeat awaiting its ack: when it was due (or sent, if that was earlier),
@@ -539,20 +825,31 @@ impl Session {
                     return Outcome::Stopped;
                 }
                 item = ws.next() => match incoming(&ctx, item) {
-                    Incoming::Json(value) => match expect {
-                        Some(expect) if overdue > 0 && expect.matches(&value) => {
+                    Incoming::Json(value) => {
+                        let is_ack = if scripted_ack {
+                            match self.judge(Hook::HeartbeatReply, &value) {
+                                Ok(verdict) => verdict == Some(true),
+                                Err(action) => return self.after_hook_error(ws, action).await,
+                            }
+                        } else {
+                            expect.is_some_and(|e| e.matches(&value))
+                        };
+                        if let Some(outcome) = self.requested(ws).await {
+                            return outcome;
+                        }
+                        if is_ack && overdue > 0 {
                             // The ack of a heartbeat already counted as failed.
                             overdue -= 1;
                             ctx.count(Counter::HeartbeatsLate);
-                        }
-                        Some(expect) if pending.is_some() && expect.matches(&value) => {
+                        } else if is_ack && pending.is_some() {
                             let (from, _) = pending.take().expect("checked above");
                             ctx.record(Metric::Heartbeat, from.elapsed());
                             ctx.count(Counter::HeartbeatsAcked);
                             failures = 0;
+                        } else if let Some(outcome) = self.unmatched(ws, &value).await {
+                            return outcome;
                         }
-                        _ => ctx.count(Counter::MessagesUnmatched),
-                    },
+                    }
                     Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
                     Incoming::Control => {}
                     Incoming::Closed(kind) => {
@@ -586,9 +883,20 @@ impl Session {
                             let scheduled = next;
                             next += hb.interval;
                             ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
-                            if ws.send(Message::Text(message.clone())).await.is_ok() {
+                            let message = if scripted_message {
+                                match self.message(Hook::Heartbeat, hb.send.as_ref()) {
+                                    Ok(built) => built,
+                                    Err(action) => return self.after_hook_error(ws, action).await,
+                                }
+                            } else {
+                                message.clone()
+                            };
+                            if let Some(outcome) = self.requested(ws).await {
+                                return outcome;
+                            }
+                            if ws.send(Message::Text(message)).await.is_ok() {
                                 ctx.count(Counter::HeartbeatsSent);
-                                if expect.is_some() {
+                                if acked {
                                     // Late: measure from the schedule, so the lag shows.
                                     // Early (by less than the timer's 1 ms): from the send,
                                     // so the round trip is never understated.

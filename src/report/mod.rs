@@ -52,8 +52,11 @@ pub struct Report {
     pub reconnects: Reconnects,
     /// Latency per step, in milliseconds.
     pub latency_ms: BTreeMap<String, Latency>,
-    /// Failures by kind (every kind listed, zero or not).
+    /// Failures by kind (every kind listed, zero or not), plus `script.<hook>` for each
+    /// script hook that failed.
     pub errors: BTreeMap<String, u64>,
+    /// Metrics scripts recorded.
+    pub custom: Custom,
     /// Each threshold's verdict, in the order given.
     pub thresholds: Vec<Verdict>,
     /// What the embedded reference server saw; absent for external targets.
@@ -86,6 +89,40 @@ pub struct Sessions {
     pub returned: u64,
     /// Most sessions with an open socket at once (sampled every interval).
     pub peak_active: u64,
+}
+
+/// Metrics recorded by scripts (`session.count`, `session.record`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Custom {
+    /// Counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Latencies by name, in ms.
+    pub latency_ms: BTreeMap<String, Latency>,
+}
+
+impl Custom {
+    fn from_recorder(r: &Recorder) -> Custom {
+        Custom {
+            counters: r.custom_counters.clone(),
+            latency_ms: r
+                .custom_latencies
+                .iter()
+                .map(|(k, h)| (k.clone(), Latency::from_histogram(h)))
+                .collect(),
+        }
+    }
+}
+
+/// Failures by kind, every kind listed, with script hook failures as `script.<hook>`.
+fn error_map(t: &Recorder) -> BTreeMap<String, u64> {
+    let mut errors: BTreeMap<String, u64> = ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), t.errors[k.index()]))
+        .collect();
+    for (hook, n) in &t.script_errors {
+        errors.insert(format!("script.{hook}"), *n);
+    }
+    errors
 }
 
 /// Session starts the load shape asked for, and whether they kept up.
@@ -128,6 +165,8 @@ pub struct Messages {
     pub received: u64,
     /// Received messages no waiting step matched.
     pub unmatched: u64,
+    /// Replies sent by a script's `on_message` hook.
+    pub replied: u64,
 }
 
 /// Reconnect counts.
@@ -268,6 +307,7 @@ impl Report {
             messages: Messages {
                 received: c(Counter::MessagesReceived),
                 unmatched: c(Counter::MessagesUnmatched),
+                replied: c(Counter::MessagesReplied),
             },
             reconnects: Reconnects {
                 total: t.reconnects_total(),
@@ -285,10 +325,8 @@ impl Report {
                     )
                 })
                 .collect(),
-            errors: ErrorKind::ALL
-                .iter()
-                .map(|k| (k.name().to_string(), t.errors[k.index()]))
-                .collect(),
+            errors: error_map(t),
+            custom: Custom::from_recorder(t),
             thresholds: Vec::new(),
             server,
             tester: Tester {
@@ -385,8 +423,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "messages    received {}  unmatched {}",
-            self.messages.received, self.messages.unmatched
+            "messages    received {}  unmatched {}  replied {}",
+            self.messages.received, self.messages.unmatched, self.messages.replied
         );
         let _ = writeln!(
             out,
@@ -416,6 +454,30 @@ impl Report {
                 f(l.p999),
                 f(l.max)
             );
+        }
+        for (name, l) in &self.custom.latency_ms {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+            let _ = writeln!(
+                out,
+                "{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                format!("~{name}"),
+                l.count,
+                f(l.min),
+                f(l.p50),
+                f(l.p90),
+                f(l.p99),
+                f(l.p999),
+                f(l.max)
+            );
+        }
+        if !self.custom.counters.is_empty() {
+            let counters: Vec<String> = self
+                .custom
+                .counters
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(out, "\ncustom      {}", counters.join("  "));
         }
         let errors: u64 = self.errors.values().sum();
         let _ = writeln!(out, "\nerrors      {}{}", errors, nonzero(&self.errors));
@@ -487,6 +549,9 @@ pub struct IntervalLine {
     pub states: BTreeMap<String, i64>,
     /// Latency over this interval, per metric with samples.
     pub latency_ms: BTreeMap<String, Latency>,
+    /// Script metrics over this interval.
+    #[serde(default)]
+    pub custom: Custom,
     /// The tester's resident memory, KiB.
     pub rss_kib: Option<u64>,
 }
@@ -509,10 +574,8 @@ impl IntervalLine {
             .iter()
             .map(|c| (c.name(), r.reconnects[c.index()]))
             .collect();
-        let errors: Vec<(&str, u64)> = ErrorKind::ALL
-            .iter()
-            .map(|k| (k.name(), r.errors[k.index()]))
-            .collect();
+        let all_errors = error_map(r);
+        let errors: Vec<(&str, u64)> = all_errors.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         IntervalLine {
             t: round3(t.as_secs_f64()),
             seq,
@@ -533,6 +596,7 @@ impl IntervalLine {
                     )
                 })
                 .collect(),
+            custom: Custom::from_recorder(r),
             rss_kib: current_rss_kib(),
         }
     }

@@ -13,6 +13,7 @@ mod template;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,6 +24,7 @@ pub use template::{Template, Vars};
 
 use crate::load::{Churn, RateStage, Shape, Spread, Stage};
 use crate::report::threshold::Threshold;
+use crate::script::{Hook, Limits, OnError, Script};
 use crate::server::Faults;
 use crate::units;
 
@@ -168,8 +170,8 @@ impl Cards {
 /// One request/reply step (auth, bindCard).
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// The message to send.
-    pub send: Template,
+    /// The message to send; `None` when the script's hook builds it.
+    pub send: Option<Template>,
     /// The reply that means success. Without it, a successful send is success.
     pub expect: Option<Matcher>,
     /// A reply that means rejection. Other replies are skipped while waiting.
@@ -183,8 +185,8 @@ pub struct Step {
 pub struct Heartbeat {
     /// Time between scheduled sends (the article's `timeout`).
     pub interval: Duration,
-    /// The message to send.
-    pub send: Template,
+    /// The message to send; `None` when the script's hook builds it.
+    pub send: Option<Template>,
     /// The ack that makes a heartbeat healthy. Without it, a successful send does.
     pub expect: Option<Matcher>,
     /// How long after its send an ack may arrive. At most `interval`.
@@ -278,6 +280,8 @@ pub struct Scenario {
     pub reconnect: Reconnect,
     /// Faults for the embedded reference server.
     pub server: Faults,
+    /// Rhai hooks, compiled once and shared by every shard.
+    pub script: Option<Arc<Script>>,
 }
 
 /// Values from the command line that replace the file's.
@@ -338,6 +342,24 @@ struct RawScenario {
     reconnect: RawReconnect,
     #[serde(default)]
     server: Faults,
+    script: Option<RawScript>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawScript {
+    File(PathBuf),
+    Full(RawScriptFull),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScriptFull {
+    file: Option<PathBuf>,
+    #[serde(default)]
+    on_error: OnError,
+    #[serde(default)]
+    limits: Option<Limits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,7 +435,7 @@ struct RawData {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    send: serde_json::Value,
+    send: Option<serde_json::Value>,
     expect: Option<serde_json::Map<String, serde_json::Value>>,
     reject: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default = "default_step_timeout", with = "units::duration")]
@@ -425,7 +447,7 @@ struct RawStep {
 struct RawHeartbeat {
     #[serde(default = "default_interval", with = "units::duration")]
     interval: Duration,
-    send: serde_json::Value,
+    send: Option<serde_json::Value>,
     expect: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default, with = "units::opt_duration")]
     timeout: Option<Duration>,
@@ -452,13 +474,84 @@ fn default_max_delay_opt() -> Option<Duration> {
 
 // ---- loading ------------------------------------------------------------------------
 
-/// Reads, parses, compiles and validates a scenario file, then applies `overrides`.
+/// Reads, parses, compiles and validates a scenario file (YAML, or a `.rhai` script whose
+/// `scenario()` returns the same settings), then applies `overrides`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, path, overrides)
+    if path.extension().is_some_and(|e| e == "rhai") {
+        parse_rhai(&text, path, overrides)
+    } else {
+        parse(&text, path, overrides)
+    }
+}
+
+/// A `.rhai` scenario: `fn scenario()` returns the settings a YAML file would hold, and
+/// the same file defines the hooks.
+pub fn parse_rhai(
+    text: &str,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let compile_error = |e: crate::script::CompileError| match e.line {
+        Some(line) => ScenarioError::At {
+            path: shown.clone(),
+            line,
+            column: e.column.unwrap_or(1),
+            message: e.message,
+        },
+        None => ScenarioError::Invalid {
+            path: shown.clone(),
+            message: e.message,
+        },
+    };
+    let probe =
+        Script::compile(text, Limits::default(), OnError::default()).map_err(compile_error)?;
+    if !probe.defines("scenario") {
+        return Err(ScenarioError::Invalid {
+            path: shown,
+            message: "a .rhai scenario defines `fn scenario()` returning its settings as a map \
+                      (the same keys as a YAML scenario)"
+                .into(),
+        });
+    }
+    let settings = probe
+        .call_plain("scenario")
+        .map_err(|m| ScenarioError::Invalid {
+            path: shown.clone(),
+            message: format!("scenario(): {m}"),
+        })?;
+    let raw: RawScenario =
+        rhai::serde::from_dynamic(&settings).map_err(|e| ScenarioError::Invalid {
+            path: shown.clone(),
+            message: format!("scenario(): {e}"),
+        })?;
+    let options = match &raw.script {
+        None => RawScriptFull::default(),
+        Some(RawScript::Full(full)) if full.file.is_none() => RawScriptFull {
+            file: None,
+            on_error: full.on_error,
+            limits: full.limits,
+        },
+        Some(_) => {
+            return Err(ScenarioError::Invalid {
+                path: shown,
+                message: "scenario(): a .rhai scenario is its own script: `script` may set \
+                          `on_error` and `limits`, not a file"
+                    .into(),
+            })
+        }
+    };
+    let script = Script::compile(text, options.limits.unwrap_or_default(), options.on_error)
+        .map_err(compile_error)?;
+    let at = |field: &[&str], message: String| ScenarioError::Invalid {
+        path: shown.clone(),
+        message: format!("scenario() → {}: {message}", field.join(".")),
+    };
+    compile(raw, path, overrides, &at, Some(script))
 }
 
 /// Parses scenario text; `path` names it in errors and anchors relative data files.
@@ -488,7 +581,52 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario,
             message: format!("{}: {message}", field.join(".")),
         },
     };
-    compile(raw, path, overrides, &at)
+    let script = match &raw.script {
+        None => None,
+        Some(RawScript::File(file)) => Some(load_script(path, file, &RawScriptFull::default())?),
+        Some(RawScript::Full(full)) => match &full.file {
+            Some(file) => Some(load_script(path, file, full)?),
+            None => {
+                return Err(at(
+                    &["script", "file"],
+                    "names the .rhai file with the hooks".into(),
+                ))
+            }
+        },
+    };
+    compile(raw, path, overrides, &at, script)
+}
+
+/// Reads and compiles the hooks file a YAML scenario names.
+fn load_script(
+    scenario: &Path,
+    file: &Path,
+    options: &RawScriptFull,
+) -> Result<Script, ScenarioError> {
+    let (path, text) =
+        crate::script::read(scenario, file).map_err(|source| ScenarioError::Read {
+            path: scenario
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file)
+                .display()
+                .to_string(),
+            source,
+        })?;
+    Script::compile(&text, options.limits.unwrap_or_default(), options.on_error).map_err(
+        |e| match e.line {
+            Some(line) => ScenarioError::At {
+                path: path.display().to_string(),
+                line,
+                column: e.column.unwrap_or(1),
+                message: e.message,
+            },
+            None => ScenarioError::Invalid {
+                path: path.display().to_string(),
+                message: e.message,
+            },
+        },
+    )
 }
 
 fn compile(
@@ -496,6 +634,7 @@ fn compile(
     path: &Path,
     overrides: &Overrides,
     at: &dyn Fn(&[&str], String) -> ScenarioError,
+    script: Option<Script>,
 ) -> Result<Scenario, ScenarioError> {
     let name = raw.name.unwrap_or_else(|| {
         path.file_stem()
@@ -630,9 +769,28 @@ fn compile(
     let columns: &[String] = cards.as_ref().map(|c| c.columns.as_slice()).unwrap_or(&[]);
     let env = |name: &str| std::env::var(name).ok();
 
+    let has = |hook: Hook| script.as_ref().is_some_and(|s| s.has(hook));
+    let send = |value: &Option<serde_json::Value>, key: &str, hook: Hook| match value {
+        Some(v) => Template::compile(v, columns, env)
+            .map(Some)
+            .map_err(|m| at(&[key, "send"], m)),
+        None if has(hook) => Ok(None),
+        None => Err(at(
+            &[key],
+            format!(
+                "needs `send`, or a script with `fn {}(session)`",
+                hook.name()
+            ),
+        )),
+    };
     let step = |raw: Option<RawStep>, key: &str| -> Result<Option<Step>, ScenarioError> {
         let Some(raw) = raw else { return Ok(None) };
-        let send = Template::compile(&raw.send, columns, env).map_err(|m| at(&[key, "send"], m))?;
+        let hook = if key == "auth" {
+            Hook::Auth
+        } else {
+            Hook::BindCard
+        };
+        let send = send(&raw.send, key, hook)?;
         let expect = raw
             .expect
             .as_ref()
@@ -684,8 +842,7 @@ fn compile(
     }
     let heartbeat = Heartbeat {
         interval: hb.interval,
-        send: Template::compile(&hb.send, columns, env)
-            .map_err(|m| at(&["heartbeat", "send"], m))?,
+        send: send(&hb.send, "heartbeat", Hook::Heartbeat)?,
         expect: hb
             .expect
             .as_ref()
@@ -762,6 +919,7 @@ fn compile(
         heartbeat,
         reconnect,
         server: raw.server,
+        script: script.map(Arc::new),
     })
 }
 

@@ -50,6 +50,9 @@ pub struct Faults {
     /// Fraction of auths answered with a rejection (`code "401"`), spread evenly.
     #[serde(default, with = "units::fraction")]
     pub reject_auth: f64,
+    /// Once a connection has bound its card, push an `order_push` message this often.
+    #[serde(default, with = "units::opt_duration")]
+    pub push_every: Option<Duration>,
 }
 
 impl Faults {
@@ -59,6 +62,7 @@ impl Faults {
             || self.drop_after.is_some()
             || self.stall_after.is_some()
             || self.reject_auth > 0.0
+            || self.push_every.is_some()
     }
 }
 
@@ -76,6 +80,8 @@ pub struct Stats {
     unknown: AtomicU64,
     dropped: AtomicU64,
     stalled: AtomicU64,
+    pushes: AtomicU64,
+    push_acks: AtomicU64,
     /// Auths seen so far, for spreading rejections evenly.
     auth_seen: AtomicU64,
     /// Close frames received from clients, by code.
@@ -111,6 +117,10 @@ pub struct ServerStats {
     pub dropped: u64,
     /// Connections that reached `stall_after`.
     pub stalled: u64,
+    /// `order_push` messages sent (`push_every`).
+    pub pushes: u64,
+    /// `pushAck` replies received.
+    pub push_acks: u64,
     /// Close frames received from clients, by close code.
     pub close_codes: BTreeMap<u16, u64>,
     /// Connections per agreed subprotocol.
@@ -136,6 +146,8 @@ impl Stats {
             unknown: self.unknown.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             stalled: self.stalled.load(Relaxed),
+            pushes: self.pushes.load(Relaxed),
+            push_acks: self.push_acks.load(Relaxed),
             close_codes: self.close_codes.lock().expect("not poisoned").clone(),
             subprotocols: self.subprotocols.lock().expect("not poisoned").clone(),
             unanswered_at_close: self
@@ -283,6 +295,9 @@ where
     let stall_at = faults.stall_after.map_or(far, |d| born + d);
     let mut stalled = false;
     let mut unanswered = 0u64;
+    // Pushes start once the card is bound.
+    let mut next_push: Option<Instant> = None;
+    let mut pushed = 0u64;
     let finish = |stalled: bool, unanswered: u64| {
         if stalled {
             *stats
@@ -304,6 +319,19 @@ where
                 stalled = true;
                 stats.stalled.fetch_add(1, Relaxed);
             }
+            _ = sleep_until(next_push.unwrap_or(far)), if next_push.is_some() && !stalled => {
+                pushed += 1;
+                next_push = next_push.zip(faults.push_every).map(|(at, every)| at + every);
+                let push = format!(
+                    r#"{{"msgType":"order_push","orderId":"o-{pushed}","ts":{}}}"#,
+                    unix_ms()
+                );
+                if ws.send(Message::Text(push.into())).await.is_err() {
+                    finish(stalled, unanswered);
+                    return;
+                }
+                stats.pushes.fetch_add(1, Relaxed);
+            }
             _ = stop.cancelled() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("server stopping") })).await;
                 finish(stalled, unanswered);
@@ -322,6 +350,13 @@ where
                         continue;
                     }
                     let reply = answer(text.as_str(), faults, stats);
+                    if reply.is_none() {
+                        continue; // a pushAck: counted, not answered
+                    }
+                    let reply = reply.expect("checked above");
+                    if reply == BIND_CARD_ACK && next_push.is_none() {
+                        next_push = faults.push_every.map(|every| Instant::now() + every);
+                    }
                     if let Some(delay) = faults.delay {
                         tokio::time::sleep(delay).await;
                     }
@@ -363,30 +398,40 @@ fn message_type(text: &str) -> Option<String> {
 }
 
 /// Counts a message and picks the reply.
-fn answer(text: &str, faults: &Faults, stats: &Stats) -> &'static str {
+fn answer(text: &str, faults: &Faults, stats: &Stats) -> Option<&'static str> {
     match message_type(text).as_deref() {
         Some("auth") => {
             if stats.reject_next_auth(faults.reject_auth) {
                 stats.auth_rejected.fetch_add(1, Relaxed);
-                AUTH_REJECT
+                Some(AUTH_REJECT)
             } else {
                 stats.auth_ok.fetch_add(1, Relaxed);
-                AUTH_ACK
+                Some(AUTH_ACK)
             }
         }
         Some("bindCard") => {
             stats.bind_card.fetch_add(1, Relaxed);
-            BIND_CARD_ACK
+            Some(BIND_CARD_ACK)
+        }
+        Some("pushAck") => {
+            stats.push_acks.fetch_add(1, Relaxed);
+            None
         }
         Some("heartBeat") => {
             stats.heartbeats.fetch_add(1, Relaxed);
-            HEARTBEAT_ACK
+            Some(HEARTBEAT_ACK)
         }
         _ => {
             stats.unknown.fetch_add(1, Relaxed);
-            UNKNOWN
+            Some(UNKNOWN)
         }
     }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// A reference server running on its own thread in this process: the default target.
@@ -507,11 +552,11 @@ mod tests {
         let faults = Faults::default();
         assert_eq!(
             answer(r#"{"type":"auth","token":"x"}"#, &faults, &stats),
-            AUTH_ACK
+            Some(AUTH_ACK)
         );
         assert_eq!(
             answer(r#"{"type":"bindCard"}"#, &faults, &stats),
-            BIND_CARD_ACK
+            Some(BIND_CARD_ACK)
         );
         assert_eq!(
             answer(
@@ -519,9 +564,10 @@ mod tests {
                 &faults,
                 &stats
             ),
-            HEARTBEAT_ACK
+            Some(HEARTBEAT_ACK)
         );
-        assert_eq!(answer("not json", &faults, &stats), UNKNOWN);
+        assert_eq!(answer("not json", &faults, &stats), Some(UNKNOWN));
+        assert_eq!(answer(r#"{"type":"pushAck"}"#, &faults, &stats), None);
         let s = stats.snapshot();
         assert_eq!(
             (s.auth_ok, s.bind_card, s.heartbeats, s.unknown),

@@ -1,0 +1,571 @@
+//! Rhai hooks: the logic a YAML scenario cannot express, as pure synchronous functions the
+//! session engine calls.
+//!
+//! A script is compiled once; its AST and one sandboxed [`Engine`] are shared by every
+//! shard. Hooks never block, sleep or touch files or the network: Rhai has no such
+//! functions, and the engine's limits (operations per call, string, array and map sizes,
+//! call depth) are always on, so a runaway loop ends in an error that is counted, not in
+//! a stalled shard. `eval` is disabled.
+//!
+//! What a hook wants done besides its return value (count a metric, record a latency,
+//! reconnect, leave) it asks for through the `session` object; the session engine carries
+//! it out after the call returns. The session owns every await.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope, AST};
+
+/// A hook a script may define, with the arguments it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `fn auth(session)`: the auth message (a map, sent as JSON, or a string).
+    Auth,
+    /// `fn bind_card(session)`: the bindCard message.
+    BindCard,
+    /// `fn heartbeat(session)`: each heartbeat message.
+    Heartbeat,
+    /// `fn auth_reply(session, msg)`: true = accepted, false = rejected, () = not the reply.
+    AuthReply,
+    /// `fn bind_card_reply(session, msg)`: as `auth_reply`.
+    BindCardReply,
+    /// `fn heartbeat_reply(session, msg)`: true = this is the ack, false or () = not.
+    HeartbeatReply,
+    /// `fn on_message(session, msg)`: a message no step was waiting for; return () to
+    /// ignore it, or a map or string to send as the reply.
+    OnMessage,
+    /// `fn on_start(session)`: once when the session starts.
+    OnStart,
+    /// `fn on_end(session)`: once when the session ends.
+    OnEnd,
+}
+
+impl Hook {
+    /// Every hook.
+    pub const ALL: [Hook; 9] = [
+        Hook::Auth,
+        Hook::BindCard,
+        Hook::Heartbeat,
+        Hook::AuthReply,
+        Hook::BindCardReply,
+        Hook::HeartbeatReply,
+        Hook::OnMessage,
+        Hook::OnStart,
+        Hook::OnEnd,
+    ];
+
+    /// The function name in the script.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::Auth => "auth",
+            Hook::BindCard => "bind_card",
+            Hook::Heartbeat => "heartbeat",
+            Hook::AuthReply => "auth_reply",
+            Hook::BindCardReply => "bind_card_reply",
+            Hook::HeartbeatReply => "heartbeat_reply",
+            Hook::OnMessage => "on_message",
+            Hook::OnStart => "on_start",
+            Hook::OnEnd => "on_end",
+        }
+    }
+
+    /// How many parameters it takes.
+    pub const fn arity(self) -> usize {
+        match self {
+            Hook::AuthReply | Hook::BindCardReply | Hook::HeartbeatReply | Hook::OnMessage => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What a session does when a hook fails at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Drop the socket and reconnect (cause `script_error`).
+    #[default]
+    Reconnect,
+    /// The page leaves: close with 1000 and end the session.
+    Leave,
+    /// Carry on as if the hook were not there (a message hook falls back to `send`).
+    Ignore,
+}
+
+/// Sandbox limits, settable in the scenario's `script:` block.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Operations per hook call. 50,000 is about a millisecond.
+    #[serde(default = "default_operations")]
+    pub max_operations: u64,
+    /// Longest string, in bytes.
+    #[serde(default = "default_string")]
+    pub max_string_size: usize,
+    /// Largest array.
+    #[serde(default = "default_collection")]
+    pub max_array_size: usize,
+    /// Largest map.
+    #[serde(default = "default_collection")]
+    pub max_map_size: usize,
+    /// Deepest call nesting.
+    #[serde(default = "default_calls")]
+    pub max_call_levels: usize,
+}
+
+fn default_operations() -> u64 {
+    50_000
+}
+fn default_string() -> usize {
+    64 * 1024
+}
+fn default_collection() -> usize {
+    10_000
+}
+fn default_calls() -> usize {
+    32
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: default_operations(),
+            max_string_size: default_string(),
+            max_array_size: default_collection(),
+            max_map_size: default_collection(),
+            max_call_levels: default_calls(),
+        }
+    }
+}
+
+/// A script that failed to compile, with its place.
+#[derive(Debug)]
+pub struct CompileError {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A hook that failed at run time.
+#[derive(Debug, Clone)]
+pub struct HookError {
+    /// The hook.
+    pub hook: Hook,
+    /// True when a sandbox limit stopped it (an endless loop, say).
+    pub limit: bool,
+    /// What went wrong, with the script line when known.
+    pub message: String,
+}
+
+/// A compiled script and the engine that runs it. Shared by every shard.
+pub struct Script {
+    engine: Engine,
+    ast: AST,
+    defined: [bool; Hook::ALL.len()],
+    /// What sessions do when a hook fails.
+    pub on_error: OnError,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hooks: Vec<&str> = Hook::ALL
+            .iter()
+            .filter(|h| self.has(**h))
+            .map(|h| h.name())
+            .collect();
+        f.debug_struct("Script")
+            .field("hooks", &hooks)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+/// Something a hook asked the session to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Add one to a custom counter.
+    Count(String),
+    /// Record a custom latency, in ms.
+    Record(String, f64),
+    /// Drop the socket and reconnect.
+    Reconnect,
+    /// Leave (close 1000 and end the session).
+    Leave,
+}
+
+/// What a session's hooks see as `session`. One per scripted session; its `state` map
+/// persists across reconnects for the session's whole life.
+#[derive(Debug, Clone)]
+pub struct SessionHandle(Arc<Mutex<SessionData>>);
+
+/// The data behind a [`SessionHandle`].
+#[derive(Debug, Default)]
+pub struct SessionData {
+    /// The session's id.
+    pub id: i64,
+    /// The session's card row, by column name.
+    pub card: Map,
+    /// Free-form state, kept across reconnects.
+    pub state: Map,
+    /// Connections made so far (1 during the first).
+    pub connects: i64,
+    /// Effects requested by the current call.
+    pub effects: Vec<Effect>,
+}
+
+impl SessionHandle {
+    /// A handle for session `id` with its card row.
+    pub fn new(id: u32, card: Map) -> SessionHandle {
+        SessionHandle(Arc::new(Mutex::new(SessionData {
+            id: i64::from(id),
+            card,
+            ..SessionData::default()
+        })))
+    }
+
+    /// Runs `f` on the data.
+    pub fn with<R>(&self, f: impl FnOnce(&mut SessionData) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Takes the effects the last call asked for.
+    pub fn take_effects(&self) -> Vec<Effect> {
+        self.with(|d| std::mem::take(&mut d.effects))
+    }
+}
+
+impl Script {
+    /// Compiles `text` (from `path`, for messages) with the given limits.
+    pub fn compile(text: &str, limits: Limits, on_error: OnError) -> Result<Script, CompileError> {
+        let engine = engine(limits);
+        let ast = engine.compile(text).map_err(|e| CompileError {
+            line: e.1.line(),
+            column: e.1.position(),
+            message: e.0.to_string(),
+        })?;
+        let mut defined = [false; Hook::ALL.len()];
+        for f in ast.iter_functions() {
+            if let Some(i) = Hook::ALL.iter().position(|h| h.name() == f.name) {
+                let hook = Hook::ALL[i];
+                if f.params.len() != hook.arity() {
+                    return Err(CompileError {
+                        line: None,
+                        column: None,
+                        message: format!(
+                            "hook `{}` takes {} parameter(s) ({}), not {}",
+                            hook.name(),
+                            hook.arity(),
+                            if hook.arity() == 1 {
+                                "session"
+                            } else {
+                                "session, msg"
+                            },
+                            f.params.len()
+                        ),
+                    });
+                }
+                defined[i] = true;
+            }
+        }
+        Ok(Script {
+            engine,
+            ast,
+            defined,
+            on_error,
+        })
+    }
+
+    /// Whether the script defines a hook.
+    pub fn has(&self, hook: Hook) -> bool {
+        self.defined[Hook::ALL
+            .iter()
+            .position(|h| *h == hook)
+            .expect("every hook is listed")]
+    }
+
+    /// Calls a function that takes no arguments (the `.rhai` scenario's `scenario()`).
+    pub fn call_plain(&self, name: &str) -> Result<Dynamic, String> {
+        self.engine
+            .call_fn::<Dynamic>(&mut Scope::new(), &self.ast, name, ())
+            .map_err(|e| describe(&e))
+    }
+
+    /// Whether the script defines a function by name.
+    pub fn defines(&self, name: &str) -> bool {
+        self.ast.iter_functions().any(|f| f.name == name)
+    }
+
+    /// Calls a hook for a session, with the incoming message for the reply hooks.
+    pub fn call(
+        &self,
+        hook: Hook,
+        session: &SessionHandle,
+        message: Option<&serde_json::Value>,
+    ) -> Result<Dynamic, HookError> {
+        let mut scope = Scope::new();
+        let handle = Dynamic::from(session.clone());
+        let result = match message {
+            None => self
+                .engine
+                .call_fn::<Dynamic>(&mut scope, &self.ast, hook.name(), (handle,)),
+            Some(value) => {
+                let msg = rhai::serde::to_dynamic(value).map_err(|e| HookError {
+                    hook,
+                    limit: false,
+                    message: e.to_string(),
+                })?;
+                self.engine
+                    .call_fn::<Dynamic>(&mut scope, &self.ast, hook.name(), (handle, msg))
+            }
+        };
+        result.map_err(|e| HookError {
+            hook,
+            limit: is_limit(&e),
+            message: describe(&e),
+        })
+    }
+}
+
+/// Turns a message hook's return value into message text.
+pub fn message_text(value: &Dynamic) -> Result<String, String> {
+    if let Some(text) = value.clone().try_cast::<rhai::ImmutableString>() {
+        return Ok(text.to_string());
+    }
+    if value.is_map() || value.is_array() {
+        return serde_json::to_string(value).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "must return a map (sent as JSON) or a string, not {}",
+        value.type_name()
+    ))
+}
+
+/// Turns a reply hook's return value into match / reject / not the reply.
+pub fn verdict(value: &Dynamic) -> Result<Option<bool>, String> {
+    if value.is_unit() {
+        return Ok(None);
+    }
+    value.as_bool().map(Some).map_err(|t| {
+        format!("must return true (matched), false (rejected) or () (not the reply), not {t}")
+    })
+}
+
+fn is_limit(e: &EvalAltResult) -> bool {
+    use EvalAltResult as E;
+    match e {
+        E::ErrorTooManyOperations(_)
+        | E::ErrorDataTooLarge(..)
+        | E::ErrorStackOverflow(_)
+        | E::ErrorTooManyModules(_) => true,
+        E::ErrorInFunctionCall(_, _, inner, _) => is_limit(inner),
+        _ => false,
+    }
+}
+
+fn describe(e: &EvalAltResult) -> String {
+    let position = e.position();
+    match position.line() {
+        Some(line) => format!(
+            "line {line}: {}",
+            e.to_string().split(" (line").next().unwrap_or("")
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// The sandboxed engine: limits on, `eval` off, output discarded, helpers registered.
+fn engine(limits: Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(64, 32)
+        .disable_symbol("eval")
+        .on_print(|_| {})
+        .on_debug(|_, _, _| {});
+    engine
+        .register_type_with_name::<SessionHandle>("Session")
+        .register_get("id", |s: &mut SessionHandle| s.with(|d| d.id))
+        .register_get("connects", |s: &mut SessionHandle| s.with(|d| d.connects))
+        .register_get("card", |s: &mut SessionHandle| s.with(|d| d.card.clone()))
+        .register_get_set(
+            "state",
+            |s: &mut SessionHandle| s.with(|d| d.state.clone()),
+            |s: &mut SessionHandle, state: Map| s.with(|d| d.state = state),
+        )
+        .register_fn("count", |s: &mut SessionHandle, name: &str| {
+            s.with(|d| d.effects.push(Effect::Count(name.to_owned())))
+        })
+        .register_fn("record", |s: &mut SessionHandle, name: &str, ms: f64| {
+            s.with(|d| d.effects.push(Effect::Record(name.to_owned(), ms)))
+        })
+        .register_fn("record", |s: &mut SessionHandle, name: &str, ms: i64| {
+            s.with(|d| d.effects.push(Effect::Record(name.to_owned(), ms as f64)))
+        })
+        .register_fn("reconnect", |s: &mut SessionHandle| {
+            s.with(|d| d.effects.push(Effect::Reconnect))
+        })
+        .register_fn("leave", |s: &mut SessionHandle| {
+            s.with(|d| d.effects.push(Effect::Leave))
+        });
+    engine
+        .register_fn("now_ms", || -> i64 {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_millis() as i64
+        })
+        .register_fn("env", |name: &str| -> Dynamic {
+            std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)
+        })
+        .register_fn("hmac_sha256", |key: &str, message: &str| -> String {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+            hex(ring::hmac::sign(&key, message.as_bytes()).as_ref())
+        })
+        .register_fn("sha256", |message: &str| -> String {
+            hex(ring::digest::digest(&ring::digest::SHA256, message.as_bytes()).as_ref())
+        });
+    engine
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Loads a script file relative to the scenario that names it.
+pub fn read(scenario: &Path, file: &Path) -> std::io::Result<(std::path::PathBuf, String)> {
+    let path = scenario.parent().unwrap_or(Path::new(".")).join(file);
+    let text = std::fs::read_to_string(&path)?;
+    Ok((path, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn script(text: &str) -> Script {
+        Script::compile(text, Limits::default(), OnError::Reconnect).unwrap()
+    }
+
+    #[test]
+    fn hooks_build_messages_and_judge_replies() {
+        let s = script(
+            r#"
+            fn heartbeat(session) { #{type: "heartBeat", n: session.id} }
+            fn auth_reply(session, msg) {
+                if msg.msgType != "auth_ack" { return (); }
+                msg.code == "200"
+            }
+            "#,
+        );
+        assert!(s.has(Hook::Heartbeat) && s.has(Hook::AuthReply) && !s.has(Hook::Auth));
+        let session = SessionHandle::new(7, Map::new());
+        let msg = s.call(Hook::Heartbeat, &session, None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&message_text(&msg).unwrap()).unwrap();
+        assert_eq!(v, json!({"type": "heartBeat", "n": 7}));
+        let judge = |m: serde_json::Value| {
+            verdict(&s.call(Hook::AuthReply, &session, Some(&m)).unwrap()).unwrap()
+        };
+        assert_eq!(
+            judge(json!({"msgType": "auth_ack", "code": "200"})),
+            Some(true)
+        );
+        assert_eq!(
+            judge(json!({"msgType": "auth_ack", "code": "401"})),
+            Some(false)
+        );
+        assert_eq!(judge(json!({"msgType": "push"})), None);
+    }
+
+    #[test]
+    fn state_persists_and_effects_are_collected() {
+        let s = script(
+            r#"
+            fn bind_card(session) {
+                let st = session.state;
+                st.binds = (st.binds ?? 0) + 1;
+                session.state = st;
+                session.count("binds");
+                session.record("think", 12);
+                "bind"
+            }
+            "#,
+        );
+        let session = SessionHandle::new(1, Map::new());
+        for _ in 0..3 {
+            let _ = s.call(Hook::BindCard, &session, None).unwrap();
+        }
+        assert_eq!(session.with(|d| d.state["binds"].as_int().unwrap()), 3);
+        let effects = session.take_effects();
+        assert_eq!(effects.len(), 6);
+        assert_eq!(effects[0], Effect::Count("binds".into()));
+        assert_eq!(effects[1], Effect::Record("think".into(), 12.0));
+    }
+
+    #[test]
+    fn endless_loops_hit_the_operation_limit() {
+        let s = script("fn heartbeat(session) { loop { } }");
+        let e = s
+            .call(Hook::Heartbeat, &SessionHandle::new(0, Map::new()), None)
+            .unwrap_err();
+        assert!(e.limit, "{e:?}");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = Script::compile(
+            "fn auth(session) {\n  let x = ;\n}",
+            Limits::default(),
+            OnError::Ignore,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.line, Some(2));
+        let s = script("fn auth(session) {\n  let x = 1;\n  x.nope()\n}");
+        let e = s
+            .call(Hook::Auth, &SessionHandle::new(0, Map::new()), None)
+            .unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(!e.limit);
+        let e = Script::compile(
+            "fn heartbeat(a, b) { 1 }",
+            Limits::default(),
+            OnError::Ignore,
+        )
+        .err()
+        .unwrap();
+        assert!(e.message.contains("takes 1 parameter"), "{}", e.message);
+    }
+
+    #[test]
+    fn eval_is_disabled_and_helpers_work() {
+        assert!(Script::compile(
+            r#"fn auth(s) { eval("1") }"#,
+            Limits::default(),
+            OnError::Ignore
+        )
+        .is_err());
+        let s = script(
+            r#"fn auth(s) { hmac_sha256("key", "The quick brown fox jumps over the lazy dog") }"#,
+        );
+        let out = s
+            .call(Hook::Auth, &SessionHandle::new(0, Map::new()), None)
+            .unwrap();
+        assert_eq!(
+            out.into_string().unwrap(),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+}
