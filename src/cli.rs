@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// How long to run, e.g. 30s, 5m, 2h (overrides `duration:`).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Spread the sessions' first connects over this long (overrides `ramp_up:`).
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp_up: Option<Duration>,
     /// ws:// or wss:// URL, or `embedded` (overrides `target:`).
     #[arg(long, value_parser = Target::parse)]
     pub target: Option<Target>,

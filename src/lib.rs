@@ -36,6 +36,7 @@ use crate::cli::{CheckArgs, Cli, Command, RunArgs, ServeArgs};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::scenario::{Overrides, Scenario, Target, TargetUrl};
+use crate::script::Hook;
 use crate::session::Plan;
 
 /// Exit code: the run completed.
@@ -77,6 +78,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         duration: args.duration,
         target: args.target.clone(),
         thresholds: args.threshold.clone(),
+        ramp_up: args.ramp_up,
     };
     let scenario = Arc::new(scenario::load(&args.scenario, &overrides)?);
     let shape_end = scenario.shape.stages_end();
@@ -263,26 +265,43 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         units::format_duration(s.duration),
         s.target
     );
-    let step = |name: &str, step: &Option<scenario::Step>| match step {
-        Some(st) => println!(
-            "  {name}: send, then {}",
-            if st.expect.is_some() {
+    let has = |hook: Hook| s.script.as_ref().is_some_and(|sc| sc.has(hook));
+    let step = |name: &str, step: &Option<scenario::Step>, build: Hook, judge: Hook| match step {
+        Some(st) => {
+            let what = if has(build) {
+                format!("what `fn {}` builds", build.name())
+            } else {
+                "the `send` message".to_string()
+            };
+            let then = if has(judge) {
                 format!(
-                    "wait up to {} for the expected reply",
+                    "wait up to {} for a reply `fn {}` accepts",
+                    units::format_duration(st.timeout),
+                    judge.name()
+                )
+            } else if st.expect.is_some() {
+                format!(
+                    "wait up to {} for a reply `expect` matches",
                     units::format_duration(st.timeout)
                 )
             } else {
                 "go on once sent".to_string()
-            }
-        ),
+            };
+            println!("  {name}: send {what}, then {then}");
+        }
         None => println!("  {name}: (none)"),
     };
-    step("auth", &s.auth);
-    step("bind_card", &s.bind_card);
+    step("auth", &s.auth, Hook::Auth, Hook::AuthReply);
+    step(
+        "bind_card",
+        &s.bind_card,
+        Hook::BindCard,
+        Hook::BindCardReply,
+    );
     println!(
         "  heartbeat: every {}, {}; reconnect after {} consecutive failures",
         units::format_duration(hb.interval),
-        if hb.expect.is_some() {
+        if hb.expect.is_some() || has(Hook::HeartbeatReply) {
             format!(
                 "healthy when acked within {}",
                 units::format_duration(hb.timeout)
@@ -299,7 +318,104 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
             cards.columns.join(", ")
         );
     }
+    if !s.thresholds.is_empty() {
+        let checks: Vec<&str> = s.thresholds.iter().map(|t| t.check.as_str()).collect();
+        println!("  thresholds: {}", checks.join("; "));
+    }
+    if let Some(script) = &s.script {
+        check_hooks(&s, script)?;
+    }
     Ok(EXIT_OK)
+}
+
+/// Runs every hook the script defines once, against session 0 and the reference
+/// server's replies, and shows what each returned.
+fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
+    use serde_json::json;
+    let card: rhai::Map = match &s.cards {
+        Some(cards) => cards
+            .columns
+            .iter()
+            .zip(cards.row(0))
+            .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from(v.clone())))
+            .collect(),
+        None => rhai::Map::new(),
+    };
+    let session = script::SessionHandle::new(0, card);
+    session.with(|d| d.connects = 1);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let samples: [(Hook, Option<serde_json::Value>); 9] = [
+        (Hook::OnStart, None),
+        (Hook::Auth, None),
+        (
+            Hook::AuthReply,
+            Some(json!({"msgType": "auth_ack", "code": "200", "success": true})),
+        ),
+        (Hook::BindCard, None),
+        (
+            Hook::BindCardReply,
+            Some(json!({"msgType": "bindCard_ack", "code": "200", "success": true})),
+        ),
+        (Hook::Heartbeat, None),
+        (
+            Hook::HeartbeatReply,
+            Some(json!({"msgType": "heartBeat_ack"})),
+        ),
+        (
+            Hook::OnMessage,
+            Some(json!({"msgType": "order_push", "orderId": "o-1", "ts": now_ms})),
+        ),
+        (Hook::OnEnd, None),
+    ];
+    println!("  hooks, run once for session 0:");
+    let mut failed = Vec::new();
+    for (hook, message) in samples {
+        if !script.has(hook) {
+            continue;
+        }
+        let shown = match script.call(hook, &session, message.as_ref()) {
+            Ok(value) => {
+                let checked = match hook {
+                    Hook::Auth | Hook::BindCard | Hook::Heartbeat => script::message_text(&value),
+                    Hook::AuthReply | Hook::BindCardReply | Hook::HeartbeatReply => {
+                        script::verdict(&value).map(|v| format!("{v:?}"))
+                    }
+                    Hook::OnMessage if value.is_unit() => Ok("() (no reply)".into()),
+                    Hook::OnMessage => script::message_text(&value).map(|t| format!("reply {t}")),
+                    Hook::OnStart | Hook::OnEnd => Ok("ok".into()),
+                };
+                match checked {
+                    Ok(text) => text,
+                    Err(e) => {
+                        failed.push(format!("{}: {e}", hook.name()));
+                        format!("error: {e}")
+                    }
+                }
+            }
+            Err(e) => {
+                failed.push(format!("{}: {}", hook.name(), e.message));
+                format!("error: {}", e.message)
+            }
+        };
+        let effects = session.take_effects();
+        let effects = if effects.is_empty() {
+            String::new()
+        } else {
+            format!("  (asks: {effects:?})")
+        };
+        println!("    {}: {shown}{effects}", hook.name());
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{}: {} hook(s) failed: {}",
+            s.source.display(),
+            failed.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// `wsoak serve`: the reference server on its own.

@@ -492,6 +492,13 @@ impl Report {
                 server.heartbeats,
                 server.dropped
             );
+            if server.pushes > 0 {
+                let _ = writeln!(
+                    out,
+                    "server saw  pushes sent {}  push acks {}",
+                    server.pushes, server.push_acks
+                );
+            }
         }
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds");

@@ -7,6 +7,7 @@
 //!   `reconnects.total`, `reconnects.heartbeat` (a cause), `errors.tls` (a kind);
 //! - `errors.total`, and `errors.rate` = errors.total / (connects.attempted +
 //!   heartbeats.sent);
+//! - a script's metrics: `custom.<name>` (a counter) or `custom.<name>.p99` (a latency);
 //! - a ratio: `sessions.bound / sessions.started`.
 //!
 //! OP is one of `<`, `<=`, `>`, `>=`, `==`, `!=`. VALUE is a number, a duration for
@@ -104,7 +105,12 @@ impl Threshold {
         for path in std::iter::once(&left).chain(divisor.as_ref()) {
             check_path(path).map_err(|m| format!("`{text}`: {m}"))?;
         }
-        let latency = divisor.is_none() && latency_path(&left).is_some();
+        let latency = divisor.is_none()
+            && (latency_path(&left).is_some()
+                || left
+                    .strip_prefix("custom.")
+                    .and_then(custom_latency)
+                    .is_some());
         let value = parse_value(right_text, latency).map_err(|m| format!("`{text}`: {m}"))?;
         Ok(Threshold {
             check: text.trim().to_owned(),
@@ -138,17 +144,36 @@ impl Threshold {
 /// `heartbeat.p99` → ("heartbeat", "p99") when it names a latency statistic.
 fn latency_path(path: &str) -> Option<(&str, &str)> {
     let (metric, stat) = path.split_once('.')?;
+    if metric == "custom" {
+        return None;
+    }
     let known_metric = Metric::ALL.iter().any(|m| m.name() == metric);
-    let known_stat = matches!(
+    let known_stat = is_stat(stat);
+    (known_metric && known_stat).then_some((metric, stat))
+}
+
+/// `order_push.p99` → ("order_push", "p99").
+fn custom_latency(name: &str) -> Option<(&str, &str)> {
+    let (metric, stat) = name.rsplit_once('.')?;
+    is_stat(stat).then_some((metric, stat))
+}
+
+fn is_stat(stat: &str) -> bool {
+    matches!(
         stat,
         "count" | "min" | "mean" | "p50" | "p90" | "p99" | "p999" | "max"
-    );
-    (known_metric && known_stat).then_some((metric, stat))
+    )
 }
 
 fn check_path(path: &str) -> Result<(), String> {
     if latency_path(path).is_some() || matches!(path, "errors.total" | "errors.rate") {
         return Ok(());
+    }
+    if path
+        .strip_prefix("custom.")
+        .is_some_and(|name| !name.is_empty())
+    {
+        return Ok(()); // script metrics are named at run time
     }
     if lookup(&crate::report::Report::empty_json(), path).is_some() {
         return Ok(());
@@ -163,6 +188,13 @@ fn check_path(path: &str) -> Result<(), String> {
 fn lookup(report: &Value, path: &str) -> Option<f64> {
     if let Some((metric, stat)) = latency_path(path) {
         return report["latency_ms"][metric][stat].as_f64();
+    }
+    if let Some(name) = path.strip_prefix("custom.") {
+        if let Some((metric, stat)) = custom_latency(name) {
+            return report["custom"]["latency_ms"][metric][stat].as_f64();
+        }
+        // A counter a script never counted is a count of zero, not missing data.
+        return Some(report["custom"]["counters"][name].as_f64().unwrap_or(0.0));
     }
     let errors_total = || -> Option<f64> {
         Some(
@@ -246,6 +278,19 @@ mod tests {
         assert!(verdict("errors.total == 3").pass);
         assert_eq!(verdict("errors.rate < 0.1%").observed, Some(0.001));
         assert!(!verdict("errors.rate < 0.1%").pass);
+    }
+
+    #[test]
+    fn custom_metrics_are_reachable() {
+        let mut r = report();
+        r["custom"]["latency_ms"]["order_push"] = json!({"count": 3, "p99": 40.0});
+        r["custom"]["counters"]["kicked"] = json!(2);
+        let check = |c: &str| Threshold::parse(c).unwrap().evaluate(&r);
+        assert!(check("custom.order_push.p99 < 50ms").pass);
+        assert!(!check("custom.order_push.p99 < 0.03s").pass);
+        assert!(check("custom.kicked == 2").pass);
+        assert!(check("custom.never_counted == 0").pass);
+        assert!(!check("custom.absent.p99 < 1s").pass, "no samples: fails");
     }
 
     #[test]

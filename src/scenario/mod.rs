@@ -295,6 +295,8 @@ pub struct Overrides {
     pub target: Option<Target>,
     /// `--threshold`, added to the file's.
     pub thresholds: Vec<Threshold>,
+    /// `--ramp-up`.
+    pub ramp_up: Option<Duration>,
 }
 
 // ---- the raw file model -------------------------------------------------------------
@@ -661,7 +663,8 @@ fn compile(
             if sessions == 0 {
                 return Err(at(&["sessions"], "must be at least 1".into()));
             }
-            Shape::ramp_and_hold(sessions, raw.ramp_up.unwrap_or_default())
+            let ramp_up = overrides.ramp_up.or(raw.ramp_up).unwrap_or_default();
+            Shape::ramp_and_hold(sessions, ramp_up)
         }
         Some(load) => {
             if raw.sessions.is_some() || raw.ramp_up.is_some() {
@@ -670,10 +673,12 @@ fn compile(
                     "use either `sessions`/`ramp_up` or `load`, not both".into(),
                 ));
             }
-            if overrides.sessions.is_some() {
+            if overrides.sessions.is_some() || overrides.ramp_up.is_some() {
                 return Err(at(
                     &["load"],
-                    "--sessions applies to `sessions:` scenarios; this one sets `load:`".into(),
+                    "--sessions and --ramp-up apply to `sessions:` scenarios; this one sets \
+                     `load:`"
+                        .into(),
                 ));
             }
             match (&load.stages, &load.arrival) {
@@ -1023,6 +1028,7 @@ heartbeat:
             duration: Some(Duration::from_secs(3)),
             target: Some(Target::parse("ws://127.0.0.1:9/x").unwrap()),
             thresholds: vec![],
+            ramp_up: None,
         };
         let s = parse(MINIMAL, Path::new("t.yaml"), &o).unwrap();
         assert_eq!(s.sessions, 7);
