@@ -12,6 +12,22 @@
 //! [`run`] is the whole program behind `main`: integration tests call it with
 //! `Cli::parse_from([...])` exactly as the binary does.
 
+/// Prints a line to stdout; a closed pipe (`wsoak check … | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints to stdout without a newline; a closed pipe is not an error.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod load;
 pub mod metrics;
@@ -158,9 +174,9 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     report
         .write(&path)
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    print!("{}", report.summary());
-    println!("report      {}", path.display());
-    println!("intervals   {}", intervals_path.display());
+    say_raw!("{}", report.summary());
+    say!("report      {}", path.display());
+    say!("intervals   {}", intervals_path.display());
     Ok(RunOutput {
         report,
         path,
@@ -258,7 +274,7 @@ fn raise_open_files_limit() -> Option<u64> {
 fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     let s = scenario::load(&args.scenario, &Overrides::default())?;
     let hb = &s.heartbeat;
-    println!(
+    say!(
         "{}: ok — {} sessions for {} against {}",
         args.scenario.display(),
         s.sessions,
@@ -287,9 +303,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
             } else {
                 "go on once sent".to_string()
             };
-            println!("  {name}: send {what}, then {then}");
+            say!("  {name}: send {what}, then {then}");
         }
-        None => println!("  {name}: (none)"),
+        None => say!("  {name}: (none)"),
     };
     step("auth", &s.auth, Hook::Auth, Hook::AuthReply);
     step(
@@ -298,7 +314,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         Hook::BindCard,
         Hook::BindCardReply,
     );
-    println!(
+    say!(
         "  heartbeat: every {}, {}; reconnect after {} consecutive failures",
         units::format_duration(hb.interval),
         if hb.expect.is_some() || has(Hook::HeartbeatReply) {
@@ -312,7 +328,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         hb.max_failures + 1
     );
     if let Some(cards) = &s.cards {
-        println!(
+        say!(
             "  cards: {} rows ({})",
             cards.rows.len(),
             cards.columns.join(", ")
@@ -320,7 +336,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     }
     if !s.thresholds.is_empty() {
         let checks: Vec<&str> = s.thresholds.iter().map(|t| t.check.as_str()).collect();
-        println!("  thresholds: {}", checks.join("; "));
+        say!("  thresholds: {}", checks.join("; "));
     }
     if let Some(script) = &s.script {
         check_hooks(&s, script)?;
@@ -369,7 +385,7 @@ fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
         ),
         (Hook::OnEnd, None),
     ];
-    println!("  hooks, run once for session 0:");
+    say!("  hooks, run once for session 0:");
     let mut failed = Vec::new();
     for (hook, message) in samples {
         if !script.has(hook) {
@@ -405,7 +421,7 @@ fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
         } else {
             format!("  (asks: {effects:?})")
         };
-        println!("    {}: {shown}{effects}", hook.name());
+        say!("    {}: {shown}{effects}", hook.name());
     }
     if !failed.is_empty() {
         bail!(
@@ -453,7 +469,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
                 .transpose()?,
         };
         let scheme = if args.tls { "wss" } else { "ws" };
-        println!("listening on {scheme}://{addr}/");
+        say!("listening on {scheme}://{addr}/");
         let _ = std::io::stdout().flush();
         let stats = Arc::new(server::Stats::default());
         let duration = args.duration;
@@ -469,7 +485,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
             }
         };
         server::run(listener, config, stats.clone(), shutdown).await;
-        println!("{}", serde_json::to_string(&stats.snapshot())?);
+        say!("{}", serde_json::to_string(&stats.snapshot())?);
         Ok(EXIT_OK)
     })
 }

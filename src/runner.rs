@@ -207,6 +207,7 @@ impl Aggregator<'_> {
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut ended_at: Vec<Option<u64>> = vec![None; self.shards];
         let mut next_seq = 0u64;
+        let mut cpu_before = crate::report::process_cpu();
         let mut stopping = self.stop.is_cancelled();
         let mut cut_short = false;
         let abort_checks: Vec<_> = scenario
@@ -241,7 +242,10 @@ impl Aggregator<'_> {
                         let summed = sum_gauges(&gauges);
                         meta.peak_active = meta.peak_active.max(active(&summed));
                         let elapsed = started.elapsed();
-                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed);
+                        let cpu_now = crate::report::process_cpu();
+                        let cpu = cpu_now.zip(cpu_before).map(|(now, before)| now.saturating_sub(before));
+                        cpu_before = cpu_now;
+                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed, cpu);
                         let level = scenario.shape.level_at(elapsed);
                         view.update(&interval.recorder, &summed, elapsed, level);
                         if let Some(writer) = &self.writer {
@@ -293,6 +297,7 @@ impl Aggregator<'_> {
                     started.elapsed(),
                     &interval.recorder,
                     &sum_gauges(&gauges),
+                    None,
                 );
                 writer.write(line);
             }

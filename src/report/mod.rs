@@ -207,6 +207,9 @@ pub struct Tester {
     /// Peak resident memory of the wsoak process, KiB (Linux; null elsewhere). Includes
     /// the embedded server when there is one.
     pub peak_rss_kib: Option<u64>,
+    /// CPU time (user + system) the wsoak process used, seconds. Includes the embedded
+    /// server when there is one.
+    pub cpu_s: Option<f64>,
 }
 
 impl Latency {
@@ -332,6 +335,7 @@ impl Report {
             tester: Tester {
                 shards: meta.shards as u64,
                 peak_rss_kib: peak_rss_kib(),
+                cpu_s: process_cpu().map(|d| round3(d.as_secs_f64())),
             },
         }
     }
@@ -561,11 +565,20 @@ pub struct IntervalLine {
     pub custom: Custom,
     /// The tester's resident memory, KiB.
     pub rss_kib: Option<u64>,
+    /// CPU time the tester used during this interval, ms.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
 }
 
 impl IntervalLine {
     /// Summarises one interval's merged snapshots.
-    pub fn build(seq: u64, t: Duration, r: &Recorder, gauges: &Gauges) -> IntervalLine {
+    pub fn build(
+        seq: u64,
+        t: Duration,
+        r: &Recorder,
+        gauges: &Gauges,
+        cpu: Option<Duration>,
+    ) -> IntervalLine {
         let nonzero = |names: &[(&str, u64)]| -> BTreeMap<String, u64> {
             names
                 .iter()
@@ -605,7 +618,28 @@ impl IntervalLine {
                 .collect(),
             custom: Custom::from_recorder(r),
             rss_kib: current_rss_kib(),
+            cpu_ms: cpu.map(|d| round3(d.as_secs_f64() * 1000.0)),
         }
+    }
+}
+
+/// CPU time (user + system) this process has used so far.
+pub fn process_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct we pass.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 
