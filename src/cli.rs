@@ -55,6 +55,73 @@ pub enum Command {
         wsoak serve --drop-after 30s --reject-auth 5%\n  \
         wsoak serve --tls --cert-out /tmp/wsoak-ca.pem")]
     Serve(ServeArgs),
+    /// Re-render a run's summary and report.html from its saved files.
+    ///
+    /// RUN is a run directory (reports/<scenario>-<time>/) or a report path given to
+    /// `--report`. When report.json is missing (the run crashed or was killed), it is
+    /// rebuilt, exactly up to the last interval written, from run.json, intervals.jsonl
+    /// and latency.hlog, and written. Exit 1 when a threshold fails.
+    Report(ReportArgs),
+    /// Compare two runs, metric by metric; exit 1 on a regression beyond tolerance.
+    ///
+    /// Compares latency percentiles (p50, p90, p99, max per step, and script
+    /// latencies), the heartbeat ack rate, and failures per heartbeat sent (reconnects,
+    /// errors, failed heartbeats). A latency regression must exceed both the tolerance
+    /// and --latency-floor, so that sub-millisecond noise on loopback is not a
+    /// regression.
+    #[command(after_help = "Examples:\n  \
+        wsoak compare reports/nightly-20261124T020000Z reports/nightly-20261125T020000Z\n  \
+        wsoak compare base/report.json new/report.json --tolerance 5% --tolerance-for heartbeat.p99=20%")]
+    Compare(CompareArgs),
+}
+
+/// `wsoak report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run directory, or the path of its report.json.
+    pub run: PathBuf,
+}
+
+/// `wsoak compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run: a run directory or a report.json.
+    pub baseline: PathBuf,
+    /// The run to judge: a run directory or a report.json.
+    pub current: PathBuf,
+    /// Allowed worsening, relative to the baseline, e.g. 10% or 0.1.
+    #[arg(long, value_parser = parse_fraction_unbounded, default_value = "10%")]
+    pub tolerance: f64,
+    /// A tolerance for one metric, e.g. heartbeat.p99=25%; repeatable.
+    #[arg(long, value_name = "METRIC=TOLERANCE", value_parser = parse_override)]
+    pub tolerance_for: Vec<(String, f64)>,
+    /// Latency changes smaller than this are never regressions.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub latency_floor: Duration,
+}
+
+/// A tolerance may exceed 100%.
+fn parse_fraction_unbounded(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let value = match text.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a tolerance: write e.g. 10% or 0.1"))?;
+    if value < 0.0 || !value.is_finite() {
+        return Err(format!("`{text}` must be 0 or more"));
+    }
+    Ok(value)
+}
+
+fn parse_override(text: &str) -> Result<(String, f64), String> {
+    let (metric, tolerance) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write METRIC=TOLERANCE, e.g. heartbeat.p99=20%"))?;
+    Ok((
+        metric.trim().to_string(),
+        parse_fraction_unbounded(tolerance)?,
+    ))
 }
 
 /// `wsoak run`.
@@ -97,6 +164,10 @@ pub struct RunArgs {
     /// >= 99.9%', 'reconnects.total < 10', 'errors.rate < 0.1%'.
     #[arg(long, value_name = "CHECK", value_parser = Threshold::parse)]
     pub threshold: Vec<Threshold>,
+    /// Serve live metrics in the Prometheus text format at http://ADDR/metrics during the
+    /// run (e.g. 127.0.0.1:9464), and write the final values to metrics.prom.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// After the run ends (or on the first Ctrl-C), how long sessions get to close
     /// politely before the report is written with what has arrived.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]

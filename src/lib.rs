@@ -48,7 +48,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 
-use crate::cli::{CheckArgs, Cli, Command, RunArgs, ServeArgs};
+use crate::cli::{CheckArgs, Cli, Command, CompareArgs, ReportArgs, RunArgs, ServeArgs};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::scenario::{Overrides, Scenario, Target, TargetUrl};
@@ -71,6 +71,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check(args) => check(&args),
         Command::Serve(args) => serve(&args),
+        Command::Report(args) => rerender(&args),
+        Command::Compare(args) => compare(&args),
     }
 }
 
@@ -117,6 +119,9 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     }
     let intervals = std::fs::File::create(&intervals_path)
         .with_context(|| format!("cannot create {}", intervals_path.display()))?;
+    let hlog_path = report::sibling(&path, "latency.hlog");
+    let hlog = std::fs::File::create(&hlog_path)
+        .with_context(|| format!("cannot create {}", hlog_path.display()))?;
 
     let embedded = match &scenario.target {
         Target::Embedded => Some(
@@ -143,6 +148,16 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         embedded.is_some(),
     )?;
 
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            listener.set_nonblocking(true)?;
+            eprintln!("metrics     http://{}/metrics", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     let plan = Arc::new(plan(&scenario, &url, args)?);
     let shards = args
         .shards
@@ -150,15 +165,35 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .min(scenario.sessions as usize)
         .max(1);
+    let info = report::RunInfo {
+        schema: "wsoak.run/1".into(),
+        scenario: scenario.name.clone(),
+        target: shown_target.clone(),
+        shape: scenario.shape.describe(),
+        planned: scenario.sessions,
+        shards,
+        interval_s: args.interval.as_secs_f64(),
+        duration_s: scenario.duration.as_secs_f64(),
+        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        thresholds: scenario
+            .thresholds
+            .iter()
+            .map(|t| t.check.clone())
+            .collect(),
+    };
+    let info_path = report::sibling(&path, "run.json");
+    std::fs::write(&info_path, serde_json::to_string_pretty(&info)? + "\n")
+        .with_context(|| format!("cannot write {}", info_path.display()))?;
     let result = runner::run(
         plan,
         runner::RunOptions {
             shards,
             interval: args.interval,
             progress: Progress::detect(args.quiet),
-            intervals: Some(intervals),
+            logs: Some(runner::Logs { intervals, hlog }),
             target: shown_target,
             grace: args.grace,
+            metrics,
         },
     )?;
     if result.lost_intervals > 0 {
@@ -174,9 +209,29 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     report
         .write(&path)
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    let html_path = report::sibling(&path, "report.html");
+    let lines = report::read_intervals(&intervals_path).map_err(anyhow::Error::msg)?;
+    let totals = runner::tagged_histograms(&result.total)
+        .into_iter()
+        .collect();
+    std::fs::write(
+        &html_path,
+        report::html::render(&report, &lines, &totals, &info.shape),
+    )
+    .with_context(|| format!("cannot write {}", html_path.display()))?;
+    if let Some(exposition) = &result.exposition {
+        let prom_path = report::sibling(&path, "metrics.prom");
+        std::fs::write(&prom_path, exposition)
+            .with_context(|| format!("cannot write {}", prom_path.display()))?;
+    }
     say_raw!("{}", report.summary());
     say!("report      {}", path.display());
-    say!("intervals   {}", intervals_path.display());
+    say!("html        {}", html_path.display());
+    say!(
+        "intervals   {}  (latency log {})",
+        intervals_path.display(),
+        hlog_path.display()
+    );
     Ok(RunOutput {
         report,
         path,
@@ -432,6 +487,120 @@ fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The report.json a run argument names: a run directory's, or the path itself.
+fn report_path(run: &std::path::Path) -> PathBuf {
+    if run.is_dir() {
+        run.join("report.json")
+    } else {
+        run.to_path_buf()
+    }
+}
+
+fn load_report(path: &std::path::Path) -> anyhow::Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a wsoak report", path.display()))
+}
+
+/// `wsoak report`: re-renders the summary and HTML from a run's files, rebuilding
+/// report.json from the interval logs when the run never wrote it.
+fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
+    let path = report_path(&args.run);
+    let info_path = report::sibling(&path, "run.json");
+    let info: report::RunInfo =
+        serde_json::from_str(&std::fs::read_to_string(&info_path).with_context(|| {
+            format!(
+                "{} is not a wsoak run: no {}",
+                args.run.display(),
+                info_path.display()
+            )
+        })?)
+        .with_context(|| format!("{} is not a wsoak run.json", info_path.display()))?;
+    let lines = report::read_intervals(&report::sibling(&path, "intervals.jsonl"))
+        .map_err(anyhow::Error::msg)?;
+    let totals = report::hlog::read_totals(&report::sibling(&path, "latency.hlog"))
+        .map_err(anyhow::Error::msg)?;
+    let thresholds = info
+        .thresholds
+        .iter()
+        .map(|t| report::threshold::Threshold::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut report = if path.exists() {
+        load_report(&path)?
+    } else {
+        let meta = report::Meta {
+            scenario: info.scenario.clone(),
+            target: info.target.clone(),
+            planned: info.planned,
+            shards: info.shards,
+            started_at: humantime::parse_rfc3339(&info.started_at).unwrap_or(std::time::UNIX_EPOCH),
+            elapsed: std::time::Duration::from_secs_f64(lines.last().map_or(0.0, |l| l.t)),
+            peak_active: report::peak_active(&lines),
+            interrupted: true,
+            aborted_by: None,
+        };
+        let mut rebuilt = Report::build(&report::rebuild(&lines, &totals), &meta, None);
+        // The footprint is the original run's, which nothing recorded: say so.
+        rebuilt.tester.peak_rss_kib = lines.iter().filter_map(|l| l.rss_kib).max();
+        rebuilt.tester.cpu_s = Some(lines.iter().filter_map(|l| l.cpu_ms).sum::<f64>() / 1000.0);
+        eprintln!(
+            "wsoak: {} was missing: rebuilt from {} intervals",
+            path.display(),
+            lines.len()
+        );
+        rebuilt
+    };
+    let passed = report.judge(&thresholds);
+    report
+        .write(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let html_path = report::sibling(&path, "report.html");
+    std::fs::write(
+        &html_path,
+        report::html::render(&report, &lines, &totals, &info.shape),
+    )
+    .with_context(|| format!("cannot write {}", html_path.display()))?;
+    say_raw!("{}", report.summary());
+    say!("report      {}", path.display());
+    say!("html        {}", html_path.display());
+    Ok(if passed { EXIT_OK } else { EXIT_THRESHOLDS })
+}
+
+/// `wsoak compare`: exit 1 on a regression beyond tolerance.
+fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
+    let (base_path, cur_path) = (report_path(&args.baseline), report_path(&args.current));
+    let (baseline, current) = (load_report(&base_path)?, load_report(&cur_path)?);
+    let options = report::compare::Options {
+        tolerance: args.tolerance,
+        per_metric: args.tolerance_for.iter().cloned().collect(),
+        latency_floor_ms: args.latency_floor.as_secs_f64() * 1000.0,
+    };
+    let rows = report::compare::compare(&baseline, &current, &options);
+    let known: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+    for (metric, _) in &args.tolerance_for {
+        if !known.contains(&metric.as_str()) {
+            bail!(
+                "--tolerance-for {metric}: no such metric in these runs (they have: {})",
+                known.join(", ")
+            );
+        }
+    }
+    say_raw!(
+        "{}",
+        report::compare::render(
+            &base_path.display().to_string(),
+            &cur_path.display().to_string(),
+            &rows
+        )
+    );
+    Ok(if rows.iter().any(|r| r.regression) {
+        EXIT_THRESHOLDS
+    } else {
+        EXIT_OK
+    })
 }
 
 /// `wsoak serve`: the reference server on its own.

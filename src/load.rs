@@ -69,6 +69,36 @@ impl Shape {
         }
     }
 
+    /// The shape in words, for reports.
+    pub fn describe(&self) -> String {
+        let d = |d: Duration| units::format_duration(d);
+        match self {
+            Shape::Closed { stages } => {
+                let parts: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{} sessions over {}", s.target, d(s.duration)))
+                    .collect();
+                format!("closed model: {}", parts.join(", then "))
+            }
+            Shape::Open {
+                start_rate,
+                stages,
+                max_sessions,
+            } => {
+                let parts: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{}/s over {}", s.rate, d(s.duration)))
+                    .collect();
+                let then = if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(", then {}", parts.join(", then "))
+                };
+                format!("open model: {start_rate}/s{then}; at most {max_sessions} sessions")
+            }
+        }
+    }
+
     /// The end of the last stage.
     pub fn stages_end(&self) -> Duration {
         match self {

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::load::Shape;
 use crate::metrics::{Counter, Gauges, Recorder, Snapshot, State};
 use crate::progress::Progress;
-use crate::report::{IntervalLine, Meta, Report};
+use crate::report::{hlog, prometheus, IntervalLine, Meta, Report};
 use crate::session::{self, ConnectFailure, Context, Plan};
 
 /// How to run, beyond what the scenario says.
@@ -41,12 +41,14 @@ pub struct RunOptions {
     pub interval: Duration,
     /// The live view.
     pub progress: Progress,
-    /// The open interval log, if any. Lines are written by a thread of their own.
-    pub intervals: Option<std::fs::File>,
+    /// The open interval logs, if any. They are written by a thread of their own.
+    pub logs: Option<Logs>,
     /// The target as shown in reports.
     pub target: String,
     /// How long sessions get to close politely after the run ends.
     pub grace: Duration,
+    /// Where to serve `/metrics`, already bound.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// Everything measured in a run.
@@ -60,6 +62,8 @@ pub struct RunResult {
     pub final_gauges: Gauges,
     /// Intervals whose line could not be written (disk full, say); 0 normally.
     pub lost_intervals: u64,
+    /// The final Prometheus exposition, when `/metrics` was served.
+    pub exposition: Option<String>,
 }
 
 /// Why a run could not go ahead.
@@ -112,7 +116,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
         }
     }
     drop(tx);
-    let writer = options.intervals.map(IntervalWriter::start).transpose()?;
+    let writer = options.logs.map(IntervalWriter::start).transpose()?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,6 +130,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
         stop: stop.clone(),
         go,
         writer,
+        metrics: options.metrics,
     };
     let outcome = runtime.block_on(aggregator.run(rx, gate_rx));
     stop.cancel();
@@ -149,6 +154,7 @@ struct Aggregator<'a> {
     stop: CancellationToken,
     go: CancellationToken,
     writer: Option<IntervalWriter>,
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// One interval, while its shards' snapshots arrive.
@@ -166,6 +172,17 @@ impl Aggregator<'_> {
         gate_rx: oneshot::Receiver<Result<(), ConnectFailure>>,
     ) -> Result<(RunResult, bool), RunError> {
         let scenario = &self.plan.scenario;
+        let (exposition, metrics_task) = match self.metrics.take() {
+            Some(listener) => {
+                let exposition: prometheus::Exposition =
+                    Arc::new(std::sync::Mutex::new(String::new()));
+                let task = tokio::net::TcpListener::from_std(listener)
+                    .ok()
+                    .map(|l| tokio::spawn(prometheus::serve(l, exposition.clone())));
+                (Some(exposition), task)
+            }
+            None => (None, None),
+        };
         let mut view = self.progress.start(scenario.sessions, scenario.duration);
         let mut signals = Signals::new();
         // The first connect decides whether the run goes ahead.
@@ -208,6 +225,7 @@ impl Aggregator<'_> {
         let mut ended_at: Vec<Option<u64>> = vec![None; self.shards];
         let mut next_seq = 0u64;
         let mut cpu_before = crate::report::process_cpu();
+        let mut last_emitted = Duration::ZERO;
         let mut stopping = self.stop.is_cancelled();
         let mut cut_short = false;
         let abort_checks: Vec<_> = scenario
@@ -246,10 +264,22 @@ impl Aggregator<'_> {
                         let cpu = cpu_now.zip(cpu_before).map(|(now, before)| now.saturating_sub(before));
                         cpu_before = cpu_now;
                         let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed, cpu);
+                        let histograms = hlog::Interval {
+                            start: last_emitted,
+                            length: elapsed.saturating_sub(last_emitted),
+                            histograms: tagged_histograms(&interval.recorder),
+                        };
+                        last_emitted = elapsed;
                         let level = scenario.shape.level_at(elapsed);
                         view.update(&interval.recorder, &summed, elapsed, level);
+                        if let Some(exposition) = &exposition {
+                            let text = prometheus::render(&total, &summed);
+                            if let Ok(mut shared) = exposition.lock() {
+                                *shared = text;
+                            }
+                        }
                         if let Some(writer) = &self.writer {
-                            writer.write(line);
+                            writer.write(line, histograms, meta.started_at);
                         }
                         next_seq += 1;
                         if !stopping && meta.aborted_by.is_none() {
@@ -292,25 +322,37 @@ impl Aggregator<'_> {
         // Whatever is still pending (a cut-short stop) becomes the last lines.
         for (seq, interval) in pending {
             if let Some(writer) = &self.writer {
+                let elapsed = started.elapsed();
                 let line = IntervalLine::build(
                     seq,
-                    started.elapsed(),
+                    elapsed,
                     &interval.recorder,
                     &sum_gauges(&gauges),
                     None,
                 );
-                writer.write(line);
+                let histograms = hlog::Interval {
+                    start: last_emitted,
+                    length: elapsed.saturating_sub(last_emitted),
+                    histograms: tagged_histograms(&interval.recorder),
+                };
+                last_emitted = elapsed;
+                writer.write(line, histograms, meta.started_at);
             }
         }
         view.finish();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         meta.elapsed = started.elapsed();
         let lost_intervals = self.writer.take().map_or(0, IntervalWriter::finish);
+        let exposition = exposition.map(|_| prometheus::render(&total, &sum_gauges(&gauges)));
         Ok((
             RunResult {
                 total,
                 meta,
                 final_gauges: sum_gauges(&gauges),
                 lost_intervals,
+                exposition,
             },
             cut_short,
         ))
@@ -385,31 +427,73 @@ pub(crate) async fn shutdown_signal() {
     Signals::new().next().await
 }
 
-/// Writes `intervals.jsonl` on a thread of its own, so the aggregator never blocks on
-/// the disk. Each line is written and flushed as it comes: a crash, even `kill -9`,
+/// The run's interval logs.
+#[derive(Debug)]
+pub struct Logs {
+    /// `intervals.jsonl`: one JSON line per interval.
+    pub intervals: std::fs::File,
+    /// `latency.hlog`: every interval's histograms, one tag per metric.
+    pub hlog: std::fs::File,
+}
+
+/// Histograms with samples, tagged by metric name (`custom.<name>` for scripts').
+pub fn tagged_histograms(r: &Recorder) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
+    let builtin = crate::metrics::Metric::ALL
+        .iter()
+        .filter(|m| !r.histogram(**m).is_empty())
+        .map(|m| (m.name().to_string(), r.histogram(*m).clone()));
+    let custom = r
+        .custom_latencies
+        .iter()
+        .map(|(name, h)| (format!("custom.{name}"), h.clone()));
+    builtin.chain(custom).collect()
+}
+
+/// One interval for the writer thread.
+struct Entry {
+    line: IntervalLine,
+    histograms: hlog::Interval,
+    started_at: SystemTime,
+}
+
+/// Writes the interval logs on a thread of its own, so the aggregator never blocks on
+/// the disk. Each interval is written and flushed as it comes: a crash, even `kill -9`,
 /// loses nothing before the last interval.
 struct IntervalWriter {
-    tx: std::sync::mpsc::SyncSender<IntervalLine>,
+    tx: std::sync::mpsc::SyncSender<Entry>,
     thread: std::thread::JoinHandle<u64>,
 }
 
 impl IntervalWriter {
-    fn start(mut file: std::fs::File) -> std::io::Result<IntervalWriter> {
-        // Bounded: a stalled disk must not grow memory. 4096 intervals is over an hour
-        // of 1 s lines; lines that do not fit are counted as lost, never queued forever.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<IntervalLine>(4096);
+    fn start(logs: Logs) -> std::io::Result<IntervalWriter> {
+        // Bounded: a stalled disk must not grow memory. 1024 intervals is 17 minutes of
+        // 1 s intervals; entries that do not fit are counted as lost, never queued forever.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Entry>(1024);
+        let Logs {
+            mut intervals,
+            hlog,
+        } = logs;
         let thread = std::thread::Builder::new()
             .name("wsoak-intervals".into())
             .spawn(move || {
                 let mut lost = 0;
-                for line in rx {
-                    let mut text = serde_json::to_string(&line).expect("lines serialise");
+                let mut latency: Option<hlog::Writer<std::fs::File>> = None;
+                let mut hlog_file = Some(hlog);
+                for entry in rx {
+                    let mut text = serde_json::to_string(&entry.line).expect("lines serialise");
                     text.push('\n');
-                    if file
+                    let written = intervals
                         .write_all(text.as_bytes())
-                        .and_then(|_| file.flush())
-                        .is_err()
-                    {
+                        .and_then(|_| intervals.flush());
+                    if latency.is_none() {
+                        latency = hlog_file
+                            .take()
+                            .map(|file| hlog::Writer::new(file, entry.started_at));
+                    }
+                    let logged = latency
+                        .as_mut()
+                        .map_or(Ok(()), |log| log.write(&entry.histograms));
+                    if written.is_err() || logged.is_err() {
                         lost += 1;
                     }
                 }
@@ -418,9 +502,13 @@ impl IntervalWriter {
         Ok(IntervalWriter { tx, thread })
     }
 
-    fn write(&self, line: IntervalLine) {
-        // A full queue means the disk is far behind; the line is lost and counted below.
-        let _ = self.tx.try_send(line);
+    fn write(&self, line: IntervalLine, histograms: hlog::Interval, started_at: SystemTime) {
+        // A full queue means the disk is far behind; the entry is lost and counted below.
+        let _ = self.tx.try_send(Entry {
+            line,
+            histograms,
+            started_at,
+        });
     }
 
     fn finish(self) -> u64 {

@@ -4,6 +4,10 @@
 //! Latencies are reported in milliseconds with microsecond resolution. A metric with no
 //! samples reports `count: 0` and `null` for every statistic, never a made-up zero.
 
+pub mod compare;
+pub mod hlog;
+pub mod html;
+pub mod prometheus;
 pub mod threshold;
 
 use std::collections::BTreeMap;
@@ -663,18 +667,25 @@ pub fn default_path(scenario: &str, at: SystemTime) -> PathBuf {
 /// Where the interval log goes: `intervals.jsonl` beside `report.json`, or
 /// `<name>.intervals.jsonl` beside a report with another name.
 pub fn intervals_path(report: &Path) -> PathBuf {
+    sibling(report, "intervals.jsonl")
+}
+
+/// A file that belongs with a report: `<file>` beside `report.json`, or
+/// `<stem>.<file>` beside a report with another name (so that two reports written to one
+/// directory keep their files apart).
+pub fn sibling(report: &Path, file: &str) -> PathBuf {
     let name = report
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("report.json");
     if name == "report.json" {
-        report.with_file_name("intervals.jsonl")
+        report.with_file_name(file)
     } else {
         let stem = report
             .file_stem()
             .and_then(|n| n.to_str())
             .unwrap_or("report");
-        report.with_file_name(format!("{stem}.intervals.jsonl"))
+        report.with_file_name(format!("{stem}.{file}"))
     }
 }
 
@@ -719,4 +730,103 @@ mod tests {
         let l = Latency::from_histogram(&h);
         assert_eq!((l.count, l.min, l.max), (1, Some(1.5), Some(1.5)));
     }
+}
+
+/// `run.json`: what a run was, written before it starts, so that `wsoak report` can
+/// rebuild the report from the interval logs if the run never finished.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Always `wsoak.run/1`.
+    pub schema: String,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target, as shown.
+    pub target: String,
+    /// The load shape, for people.
+    pub shape: String,
+    /// Most sessions the shape runs at once.
+    pub planned: u32,
+    /// Shards used.
+    pub shards: usize,
+    /// Seconds per interval.
+    pub interval_s: f64,
+    /// Planned duration, seconds.
+    pub duration_s: f64,
+    /// RFC 3339 time the run was started.
+    pub started_at: String,
+    /// The thresholds' checks, as written.
+    pub thresholds: Vec<String>,
+}
+
+/// Reads `intervals.jsonl`, ignoring a last line cut short by a crash.
+pub fn read_intervals(path: &Path) -> Result<Vec<IntervalLine>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = Vec::new();
+    let all: Vec<&str> = text.lines().collect();
+    for (i, line) in all.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(parsed) => lines.push(parsed),
+            Err(_) if i + 1 == all.len() => {} // the line being written when the run died
+            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok(lines)
+}
+
+/// Rebuilds a run's measurements from its interval log and latency log: every counter
+/// summed, every histogram merged. Exact up to the last interval written.
+pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>) -> Recorder {
+    let mut r = Recorder::new();
+    for line in lines {
+        for (name, n) in &line.counts {
+            if let Some(c) = Counter::ALL.iter().find(|c| c.name() == name) {
+                r.counters[c.index()] += n;
+            }
+        }
+        for (name, n) in &line.reconnects {
+            if let Some(c) = Cause::ALL.iter().find(|c| c.name() == name) {
+                r.reconnects[c.index()] += n;
+            }
+        }
+        for (name, n) in &line.errors {
+            if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == name) {
+                r.errors[k.index()] += n;
+            } else if let Some(hook) = name.strip_prefix("script.") {
+                let known = crate::script::Hook::ALL
+                    .iter()
+                    .map(|h| h.name())
+                    .chain(["metrics"])
+                    .find(|h| *h == hook);
+                if let Some(hook) = known {
+                    *r.script_errors.entry(hook).or_default() += n;
+                }
+            }
+        }
+        for (name, n) in &line.custom.counters {
+            *r.custom_counters.entry(name.clone()).or_default() += n;
+        }
+    }
+    for (tag, histogram) in totals {
+        if let Some(name) = tag.strip_prefix("custom.") {
+            r.custom_latencies
+                .insert(name.to_string(), histogram.clone());
+        } else if let Some(m) = Metric::ALL.iter().find(|m| m.name() == tag) {
+            r.histograms[m.index()] = histogram.clone();
+        }
+    }
+    r
+}
+
+/// Most sessions with an open socket at the end of any interval.
+pub fn peak_active(lines: &[IntervalLine]) -> i64 {
+    lines
+        .iter()
+        .map(|l| {
+            ["authenticating", "binding", "bound"]
+                .iter()
+                .map(|s| l.states.get(*s).copied().unwrap_or(0))
+                .sum::<i64>()
+        })
+        .max()
+        .unwrap_or(0)
 }

@@ -1,0 +1,196 @@
+//! `latency.hlog`: the lossless record of every latency, in the standard HdrHistogram
+//! interval log format (V2-compressed base64 histograms, `StartTime`/`BaseTime` headers,
+//! one tag per metric). HdrHistogram's own tools read it; `wsoak report` rebuilds totals
+//! from it after a crash, and later merges and comparisons rely on it.
+//!
+//! Values are microseconds; `MaxValueDivisor: 1000` makes the max column read in ms.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+/// One interval's histograms, by tag, as the writer thread receives them.
+pub struct Interval {
+    /// Start of the interval, since the run's start.
+    pub start: Duration,
+    /// Length of the interval.
+    pub length: Duration,
+    /// Histograms with samples, by tag (metric name, or `custom.<name>`).
+    pub histograms: Vec<(String, Histogram<u64>)>,
+}
+
+/// Writes interval histograms as they come; owned by the interval writer thread.
+pub struct Writer<W: Write> {
+    out: W,
+    serializer: V2DeflateSerializer,
+    started: bool,
+    start_time: SystemTime,
+}
+
+impl<W: Write> Writer<W> {
+    /// A log whose `StartTime` and `BaseTime` are the run's start.
+    pub fn new(out: W, start_time: SystemTime) -> Writer<W> {
+        Writer {
+            out,
+            serializer: V2DeflateSerializer::new(),
+            started: false,
+            start_time,
+        }
+    }
+
+    /// Appends one interval (and the headers, the first time).
+    pub fn write(&mut self, interval: &Interval) -> std::io::Result<()> {
+        let mut builder = IntervalLogWriterBuilder::new();
+        if !self.started {
+            builder
+                .add_comment("wsoak latency log: one tag per metric, values in microseconds")
+                .with_start_time(self.start_time)
+                .with_base_time(self.start_time);
+        }
+        builder.with_max_value_divisor(1000.0);
+        let mut buffer = Vec::new();
+        {
+            let mut log = builder.begin_log_with(&mut buffer, &mut self.serializer)?;
+            for (tag, histogram) in &interval.histograms {
+                let Some(tag) = Tag::new(tag) else { continue };
+                log.write_histogram(histogram, interval.start, interval.length, Some(tag))
+                    .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            }
+        }
+        if !self.started {
+            self.started = true;
+        } else {
+            // The builder repeats the divisor header on every call; keep only the first.
+            buffer = strip_headers(&buffer);
+        }
+        self.out.write_all(&buffer)?;
+        self.out.flush()
+    }
+}
+
+fn strip_headers(buffer: &[u8]) -> Vec<u8> {
+    buffer
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|line| !line.starts_with(b"#"))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// Reads a log back: every tag's histograms merged, exactly.
+pub fn read_totals(path: &Path) -> Result<BTreeMap<String, Histogram<u64>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for_each(&bytes, |tag, _, histogram| {
+        match totals.get_mut(tag) {
+            Some(total) => total.add(&histogram).map_err(|e| format!("{e:?}"))?,
+            None => {
+                totals.insert(tag.to_owned(), histogram);
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(totals)
+}
+
+/// Calls `f(tag, start, histogram)` for every interval histogram in a log.
+pub fn for_each(
+    bytes: &[u8],
+    mut f: impl FnMut(&str, Duration, Histogram<u64>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let entry = entry.map_err(|e| format!("{e:?}"))?;
+        if let LogEntry::Interval(interval) = entry {
+            let decoded = base64_decode(interval.encoded_histogram())?;
+            let histogram: Histogram<u64> = deserializer
+                .deserialize(&mut decoded.as_slice())
+                .map_err(|e| format!("{e:?}"))?;
+            let tag = interval.tag().map_or("", |t| t.as_str());
+            f(tag, interval.start_timestamp(), histogram)?;
+        }
+    }
+    Ok(())
+}
+
+/// Standard base64 (the interval log's encoding), without a dependency for 20 lines.
+fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let clean: Vec<u8> = text.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = value(*c).ok_or_else(|| format!("invalid base64 byte {c}"))?;
+            acc |= v << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_round_trip_exactly() {
+        let mut a = crate::metrics::new_histogram();
+        let mut b = crate::metrics::new_histogram();
+        for v in [120u64, 450, 9_000, 1_000_000] {
+            a.record(v).unwrap();
+        }
+        b.record(77).unwrap();
+        let mut out = Vec::new();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut writer = Writer::new(&mut out, start);
+        for i in 0..3 {
+            writer
+                .write(&Interval {
+                    start: Duration::from_secs(i),
+                    length: Duration::from_secs(1),
+                    histograms: vec![
+                        ("heartbeat".into(), a.clone()),
+                        ("custom.push".into(), b.clone()),
+                    ],
+                })
+                .unwrap();
+        }
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(text.matches("#[StartTime").count(), 1, "{text}");
+        assert_eq!(text.matches("Tag=heartbeat,").count(), 3, "{text}");
+        let path = std::env::temp_dir().join(format!("wsoak-hlog-{}.hlog", std::process::id()));
+        std::fs::write(&path, &out).unwrap();
+        let totals = read_totals(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let hb = &totals["heartbeat"];
+        assert_eq!(hb.len(), 12);
+        assert_eq!(hb.value_at_quantile(0.99), a.value_at_quantile(0.99));
+        assert_eq!(totals["custom.push"].len(), 3);
+    }
+
+    #[test]
+    fn base64_decodes() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert!(base64_decode("a*==").is_err());
+    }
+}

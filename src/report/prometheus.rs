@@ -1,0 +1,216 @@
+//! Live metrics in the Prometheus text exposition format (version 0.0.4), for watching a
+//! soak on Grafana: `--metrics-listen 127.0.0.1:9464` serves `/metrics` during the run.
+//!
+//! Names follow Prometheus conventions: a `wsoak_` prefix, `_total` for counters, base
+//! unit seconds. Latencies are summaries over the whole run so far (quantiles from the
+//! merged HdrHistograms, plus `_sum` and `_count`). The text is rendered by the aggregator
+//! once per interval; a scrape only copies it, so scraping costs the run nothing.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+
+/// The latest exposition, shared between the aggregator and the HTTP server.
+pub type Exposition = Arc<Mutex<String>>;
+
+/// Renders totals and current gauges.
+pub fn render(total: &Recorder, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        &mut out,
+        "wsoak_sessions",
+        "gauge",
+        "Live sessions by state.",
+    );
+    for s in State::ALL {
+        let _ = writeln!(
+            out,
+            "wsoak_sessions{{state=\"{}\"}} {}",
+            s.name(),
+            gauges[s.index()]
+        );
+    }
+    for c in Counter::ALL {
+        let name = format!("wsoak_{}_total", c.name().replace('.', "_"));
+        head(
+            &mut out,
+            &name,
+            "counter",
+            &format!("Count of {}.", c.name()),
+        );
+        let _ = writeln!(out, "{name} {}", total.counter(*c));
+    }
+    head(
+        &mut out,
+        "wsoak_reconnects_total",
+        "counter",
+        "Reconnects by cause.",
+    );
+    for c in Cause::ALL {
+        let _ = writeln!(
+            out,
+            "wsoak_reconnects_total{{cause=\"{}\"}} {}",
+            c.name(),
+            total.reconnects[c.index()]
+        );
+    }
+    head(
+        &mut out,
+        "wsoak_errors_total",
+        "counter",
+        "Failures by kind.",
+    );
+    for k in ErrorKind::ALL {
+        let _ = writeln!(
+            out,
+            "wsoak_errors_total{{kind=\"{}\"}} {}",
+            k.name(),
+            total.errors[k.index()]
+        );
+    }
+    for (hook, n) in &total.script_errors {
+        let _ = writeln!(out, "wsoak_errors_total{{kind=\"script.{hook}\"}} {n}");
+    }
+    head(
+        &mut out,
+        "wsoak_latency_seconds",
+        "summary",
+        "Latency per step since the start (heartbeat measured from its schedule).",
+    );
+    for m in Metric::ALL {
+        summary(
+            &mut out,
+            "wsoak_latency_seconds",
+            "step",
+            m.name(),
+            total.histogram(*m),
+        );
+    }
+    if !total.custom_counters.is_empty() {
+        head(
+            &mut out,
+            "wsoak_script_total",
+            "counter",
+            "Counters scripts recorded.",
+        );
+        for (name, n) in &total.custom_counters {
+            let _ = writeln!(out, "wsoak_script_total{{name=\"{}\"}} {n}", label(name));
+        }
+    }
+    if !total.custom_latencies.is_empty() {
+        head(
+            &mut out,
+            "wsoak_script_latency_seconds",
+            "summary",
+            "Latencies scripts recorded.",
+        );
+        for (name, h) in &total.custom_latencies {
+            summary(
+                &mut out,
+                "wsoak_script_latency_seconds",
+                "name",
+                &label(name),
+                h,
+            );
+        }
+    }
+    out
+}
+
+fn summary(out: &mut String, name: &str, key: &str, value: &str, h: &Histogram<u64>) {
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let v = if h.is_empty() {
+            "NaN".to_string()
+        } else {
+            format!("{}", h.value_at_quantile(q) as f64 / 1e6)
+        };
+        let _ = writeln!(out, "{name}{{{key}=\"{value}\",quantile=\"{q}\"}} {v}");
+    }
+    let sum = h.mean() * h.len() as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum{{{key}=\"{value}\"}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{key}=\"{value}\"}} {}", h.len());
+}
+
+/// Escapes a label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `/metrics` from `listener` until the task is dropped. Each connection gets
+/// the latest exposition and is closed.
+pub async fn serve(listener: TcpListener, exposition: Exposition) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let exposition = exposition.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 2048];
+            let mut read = 0;
+            // Read the request head (bounded), then answer.
+            while read < request.len() {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    socket.read(&mut request[read..]),
+                )
+                .await
+                {
+                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => read += n,
+                }
+                if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&request[..read]);
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let response = if path == "/metrics" || path.starts_with("/metrics?") {
+                let body = exposition.lock().map(|t| t.clone()).unwrap_or_default();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                let body = "wsoak serves /metrics\n";
+                format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_follow_conventions() {
+        let mut r = Recorder::new();
+        r.count(Counter::HeartbeatsAcked);
+        r.record(Metric::Heartbeat, std::time::Duration::from_micros(1500));
+        r.custom_count("kick\"ed");
+        let text = render(&r, &[0; State::COUNT]);
+        assert!(text.contains("wsoak_heartbeats_acked_total 1\n"), "{text}");
+        assert!(text.contains("wsoak_latency_seconds_count{step=\"heartbeat\"} 1\n"));
+        assert!(text.contains("wsoak_latency_seconds{step=\"heartbeat\",quantile=\"0.99\"} 0.0015"));
+        assert!(text.contains("wsoak_script_total{name=\"kick\\\"ed\"} 1"));
+        assert!(text.contains("wsoak_latency_seconds{step=\"auth\",quantile=\"0.5\"} NaN"));
+    }
+}
