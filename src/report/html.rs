@@ -102,11 +102,11 @@ pub fn render(
 
     let step = downsample_step(lines.len());
     if step > 1 {
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<p class=\"note\">{} intervals, drawn as {} points: each point covers {step} \
              intervals and shows their maximum for latencies and sessions, their mean for \
-             counts.</p>\n",
+             counts.</p>",
             lines.len(),
             lines.len().div_ceil(step)
         );
@@ -178,7 +178,8 @@ pub fn render(
                 l.latency_ms.get(&metric).cloned()
             }
         };
-        let stats: [(&str, fn(&super::Latency) -> Option<f64>); 4] = [
+        type Stat = fn(&super::Latency) -> Option<f64>;
+        let stats: [(&str, Stat); 4] = [
             ("p50", |l| l.p50),
             ("p90", |l| l.p90),
             ("p99", |l| l.p99),
@@ -484,9 +485,9 @@ fn line_chart(
             tx = WIDTH - RIGHT - LEGEND * (folded.len() - i) as f64 + 14.0,
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         svg,
-        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{:.1}\"/></svg>\n",
+        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{:.1}\"/></svg>",
         TOP + plot_h
     );
     svg
@@ -555,10 +556,10 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
             y(*v)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"/>\
-         <text x=\"12\" y=\"{:.1}\" transform=\"rotate(-90 12 {:.1})\" text-anchor=\"middle\">ms</text></svg>\n",
+         <text x=\"12\" y=\"{:.1}\" transform=\"rotate(-90 12 {:.1})\" text-anchor=\"middle\">ms</text></svg>",
         PALETTE[0],
         TOP + plot_h / 2.0,
         TOP + plot_h / 2.0
