@@ -1,0 +1,445 @@
+//! Reports: the HTML in a real browser, the HdrHistogram log through the crate's reader,
+//! live Prometheus metrics, `wsoak report` after a crash, and `wsoak compare`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use wsoak::cli::{Cli, Command as Sub};
+use wsoak::report::{hlog, read_intervals, Report};
+
+const SCENARIO: &str = "\
+sessions: 30
+duration: 2500ms
+server: {drop_after: 1200ms}
+reconnect: {delay: 100ms}
+auth:
+  send: {type: auth}
+  expect: {code: \"200\", msgType: auth_ack}
+bind_card:
+  send: {type: bindCard}
+  expect: {msgType: bindCard_ack}
+heartbeat:
+  interval: 100ms
+  send: {type: heartBeat}
+  expect: {msgType: heartBeat_ack}
+";
+
+fn scenario(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("s.yaml");
+    std::fs::write(&path, format!("{SCENARIO}{extra}")).unwrap();
+    path
+}
+
+fn run_in_process(args: &[&str]) -> wsoak::RunOutput {
+    let mut argv = vec!["wsoak", "run", "--quiet"];
+    argv.extend_from_slice(args);
+    let Sub::Run(run) = Cli::parse_from(argv).command else {
+        unreachable!()
+    };
+    wsoak::run_scenario(&run).unwrap()
+}
+
+fn wsoak() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsoak"))
+}
+
+#[test]
+fn hlog_round_trips_through_the_crate_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let report = dir.path().join("run/report.json");
+    let out = run_in_process(&[
+        s.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--interval",
+        "500ms",
+    ]);
+    let bytes = std::fs::read(dir.path().join("run/latency.hlog")).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("#[StartTime: "), "{text}");
+    assert!(text.contains("#[BaseTime: "), "{text}");
+    // Per interval: the histogram in the log is the one the interval line summarised.
+    let lines = read_intervals(&out.intervals).unwrap();
+    let mut per_interval: Vec<BTreeMap<String, hdrhistogram::Histogram<u64>>> = Vec::new();
+    let mut last_start = None;
+    hlog::for_each(&bytes, |tag, start, h| {
+        if last_start != Some(start) {
+            per_interval.push(BTreeMap::new());
+            last_start = Some(start);
+        }
+        per_interval.last_mut().unwrap().insert(tag.to_string(), h);
+        Ok(())
+    })
+    .unwrap();
+    let with_latency: Vec<_> = lines.iter().filter(|l| !l.latency_ms.is_empty()).collect();
+    assert_eq!(per_interval.len(), with_latency.len());
+    for (line, logged) in with_latency.iter().zip(&per_interval) {
+        for (metric, latency) in &line.latency_ms {
+            let h = &logged[metric];
+            assert_eq!(h.len(), latency.count, "{metric} count");
+            assert_eq!(
+                Some(h.value_at_quantile(0.99) as f64 / 1000.0),
+                latency.p99,
+                "{metric} p99"
+            );
+            assert_eq!(Some(h.max() as f64 / 1000.0), latency.max, "{metric} max");
+        }
+    }
+    // Merged, the log gives the report's totals exactly.
+    let totals = hlog::read_totals(&dir.path().join("run/latency.hlog")).unwrap();
+    for (metric, latency) in &out.report.latency_ms {
+        match totals.get(metric) {
+            Some(h) => {
+                assert_eq!(h.len(), latency.count, "{metric}");
+                assert_eq!(Some(h.value_at_quantile(0.5) as f64 / 1000.0), latency.p50);
+                assert_eq!(
+                    Some(h.value_at_quantile(0.999) as f64 / 1000.0),
+                    latency.p999
+                );
+            }
+            None => assert_eq!(latency.count, 0, "{metric}"),
+        }
+    }
+    assert!(out.report.latency_ms["reconnect"].count >= 30);
+}
+
+/// Minimal validator for the Prometheus text exposition format (0.0.4).
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let mut typed: BTreeMap<String, String> = BTreeMap::new();
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(name_ok(name), "{line}");
+            assert!(
+                ["counter", "gauge", "summary", "histogram", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                typed.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice: {line}"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let name = series.split('{').next().unwrap();
+        assert!(name_ok(name), "{line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(name_ok(k) && v.starts_with('"'), "{line}");
+            }
+        }
+        let value: f64 = match value {
+            "NaN" => f64::NAN,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains_key(*f)))
+            .unwrap_or(name);
+        let kind = typed
+            .get(family)
+            .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "{line}");
+        }
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "series twice: {line}"
+        );
+    }
+    samples
+}
+
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn live_metrics_are_valid_and_agree_with_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let report = dir.path().join("report.json");
+    let args: Vec<String> = vec![
+        s.to_str().unwrap().into(),
+        "--report".into(),
+        report.to_str().unwrap().into(),
+        "--interval".into(),
+        "250ms".into(),
+        "--metrics-listen".into(),
+        addr.clone(),
+    ];
+    let runner = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_in_process(&args)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let live = parse_exposition(&scrape(&addr));
+    let out = runner.join().unwrap();
+    let final_text = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
+    let last = parse_exposition(&final_text);
+    if let Ok(status) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(final_text.as_bytes())?;
+            c.wait()
+        })
+    {
+        assert!(status.success(), "promtool check metrics failed");
+    }
+    let r = &out.report;
+    let get =
+        |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or_else(|| panic!("{k}"));
+    for (key, value) in [
+        ("wsoak_sessions_bound_total", r.sessions.bound),
+        ("wsoak_heartbeats_acked_total", r.heartbeats.acked),
+        ("wsoak_heartbeats_sent_total", r.heartbeats.sent),
+        ("wsoak_connects_attempted_total", r.connects.attempted),
+        (
+            "wsoak_reconnects_total{cause=\"server_close\"}",
+            r.reconnects.by_cause["server_close"],
+        ),
+        (
+            "wsoak_errors_total{kind=\"server_reset\"}",
+            r.errors["server_reset"],
+        ),
+        (
+            "wsoak_latency_seconds_count{step=\"heartbeat\"}",
+            r.latency_ms["heartbeat"].count,
+        ),
+    ] {
+        assert_eq!(get(&last, key), value as f64, "{key}");
+        assert!(get(&live, key) <= value as f64, "{key} only grows");
+    }
+    assert!(get(&live, "wsoak_heartbeats_acked_total") > 0.0);
+    let live_sessions: f64 = live
+        .iter()
+        .filter(|(k, _)| k.starts_with("wsoak_sessions{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        live_sessions, 30.0,
+        "every session is in some state mid-run"
+    );
+    let p99 = get(
+        &last,
+        "wsoak_latency_seconds{step=\"heartbeat\",quantile=\"0.99\"}",
+    );
+    assert!((p99 * 1000.0 - r.latency_ms["heartbeat"].p99.unwrap()).abs() < 1e-6);
+}
+
+#[test]
+fn html_shows_every_chart_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let report = dir.path().join("report.json");
+    let out = run_in_process(&[s.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        !html.contains("http://") || !html.contains("<script"),
+        "self-contained"
+    );
+    assert!(!html.contains("<link"), "no external resources");
+    let mut expected = vec!["chart-sessions".to_string(), "chart-connects".to_string()];
+    for (metric, l) in &out.report.latency_ms {
+        if l.count > 0 {
+            expected.push(format!("chart-latency-{metric}"));
+            expected.push(format!("percentiles-{metric}"));
+        }
+    }
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!(
+            "\n!!! SKIPPED: no Chromium on this machine, so report.html was not opened in a \
+             browser. `.ci/run` installs Debian's `chromium`; install it to run this check. !!!\n"
+        );
+        return;
+    };
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let profile = dir.path().join("profile");
+    let url = format!("file://{}", dir.path().join("report.html").display());
+    let dom = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in &expected {
+        let at = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("chart {id} missing from the rendered page"));
+        let svg = &dom[at..at + dom[at..].find("</svg>").unwrap()];
+        assert!(svg.contains("<path d=\"M"), "chart {id} draws no line");
+    }
+    let shot = dir.path().join("shot.png");
+    let status = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args([
+            "--window-size=1050,4000",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(
+        png.len() > 50_000,
+        "a page with charts, not a blank one: {} bytes",
+        png.len()
+    );
+}
+
+#[test]
+fn report_rebuilds_a_killed_run_from_its_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    let mut child = wsoak()
+        .args(["run", "--quiet", "--interval", "200ms", "--duration", "60s"])
+        .arg(&s)
+        .arg("--report")
+        .arg(run_dir.join("report.json"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL: nothing gets to clean up
+    child.wait().unwrap();
+    assert!(!run_dir.join("report.json").exists());
+    let lines = read_intervals(&run_dir.join("intervals.jsonl")).unwrap();
+    assert!(lines.len() >= 8, "{} intervals", lines.len());
+
+    let out = wsoak().arg("report").arg(&run_dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Report =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert!(r.interrupted);
+    let sum = |name: &str| -> u64 {
+        lines
+            .iter()
+            .map(|l| l.counts.get(name).copied().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(r.heartbeats.acked, sum("heartbeats.acked"));
+    assert_eq!(r.sessions.bound, sum("sessions.bound"));
+    assert_eq!(r.sessions.bound, 30);
+    let logged: u64 = lines
+        .iter()
+        .filter_map(|l| l.latency_ms.get("heartbeat"))
+        .map(|l| l.count)
+        .sum();
+    assert_eq!(r.latency_ms["heartbeat"].count, logged);
+    assert!(r.reconnects.by_cause["server_close"] >= 30);
+    assert!(run_dir.join("report.html").exists());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("latency (ms)"));
+}
+
+#[test]
+fn compare_flags_a_regression_and_passes_the_same_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &str| {
+        let s = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &s,
+            format!("{SCENARIO}{extra}").replace("server: {drop_after: 1200ms}\n", ""),
+        )
+        .unwrap();
+        let report = dir.path().join(name).join("report.json");
+        run_in_process(&[s.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+        dir.path().join(name)
+    };
+    let base = run("base", "");
+    let same = run("same", "");
+    let slow = run("slow", "server: {delay: 40ms}\n");
+    let compare = |a: &Path, b: &Path| {
+        wsoak()
+            .arg("compare")
+            .arg(a)
+            .arg(b)
+            // Loopback latencies here are well under a millisecond; on a loaded test
+            // machine a p99 can wobble by several. The injected 40 ms cannot hide.
+            .args(["--latency-floor", "10ms", "--tolerance", "20%"])
+            .output()
+            .unwrap()
+    };
+    let out = compare(&base, &same);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = compare(&base, &slow);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let flagged: Vec<&str> = text.lines().filter(|l| l.ends_with("REGRESSION")).collect();
+    assert!(
+        flagged.iter().any(|l| l.starts_with("heartbeat.p99")),
+        "{text}"
+    );
+    assert!(flagged.iter().any(|l| l.starts_with("auth.p50")), "{text}");
+}
