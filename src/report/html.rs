@@ -386,6 +386,34 @@ fn format_value(v: f64) -> String {
     }
 }
 
+/// Opens a chart's SVG element with its title.
+fn svg_open(id: &str, title: &str) -> String {
+    format!(
+        "<svg id=\"{}\" class=\"chart\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
+         aria-label=\"{t}\"><text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{t}</text>",
+        esc(id),
+        t = esc(title)
+    )
+}
+
+/// Horizontal grid lines with their value labels, at fifths of `y_max`.
+fn y_grid(svg: &mut String, y_max: f64, y: impl Fn(f64) -> f64) {
+    for i in 0..=4 {
+        let v = y_max * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            format_value(v),
+            yy = y(v),
+        );
+    }
+}
+
 fn line_chart(
     id: &str,
     title: &str,
@@ -413,24 +441,9 @@ fn line_chart(
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |t: f64| LEFT + t / x_max * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg id=\"chart-{id}\" class=\"chart\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{t}\">\
-         <text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{t}</text>",
-        t = esc(title)
-    );
+    let mut svg = svg_open(&format!("chart-{id}"), title);
+    y_grid(&mut svg, y_max, y);
     for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            format_value(v),
-            y = y(v),
-        );
         let t = x_max * f64::from(i) / 4.0;
         let _ = write!(
             svg,
@@ -514,13 +527,9 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |n: f64| LEFT + n / max_nines * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg id=\"percentiles-{id}\" class=\"chart\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{t}\">\
-         <text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{t}</text>",
-        id = esc(tag),
-        t = esc(&format!("{tag}: latency by percentile ({} samples)", h.len()))
+    let mut svg = svg_open(
+        &format!("percentiles-{tag}"),
+        &format!("{tag}: latency by percentile ({} samples)", h.len()),
     );
     for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
         .iter()
@@ -534,18 +543,7 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
             xx = x(i as f64)
         );
     }
-    for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            format_value(v),
-            yy = y(v)
-        );
-    }
+    y_grid(&mut svg, y_max, y);
     let mut d = String::new();
     for (i, (n, v)) in points.iter().enumerate() {
         let _ = write!(

@@ -445,30 +445,20 @@ impl Report {
             "\n{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "count", "min", "p50", "p90", "p99", "p99.9", "max"
         );
-        for metric in Metric::ALL {
-            let Some(l) = self.latency_ms.get(metric.name()) else {
-                continue;
-            };
+        let builtin = Metric::ALL
+            .iter()
+            .filter_map(|m| Some((m.name().to_string(), self.latency_ms.get(m.name())?)));
+        let custom = self
+            .custom
+            .latency_ms
+            .iter()
+            .map(|(name, l)| (format!("~{name}"), l));
+        for (name, l) in builtin.chain(custom) {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
             let _ = writeln!(
                 out,
                 "{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                metric.name(),
-                l.count,
-                f(l.min),
-                f(l.p50),
-                f(l.p90),
-                f(l.p99),
-                f(l.p999),
-                f(l.max)
-            );
-        }
-        for (name, l) in &self.custom.latency_ms {
-            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-            let _ = writeln!(
-                out,
-                "{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                format!("~{name}"),
+                name,
                 l.count,
                 f(l.min),
                 f(l.p50),
