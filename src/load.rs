@@ -278,15 +278,29 @@ impl Spread {
             Spread::Fixed(d) => d,
             Spread::Uniform(lo, hi) => lo + (hi - lo).mul_f64(unit),
             Spread::Exponential(mean) => {
-                // Cap at 20 means so one unlucky draw cannot outlive every run.
+                // Cap at 20 means so one unlucky draw cannot outlive every run, and at
+                // least 1 ms so a visit always lasts.
                 mean.mul_f64((-(1.0 - unit).ln()).min(20.0))
+                    .max(Duration::from_millis(1))
             }
         }
     }
 
-    /// Parses `5m`, `1m..10m` (uniform) or `~5m` (exponential with mean 5m).
+    /// Parses `5m`, `1m..10m` (uniform) or `~5m` (exponential with mean 5m). Durations
+    /// are at least 1 ms: a page cannot stay for no time at all.
     pub fn parse(text: &str) -> Result<Spread, String> {
         let text = text.trim();
+        let spread = Self::parse_any(text)?;
+        let shortest = match spread {
+            Spread::Fixed(d) | Spread::Uniform(d, _) | Spread::Exponential(d) => d,
+        };
+        if shortest < Duration::from_millis(1) {
+            return Err(format!("`{text}`: durations here are at least 1ms"));
+        }
+        Ok(spread)
+    }
+
+    fn parse_any(text: &str) -> Result<Spread, String> {
         if let Some(mean) = text.strip_prefix('~') {
             return Ok(Spread::Exponential(units::parse_duration(mean)?));
         }

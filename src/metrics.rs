@@ -83,6 +83,9 @@ names! {
         HeartbeatsFailed = "heartbeats.failed",
         /// Acks that arrived after their heartbeat had timed out (already failed).
         HeartbeatsLate = "heartbeats.late",
+        /// Timetable slots skipped because the tester woke more than an interval late
+        /// (it sends one late heartbeat, as a page's timer does, not a burst).
+        HeartbeatsSkipped = "heartbeats.skipped",
         /// Text or binary messages received from the server.
         MessagesReceived = "messages.received",
         /// Received messages that no waiting step matched (server pushes, late acks).
@@ -323,15 +326,25 @@ impl Recorder {
         for (hook, n) in &other.script_errors {
             *self.script_errors.entry(hook).or_default() += n;
         }
+        // The name limit holds for merged totals too, not only per interval.
         for (name, n) in &other.custom_counters {
-            *self.custom_counters.entry(name.clone()).or_default() += n;
+            let room = self.custom_counters.len() < MAX_CUSTOM;
+            match self.custom_counters.get_mut(name) {
+                Some(mine) => *mine += n,
+                None if room => {
+                    self.custom_counters.insert(name.clone(), *n);
+                }
+                None => *self.script_errors.entry("metrics").or_default() += n,
+            }
         }
         for (name, h) in &other.custom_latencies {
+            let room = self.custom_latencies.len() < MAX_CUSTOM;
             match self.custom_latencies.get_mut(name) {
                 Some(mine) => mine.add(h).expect("histograms share bounds"),
-                None => {
+                None if room => {
                     self.custom_latencies.insert(name.clone(), h.clone());
                 }
+                None => *self.script_errors.entry("metrics").or_default() += h.len(),
             }
         }
     }

@@ -228,6 +228,10 @@ impl Aggregator<'_> {
         let mut last_emitted = Duration::ZERO;
         let mut stopping = self.stop.is_cancelled();
         let mut cut_short = false;
+        if stopping {
+            // A signal came before the first connect finished.
+            grace.as_mut().reset(Instant::now() + self.grace);
+        }
         let abort_checks: Vec<_> = scenario
             .thresholds
             .iter()
@@ -684,11 +688,17 @@ async fn spawn_sessions(
                     return;
                 }
                 ctx.count(Counter::ArrivalsDue);
-                if ctx.running.load(Ordering::Relaxed) >= *max_sessions {
+                // One atomic step, so shards admitting at once cannot overshoot the cap.
+                let admitted = ctx
+                    .running
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < *max_sessions).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !admitted {
                     ctx.count(Counter::ArrivalsDropped);
                     continue;
                 }
-                ctx.running.fetch_add(1, Ordering::Relaxed);
                 let id = u32::try_from(this).unwrap_or(u32::MAX);
                 tracker.spawn_local(session::run(ctx.clone(), id, None, None));
             }

@@ -253,8 +253,14 @@ pub async fn run(
     if session.script.is_some() {
         session.lifecycle(Hook::OnEnd);
     }
-    session.set_state(None);
-    session.ctx.running.fetch_sub(1, Ordering::Relaxed);
+    // Gauges and the running count are settled in `Drop`, even if the task panics.
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.ctx.shift(self.state.take(), None);
+        self.ctx.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A session's card row as a Rhai map, for `session.card`.
@@ -280,23 +286,8 @@ impl Session {
         if matches!(self.call(hook, None), Err(OnError::Leave)) {
             self.leave_requested = true;
         }
-        let effects = self
-            .script
-            .as_ref()
-            .map(|h| h.take_effects())
-            .unwrap_or_default();
-        let mut recorder = self.ctx.recorder.borrow_mut();
-        for effect in effects {
-            match effect {
-                Effect::Count(name) => {
-                    recorder.custom_count(&name);
-                }
-                Effect::Record(name, ms) => {
-                    recorder.custom_record(&name, Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-                }
-                Effect::Leave => self.leave_requested = true,
-                Effect::Reconnect => {}
-            }
+        if self.apply_effects() == Some(OnError::Leave) {
+            self.leave_requested = true;
         }
     }
 
@@ -332,6 +323,9 @@ impl Session {
         let scenario = &ctx.plan.scenario;
         loop {
             self.leave_at = self.visit_end();
+            // A visit starts afresh: no reconnect is pending from an earlier one.
+            self.failed_at = None;
+            self.attempt = 0;
             if !self.live(&mut gate).await {
                 return; // the run stopped
             }
@@ -357,7 +351,8 @@ impl Session {
                     }
                 }
                 // Closed model: the slot is a user; without an away time they return now.
-                (None, Shape::Closed { .. }) => {}
+                // Yield first: a visit that ended before it began must not spin the shard.
+                (None, Shape::Closed { .. }) => tokio::task::yield_now().await,
                 // Open model: new users arrive instead.
                 (None, Shape::Open { .. }) => return,
             }
@@ -721,27 +716,7 @@ impl Session {
     /// Carries out what the last hook calls asked for: counts and latencies always;
     /// a reconnect or a leave as the outcome to return.
     async fn requested(&mut self, ws: &mut Ws) -> Option<Outcome> {
-        let handle = self.script.as_ref()?;
-        let mut outcome = None;
-        for effect in handle.take_effects() {
-            let mut recorder = self.ctx.recorder.borrow_mut();
-            match effect {
-                Effect::Count(name) => {
-                    if !recorder.custom_count(&name) {
-                        recorder.script_error("metrics", false);
-                    }
-                }
-                Effect::Record(name, ms) => {
-                    let latency = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
-                    if !recorder.custom_record(&name, latency) {
-                        recorder.script_error("metrics", false);
-                    }
-                }
-                Effect::Reconnect => outcome = outcome.or(Some(OnError::Reconnect)),
-                Effect::Leave => outcome = Some(OnError::Leave),
-            }
-        }
-        match outcome? {
+        match self.apply_effects()? {
             OnError::Leave => {
                 Box::pin(self.close(ws)).await;
                 self.leave_requested = true;
@@ -754,10 +729,44 @@ impl Session {
         }
     }
 
+    /// Records the counts and latencies the last hook calls asked for; returns a
+    /// reconnect or leave they asked for (a leave wins).
+    fn apply_effects(&mut self) -> Option<OnError> {
+        let handle = self.script.as_ref()?;
+        let mut wanted = None;
+        for effect in handle.take_effects() {
+            let mut recorder = self.ctx.recorder.borrow_mut();
+            let kept = match effect {
+                Effect::Count(name) => recorder.custom_count(&name),
+                Effect::Record(name, ms) => {
+                    // Any number a script makes up, NaN and infinity included, is safe.
+                    let ms = if ms.is_finite() {
+                        ms.clamp(0.0, 3.6e9)
+                    } else {
+                        3.6e9
+                    };
+                    recorder.custom_record(&name, Duration::from_secs_f64(ms / 1000.0))
+                }
+                Effect::Reconnect => {
+                    wanted = wanted.or(Some(OnError::Reconnect));
+                    true
+                }
+                Effect::Leave => {
+                    wanted = Some(OnError::Leave);
+                    true
+                }
+            };
+            if !kept {
+                recorder.script_error("metrics", false);
+            }
+        }
+        wanted
+    }
+
     /// What a failed hook leads to.
     async fn after_hook_error(&mut self, ws: &mut Ws, action: OnError) -> Outcome {
-        // Effects asked for before the failure still count.
-        let _ = self.script.as_ref().map(|h| h.take_effects());
+        // Counts and latencies asked for before the failure still count.
+        let _ = self.apply_effects();
         match action {
             OnError::Leave => {
                 Box::pin(self.close(ws)).await;
@@ -778,38 +787,29 @@ impl Session {
         let hb = &ctx.plan.scenario.heartbeat;
         let scripted_message = self.has(Hook::Heartbeat);
         let scripted_ack = self.has(Hook::HeartbeatReply);
-        // Without a hook, the message is the same every time: built once.
-        let message = match hb.send.as_ref() {
-            Some(template) => match template.fixed() {
-                Some(fixed) => fixed.clone(),
-                None => {
-                    if self.heartbeat.is_none() {
-                        self.heartbeat = Some(template.render(self.vars()));
-                    }
-                    self.heartbeat.clone().expect("rendered above")
-                }
-            },
-            None => Utf8Bytes::from_static(""),
-        };
         let expect: Option<&Matcher> = hb.expect.as_ref();
         let acked = expect.is_some() || scripted_ack;
         let mut next = Instant::now() + phase(self.id, hb.interval);
         let mut failures = 0u32;
         // The heartbeat awaiting its ack: when it was due (or sent, if that was earlier),
-        // and when its ack window closes.
+        // and when its ack window closes. At most one is outstanding.
         let mut pending: Option<(Instant, Instant)> = None;
-        // Heartbeats that timed out and whose acks may still come. Acks carry no id; the
-        // server answers in order on one TCP stream, so the next acks are theirs.
+        // Heartbeats that timed out and whose acks may still come, and until when they
+        // are expected. Acks carry no id; the server answers in order on one TCP stream,
+        // so the next acks are theirs, unless the server never sent them at all.
         let mut overdue = 0u32;
+        let mut overdue_until = Instant::now();
         // One timer for the next tick, ack deadline and leave, whichever is first: every
         // idle session holds its timers, so fewer is smaller.
         let mut timer = pin!(sleep_until(wake_for(next)));
         let mut stopped = pin!(ctx.stop.cancelled());
         loop {
-            let mut wake = wake_for(next);
-            if let Some((_, ack_by)) = pending {
-                wake = wake.min(ack_by);
-            }
+            // While a heartbeat is outstanding, the next one waits for its fate: the ack
+            // window is always the full `timeout`.
+            let mut wake = match pending {
+                Some((_, ack_by)) => ack_by,
+                None => wake_for(next),
+            };
             if let Some(leave_at) = self.leave_at {
                 wake = wake.min(leave_at);
             }
@@ -836,6 +836,9 @@ impl Session {
                         };
                         if let Some(outcome) = self.requested(ws).await {
                             return outcome;
+                        }
+                        if overdue > 0 && Instant::now() > overdue_until {
+                            overdue = 0; // those acks are not coming
                         }
                         if is_ack && overdue > 0 {
                             // The ack of a heartbeat already counted as failed.
@@ -869,53 +872,51 @@ impl Session {
                     if pending.is_some_and(|(_, ack_by)| now >= ack_by) {
                         pending = None;
                         overdue += 1;
+                        overdue_until = now + hb.interval;
                         ctx.error(ErrorKind::HeartbeatTimeout);
+                        ctx.count(Counter::HeartbeatsFailed);
                         failed += 1;
                     }
-                    if now >= wake_for(next) {
-                        if pending.take().is_some() {
-                            // Its ack window ran past this tick: it has failed.
-                            overdue += 1;
-                            ctx.error(ErrorKind::HeartbeatTimeout);
-                            failed += 1;
-                        }
-                        if failures + failed <= hb.max_failures {
-                            let scheduled = next;
+                    if pending.is_none() && now >= wake_for(next) && failures + failed <= hb.max_failures {
+                        let scheduled = next;
+                        // Like a page's timer, a late tester sends one late heartbeat, not
+                        // a burst: missed slots are skipped and counted.
+                        next += hb.interval;
+                        while next <= now {
                             next += hb.interval;
-                            ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
-                            let message = if scripted_message {
-                                match self.message(Hook::Heartbeat, hb.send.as_ref()) {
-                                    Ok(built) => built,
-                                    Err(action) => return self.after_hook_error(ws, action).await,
-                                }
-                            } else {
-                                message.clone()
-                            };
-                            if let Some(outcome) = self.requested(ws).await {
-                                return outcome;
+                            ctx.count(Counter::HeartbeatsSkipped);
+                        }
+                        ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
+                        let message = if scripted_message {
+                            match self.message(Hook::Heartbeat, hb.send.as_ref()) {
+                                Ok(built) => built,
+                                Err(action) => return self.after_hook_error(ws, action).await,
                             }
-                            if ws.send(Message::Text(message)).await.is_ok() {
-                                ctx.count(Counter::HeartbeatsSent);
-                                if acked {
-                                    // Late: measure from the schedule, so the lag shows.
-                                    // Early (by less than the timer's 1 ms): from the send,
-                                    // so the round trip is never understated.
-                                    pending = Some((scheduled.min(now), Instant::now() + hb.timeout));
-                                } else {
-                                    failures = 0; // the article's rule: a sent heartbeat is health
-                                }
+                        } else {
+                            self.heartbeat_message()
+                        };
+                        if let Some(outcome) = self.requested(ws).await {
+                            return outcome;
+                        }
+                        if ws.send(Message::Text(message)).await.is_ok() {
+                            ctx.count(Counter::HeartbeatsSent);
+                            if acked {
+                                // Late: measure from the schedule, so the lag shows. Early
+                                // (by less than the timer's 1 ms): from the send, so the
+                                // round trip is never understated.
+                                pending = Some((scheduled.min(now), Instant::now() + hb.timeout));
                             } else {
-                                ctx.error(ErrorKind::SendFailed);
-                                failed += 1;
+                                failures = 0; // the article's rule: a sent heartbeat is health
                             }
+                        } else {
+                            ctx.error(ErrorKind::SendFailed);
+                            ctx.count(Counter::HeartbeatsFailed);
+                            failed += 1;
                         }
                     }
                 }
             }
             if failed > 0 {
-                for _ in 0..failed {
-                    ctx.count(Counter::HeartbeatsFailed);
-                }
                 failures += failed;
                 if failures > hb.max_failures {
                     Box::pin(self.abandon(ws)).await;
@@ -923,6 +924,21 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The heartbeat without a hook: the same every time, so built once and shared (not
+    /// held in the heartbeat loop, whose every byte every idle session pays for).
+    fn heartbeat_message(&mut self) -> Utf8Bytes {
+        let Some(template) = self.ctx.plan.scenario.heartbeat.send.as_ref() else {
+            return Utf8Bytes::from_static("");
+        };
+        if let Some(fixed) = template.fixed() {
+            return fixed.clone();
+        }
+        if self.heartbeat.is_none() {
+            self.heartbeat = Some(template.render(self.vars()));
+        }
+        self.heartbeat.clone().expect("rendered above")
     }
 
     /// At a dwell's end: with the scenario's `hidden` share, the user only opened a

@@ -12,9 +12,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{text}` has no unit: write e.g. {text}ms or {text}s"
         ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}): write e.g. 250ms, 30s, 5m or 1h"))
+    let duration = humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}): write e.g. 250ms, 30s, 5m or 1h")
+    })?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is longer than a year"));
+    }
+    Ok(duration)
 }
+
+/// The longest duration accepted anywhere: a year. Longer ones are typos, and clocks
+/// overflow on far larger ones.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 /// Parses a fraction in [0, 1], written as `0.25` or `25%`.
 pub fn parse_fraction(text: &str) -> Result<f64, String> {

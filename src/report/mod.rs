@@ -160,6 +160,8 @@ pub struct Heartbeats {
     pub failed: u64,
     /// Acks that arrived after their heartbeat had already failed.
     pub late: u64,
+    /// Timetable slots skipped because the tester woke more than an interval late.
+    pub skipped: u64,
 }
 
 /// Message counts.
@@ -310,6 +312,7 @@ impl Report {
                 acked: c(Counter::HeartbeatsAcked),
                 failed: c(Counter::HeartbeatsFailed),
                 late: c(Counter::HeartbeatsLate),
+                skipped: c(Counter::HeartbeatsSkipped),
             },
             messages: Messages {
                 received: c(Counter::MessagesReceived),
@@ -426,8 +429,8 @@ impl Report {
         let h = &self.heartbeats;
         let _ = writeln!(
             out,
-            "heartbeats  sent {}  acked {}  failed {}",
-            h.sent, h.acked, h.failed
+            "heartbeats  sent {}  acked {}  failed {}  late acks {}  skipped slots {}",
+            h.sent, h.acked, h.failed, h.late, h.skipped
         );
         let _ = writeln!(
             out,
