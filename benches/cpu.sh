@@ -28,7 +28,7 @@ done
 url=$(sed -n 's/^listening on //p' "$tmp/server.out")
 
 per_heartbeat() { # scenario -> µs of CPU per acked heartbeat, steady state
-  "$bin" run "$1" --quiet --target "$url" --report "$tmp/r.json" >/dev/null
+  "$bin" run "$1" --quiet --target "$url" --report "$tmp/report.json" >/dev/null
   python3 - "$tmp/intervals.jsonl" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
