@@ -62,7 +62,13 @@ pub fn render(
          <tr><th>load shape</th><td>{shape}</td></tr>\
          <tr><th>sessions</th><td>planned {planned}, bound {bound}, peak active {peak}</td></tr></table>\n",
         name = esc(&report.scenario),
-        cls = if passed { "pass" } else { "fail" },
+        cls = if report.thresholds.is_empty() {
+            "none"
+        } else if passed {
+            "pass"
+        } else {
+            "fail"
+        },
         verdict = if report.thresholds.is_empty() {
             "no thresholds"
         } else if passed {
@@ -302,6 +308,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd
 table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}\
 .pass{color:#fff;background:#2ca02c;padding:1px 8px;border-radius:3px}\
 .fail{color:#fff;background:#d62728;padding:1px 8px;border-radius:3px}\
+.none{color:#fff;background:#888;padding:1px 8px;border-radius:3px}\
 .note{color:#666;font-size:12px}svg{display:block;margin:6px 0 18px}\
 svg text{font:11px system-ui,sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}";
 
