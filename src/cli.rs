@@ -1,6 +1,9 @@
 //! The command line: clap derive types only. Parsing never does anything; `lib.rs`
 //! validates and executes.
 
+// Doc comments here are `--help` text, where `<scenario>` means a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
