@@ -194,6 +194,9 @@ pub enum Effect {
     Reconnect,
     /// Leave (close 1000 and end the session).
     Leave,
+    /// Count a failure of what the session is doing: while bound, a failed heartbeat
+    /// (towards `max_failures`); while authenticating or binding, a failed step.
+    Fail,
 }
 
 /// What a session's hooks see as `session`. One per scripted session; its `state` map
@@ -413,6 +416,9 @@ fn engine(limits: Limits) -> Engine {
         })
         .register_fn("leave", |s: &mut SessionHandle| {
             s.with(|d| d.effects.push(Effect::Leave))
+        })
+        .register_fn("fail", |s: &mut SessionHandle| {
+            s.with(|d| d.effects.push(Effect::Fail))
         });
     engine
         .register_fn("now_ms", || -> i64 {

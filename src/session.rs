@@ -215,6 +215,8 @@ struct Session {
     script: Option<SessionHandle>,
     /// A hook asked the page to leave for good.
     leave_requested: bool,
+    /// A hook declared the current heartbeat failed (`session.fail()` while bound).
+    fail_requested: bool,
 }
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
@@ -238,6 +240,7 @@ pub async fn run(
         leave_at: until,
         script: None,
         leave_requested: false,
+        fail_requested: false,
     };
     session.ctx.count(Counter::SessionsStarted);
     if session.ctx.plan.scenario.script.is_some() {
@@ -755,6 +758,16 @@ impl Session {
                     wanted = Some(OnError::Leave);
                     true
                 }
+                Effect::Fail => {
+                    recorder.script_error("fail", false);
+                    if self.state == Some(State::Bound) {
+                        self.fail_requested = true;
+                    } else {
+                        // A failed auth or bindCard step: start over.
+                        wanted = wanted.or(Some(OnError::Reconnect));
+                    }
+                    true
+                }
             };
             if !kept {
                 recorder.script_error("metrics", false);
@@ -915,6 +928,11 @@ impl Session {
                         }
                     }
                 }
+            }
+            if std::mem::take(&mut self.fail_requested) {
+                // A hook judged this connection unhealthy (`session.fail()`).
+                ctx.count(Counter::HeartbeatsFailed);
+                failed += 1;
             }
             if failed > 0 {
                 failures += failed;

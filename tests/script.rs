@@ -159,3 +159,28 @@ fn a_script_error_names_its_file_and_line() {
     assert_eq!(r.reconnects.by_cause["script_error"], 3);
     assert_eq!(r.errors["script_limit"], 0);
 }
+
+#[test]
+fn session_fail_counts_towards_max_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hooks.rhai"),
+        "fn on_message(session, msg) {\n  if msg.msgType == \"order_push\" { session.fail(); }\n  ()\n}\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("fail.yaml");
+    std::fs::write(
+        &scenario,
+        "sessions: 8\nduration: 1s\nscript: hooks.rhai\nserver: {push_every: 50ms}\n\
+         reconnect: {delay: 10s}\nbind_card:\n  send: {type: bindCard}\n  expect: {msgType: bindCard_ack}\n\
+         heartbeat:\n  interval: 10s\n  send: {type: heartBeat}\n  expect: {msgType: heartBeat_ack}\n",
+    )
+    .unwrap();
+    let r = run(&scenario, dir.path(), &[]).unwrap();
+    // Each session: three pushes, three declared failures, then a reconnect (max 2).
+    // Heartbeat phases spread over 10 s, so no ack resets the count in between (only
+    // session 0's first heartbeat goes out, before the first push).
+    assert_eq!(r.reconnects.by_cause["heartbeat"], 8, "{:?}", r.reconnects);
+    assert_eq!(r.errors["script.fail"], 24, "{:?}", r.errors);
+    assert_eq!(r.heartbeats.failed, 24);
+}

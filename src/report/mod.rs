@@ -788,7 +788,7 @@ pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>
                 let known = crate::script::Hook::ALL
                     .iter()
                     .map(|h| h.name())
-                    .chain(["metrics"])
+                    .chain(["metrics", "fail"])
                     .find(|h| *h == hook);
                 if let Some(hook) = known {
                     *r.script_errors.entry(hook).or_default() += n;
