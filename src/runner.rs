@@ -162,6 +162,9 @@ struct Aggregator<'a> {
 struct Pending {
     recorder: Recorder,
     shards: usize,
+    /// Sessions per state at the end of this interval, summed over the shards that
+    /// reported it (a shard that has ended has none).
+    gauges: Gauges,
 }
 
 impl Aggregator<'_> {
@@ -250,6 +253,9 @@ impl Aggregator<'_> {
                     let entry = pending.entry(snapshot.seq).or_default();
                     entry.recorder.merge(&snapshot.recorder);
                     entry.shards += 1;
+                    for (sum, v) in entry.gauges.iter_mut().zip(&snapshot.gauges) {
+                        *sum += v;
+                    }
                     // Emit every interval all live shards have reported, in order.
                     loop {
                         let expected = ended_at
@@ -261,7 +267,7 @@ impl Aggregator<'_> {
                             break;
                         }
                         let interval = pending.remove(&next_seq).expect("checked above");
-                        let summed = sum_gauges(&gauges);
+                        let summed = interval.gauges;
                         meta.peak_active = meta.peak_active.max(active(&summed));
                         let elapsed = started.elapsed();
                         let cpu_now = crate::report::process_cpu();
@@ -327,13 +333,8 @@ impl Aggregator<'_> {
         for (seq, interval) in pending {
             if let Some(writer) = &self.writer {
                 let elapsed = started.elapsed();
-                let line = IntervalLine::build(
-                    seq,
-                    elapsed,
-                    &interval.recorder,
-                    &sum_gauges(&gauges),
-                    None,
-                );
+                let line =
+                    IntervalLine::build(seq, elapsed, &interval.recorder, &interval.gauges, None);
                 let histograms = hlog::Interval {
                     start: last_emitted,
                     length: elapsed.saturating_sub(last_emitted),
