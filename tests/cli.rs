@@ -1,14 +1,13 @@
 //! The real binary: exit codes, messages, and `wsoak serve` as a separate process.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use wsoak::report::Report;
 use wsoak::server::ServerStats;
 
-fn wsoak() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsoak"))
-}
+mod common;
+use common::wsoak;
 
 #[test]
 fn check_accepts_the_shipped_scenario() {

@@ -3,26 +3,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use wsoak::cli::{Cli, Command as Sub};
 use wsoak::report::{IntervalLine, Report};
 
-const FLOW: &str = "\
-auth:
-  send: {type: auth}
-  expect: {code: \"200\", msgType: auth_ack}
-bind_card:
-  send: {type: bindCard}
-  expect: {msgType: bindCard_ack}
-heartbeat:
-  interval: 100ms
-  send: {type: heartBeat}
-  expect: {msgType: heartBeat_ack}
-  timeout: 90ms
-";
+mod common;
+use common::{wsoak, FLOW};
 
 fn write_scenario(dir: &Path, head: &str) -> PathBuf {
     let path = dir.join("scenario.yaml");
@@ -33,19 +20,9 @@ fn write_scenario(dir: &Path, head: &str) -> PathBuf {
 fn run(dir: &Path, head: &str, extra: &[&str]) -> (Report, Vec<IntervalLine>) {
     let path = write_scenario(dir, head);
     let report = dir.join("report.json");
-    let mut argv = vec![
-        "wsoak",
-        "run",
-        "--quiet",
-        path.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ];
+    let mut argv = vec![path.to_str().unwrap(), "--report", report.to_str().unwrap()];
     argv.extend_from_slice(extra);
-    let Sub::Run(args) = Cli::parse_from(argv).command else {
-        unreachable!()
-    };
-    let out = wsoak::run_scenario(&args).unwrap();
+    let out = common::run(&argv).unwrap();
     (out.report, read_intervals(&out.intervals))
 }
 
@@ -164,10 +141,6 @@ fn abort_on_fail_ends_the_run_early() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(r.aborted_by.as_deref(), Some("heartbeat.p99 < 1us"));
     assert!(!r.thresholds[0].pass);
-}
-
-fn wsoak() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsoak"))
 }
 
 #[test]

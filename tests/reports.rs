@@ -7,44 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use clap::Parser;
-use wsoak::cli::{Cli, Command as Sub};
 use wsoak::report::{hlog, read_intervals, Report};
 
-const SCENARIO: &str = "\
+mod common;
+use common::{wsoak, FLOW};
+
+const HEAD: &str = "\
 sessions: 30
 duration: 2500ms
 server: {drop_after: 1200ms}
 reconnect: {delay: 100ms}
-auth:
-  send: {type: auth}
-  expect: {code: \"200\", msgType: auth_ack}
-bind_card:
-  send: {type: bindCard}
-  expect: {msgType: bindCard_ack}
-heartbeat:
-  interval: 100ms
-  send: {type: heartBeat}
-  expect: {msgType: heartBeat_ack}
 ";
 
 fn scenario(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("s.yaml");
-    std::fs::write(&path, format!("{SCENARIO}{extra}")).unwrap();
+    std::fs::write(&path, format!("{HEAD}{FLOW}{extra}")).unwrap();
     path
 }
 
 fn run_in_process(args: &[&str]) -> wsoak::RunOutput {
-    let mut argv = vec!["wsoak", "run", "--quiet"];
-    argv.extend_from_slice(args);
-    let Sub::Run(run) = Cli::parse_from(argv).command else {
-        unreachable!()
-    };
-    wsoak::run_scenario(&run).unwrap()
-}
-
-fn wsoak() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wsoak"))
+    common::run(args).unwrap()
 }
 
 #[test]
@@ -403,11 +385,8 @@ fn compare_flags_a_regression_and_passes_the_same_build() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &str| {
         let s = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &s,
-            format!("{SCENARIO}{extra}").replace("server: {drop_after: 1200ms}\n", ""),
-        )
-        .unwrap();
+        let head = HEAD.replace("server: {drop_after: 1200ms}\n", "");
+        std::fs::write(&s, format!("{head}{FLOW}{extra}")).unwrap();
         let report = dir.path().join(name).join("report.json");
         run_in_process(&[s.to_str().unwrap(), "--report", report.to_str().unwrap()]);
         dir.path().join(name)

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
-use wsoak::cli::{Cli, Command};
 use wsoak::report::Report;
+
+mod common;
 
 /// Writes a scenario into `dir`, with heartbeat settings fast enough for tests.
 fn scenario(dir: &Path, extra: &str) -> PathBuf {
@@ -38,15 +38,10 @@ heartbeat:
     path
 }
 
-/// Runs `wsoak run` in-process and returns its report.
+/// Runs `wsoak run` in-process and returns its report, checking it was written as
+/// returned.
 fn run(args: &[&str]) -> anyhow::Result<Report> {
-    let mut argv = vec!["wsoak", "run", "--quiet"];
-    argv.extend_from_slice(args);
-    let Command::Run(run_args) = Cli::parse_from(argv).command else {
-        unreachable!()
-    };
-    let output = wsoak::run_scenario(&run_args)?;
-    // What was written is what was returned.
+    let output = common::run(args)?;
     let written: Report =
         serde_json::from_str(&std::fs::read_to_string(&output.path).unwrap()).unwrap();
     assert_eq!(written, output.report);

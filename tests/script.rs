@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use clap::Parser;
-use wsoak::cli::{Cli, Command};
 use wsoak::report::Report;
+
+mod common;
 
 fn run(scenario: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Report> {
     let report = dir.join(format!(
@@ -12,18 +12,12 @@ fn run(scenario: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Report> {
         scenario.file_name().unwrap().to_string_lossy()
     ));
     let mut argv = vec![
-        "wsoak",
-        "run",
-        "--quiet",
         scenario.to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
     ];
     argv.extend_from_slice(extra);
-    let Command::Run(args) = Cli::parse_from(argv).command else {
-        unreachable!()
-    };
-    wsoak::run_scenario(&args).map(|out| out.report)
+    common::run(&argv).map(|out| out.report)
 }
 
 #[test]
