@@ -58,8 +58,6 @@ pub struct RunResult {
     pub total: Recorder,
     /// How the report describes the run.
     pub meta: Meta,
-    /// Sessions per state when the run ended (all zero after a clean stop).
-    pub final_gauges: Gauges,
     /// Intervals whose line could not be written (disk full, say); 0 normally.
     pub lost_intervals: u64,
     /// The final Prometheus exposition, when `/metrics` was served.
@@ -355,7 +353,6 @@ impl Aggregator<'_> {
             RunResult {
                 total,
                 meta,
-                final_gauges: sum_gauges(&gauges),
                 lost_intervals,
                 exposition,
             },

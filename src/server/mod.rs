@@ -506,11 +506,6 @@ impl Embedded {
         format!("{scheme}://{}/", self.addr)
     }
 
-    /// What the server has seen so far.
-    pub fn stats(&self) -> ServerStats {
-        self.stats.snapshot()
-    }
-
     /// Stops the server, waits for its thread, and returns its final counts.
     pub fn stop(mut self) -> ServerStats {
         self.shutdown();
