@@ -36,8 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and write its report.
     ///
-    /// Writes reports/<scenario>-<UTC time>/report.json and intervals.jsonl (one JSON line
-    /// per interval, flushed as it goes). Ctrl-C or SIGTERM stops gracefully and still
+    /// Writes reports/<scenario>-<UTC time>/: report.json, report.html, intervals.jsonl
+    /// (one JSON line per interval, flushed as it goes), latency.hlog and run.json. Ctrl-C or SIGTERM stops gracefully and still
     /// writes the report; a second one stops at once.
     ///
     /// Exit codes: 0 the run completed and every threshold passed; 1 a threshold failed;
@@ -47,7 +47,8 @@ pub enum Command {
         wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
         wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem")]
     Run(RunArgs),
-    /// Validate a scenario (and its data file) without running it.
+    /// Validate a scenario (and its data file) without running it; run each script hook
+    /// once against sample data.
     Check(CheckArgs),
     /// Run the reference server on its own, with optional fault injection.
     ///
@@ -130,7 +131,7 @@ fn parse_override(text: &str) -> Result<(String, f64), String> {
 /// `wsoak run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The scenario file (YAML).
+    /// The scenario file: YAML, or a .rhai script whose scenario() returns the settings.
     pub scenario: PathBuf,
     /// Number of concurrent sessions (overrides `sessions:`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -180,7 +181,7 @@ pub struct RunArgs {
 /// `wsoak check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The scenario file (YAML).
+    /// The scenario file: YAML, or a .rhai script.
     pub scenario: PathBuf,
 }
 
