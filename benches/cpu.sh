@@ -14,18 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-3}
-cargo build --release --quiet
-bin=target/release/wsoak
-tmp=$(mktemp -d)
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-
-"$bin" serve --listen 127.0.0.1:0 --duration 1h >"$tmp/server.out" &
-server_pid=$!
-for _ in $(seq 50); do
-  grep -q "listening on" "$tmp/server.out" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/^listening on //p' "$tmp/server.out")
+SERVE_DURATION=1h
+source benches/serve.sh
 
 per_heartbeat() { # scenario -> µs of CPU per acked heartbeat, steady state
   "$bin" run "$1" --quiet --target "$url" --report "$tmp/report.json" >/dev/null

@@ -12,18 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 sessions=${1:-10000}
 repeats=${2:-3}
-cargo build --release --quiet
-bin=target/release/wsoak
-tmp=$(mktemp -d)
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-
-"$bin" serve --listen 127.0.0.1:0 --duration 30m >"$tmp/server.out" &
-server_pid=$!
-for _ in $(seq 50); do
-  grep -q "listening on" "$tmp/server.out" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/^listening on //p' "$tmp/server.out")
+SERVE_DURATION=30m
+source benches/serve.sh
 
 peak() { # sessions -> peak RSS KiB
   "$bin" run benches/idle.yaml --quiet --target "$url" --sessions "$1" \

@@ -403,16 +403,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
 /// server's replies, and shows what each returned.
 fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
     use serde_json::json;
-    let card: rhai::Map = match &s.cards {
-        Some(cards) => cards
-            .columns
-            .iter()
-            .zip(cards.row(0))
-            .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from(v.clone())))
-            .collect(),
-        None => rhai::Map::new(),
-    };
-    let session = script::SessionHandle::new(0, card);
+    let session = script::SessionHandle::new(0, session::card_map(s, 0));
     session.with(|d| d.connects = 1);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

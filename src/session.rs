@@ -267,7 +267,7 @@ impl Drop for Session {
 }
 
 /// A session's card row as a Rhai map, for `session.card`.
-fn card_map(scenario: &Scenario, id: u32) -> rhai::Map {
+pub fn card_map(scenario: &Scenario, id: u32) -> rhai::Map {
     let Some(cards) = &scenario.cards else {
         return rhai::Map::new();
     };
