@@ -5,6 +5,7 @@
 //! - [`scenario`]: YAML → a validated, immutable [`scenario::Scenario`].
 //! - [`runner`]: shards (threads with current-thread runtimes), spawning, deadline, stop.
 //! - [`session`]: one simulated page: connect → auth → bindCard → heartbeats → reconnect.
+//! - [`heartbeat`]: the heartbeat timetable and which heartbeat an ack belongs to (pure).
 //! - [`metrics`]: per-shard [`metrics::Recorder`]s, merged from [`metrics::Snapshot`]s.
 //! - [`report`]: the JSON report and the text summary.
 //! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
@@ -29,6 +30,7 @@ macro_rules! say_raw {
 }
 
 pub mod cli;
+pub mod heartbeat;
 pub mod load;
 pub mod metrics;
 pub mod progress;

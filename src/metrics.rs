@@ -53,7 +53,8 @@ names! {
         Auth = "auth",
         /// bindCard sent to its ack (or to its send completing, when no ack is expected).
         BindCard = "bind_card",
-        /// Heartbeat round trip, measured from the *scheduled* send time.
+        /// Heartbeat round trip, measured from the *scheduled* send time. Late acks are
+        /// measured too, so slow replies stay in the percentiles: the count is acked + late.
         Heartbeat = "heartbeat",
         /// Failure detected to session bound again.
         Reconnect = "reconnect",
@@ -81,7 +82,8 @@ names! {
         HeartbeatsAcked = "heartbeats.acked",
         /// Heartbeats that failed: send error or no ack within the timeout.
         HeartbeatsFailed = "heartbeats.failed",
-        /// Acks that arrived after their heartbeat had timed out (already failed).
+        /// Acks that arrived after their heartbeat had timed out (already failed). How acks
+        /// without ids are attributed is in [`crate::heartbeat`].
         HeartbeatsLate = "heartbeats.late",
         /// Timetable slots skipped because the tester woke more than an interval late
         /// (it sends one late heartbeat, as a page's timer does, not a burst).

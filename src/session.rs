@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message, Utf8By
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
@@ -42,6 +43,9 @@ pub enum Stream {
     Plain(TcpStream),
     /// `wss://`.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// An in-memory pipe, for tests of the session on tokio's paused clock.
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
 impl AsyncRead for Stream {
@@ -53,6 +57,8 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -66,6 +72,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -76,6 +84,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -86,6 +96,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -217,6 +229,10 @@ struct Session {
     leave_requested: bool,
     /// A hook declared the current heartbeat failed (`session.fail()` while bound).
     fail_requested: bool,
+    /// Heartbeats this session has sent, over all its connections: the last one's
+    /// `{{ heartbeat.seq }}`. 32 bits fit beside the other small fields, and last 136
+    /// years at one heartbeat a second.
+    heartbeat_seq: u32,
 }
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
@@ -241,6 +257,7 @@ pub async fn run(
         script: None,
         leave_requested: false,
         fail_requested: false,
+        heartbeat_seq: 0,
     };
     session.ctx.count(Counter::SessionsStarted);
     if session.ctx.plan.scenario.script.is_some() {
@@ -316,6 +333,7 @@ impl Session {
                 .cards
                 .as_ref()
                 .map(|c| c.row(self.id)),
+            heartbeat_seq: u64::from(self.heartbeat_seq),
         }
     }
 
@@ -794,7 +812,8 @@ impl Session {
     }
 
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
-    /// the page leaves, or the run stops.
+    /// the page leaves, or the run stops. The rules of the timetable and of matching acks
+    /// to heartbeats live in [`crate::heartbeat`]; this loop owns the timer and socket.
     async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
@@ -802,27 +821,17 @@ impl Session {
         let scripted_ack = self.has(Hook::HeartbeatReply);
         let expect: Option<&Matcher> = hb.expect.as_ref();
         let acked = expect.is_some() || scripted_ack;
-        let mut next = Instant::now() + phase(self.id, hb.interval);
+        let mut timetable = Timetable::new(Instant::now(), self.id, hb.interval);
+        let mut acks = Acks::default();
         let mut failures = 0u32;
-        // The heartbeat awaiting its ack: when it was due (or sent, if that was earlier),
-        // and when its ack window closes. At most one is outstanding.
-        let mut pending: Option<(Instant, Instant)> = None;
-        // Heartbeats that timed out and whose acks may still come, and until when they
-        // are expected. Acks carry no id; the server answers in order on one TCP stream,
-        // so the next acks are theirs, unless the server never sent them at all.
-        let mut overdue = 0u32;
-        let mut overdue_until = Instant::now();
-        // One timer for the next tick, ack deadline and leave, whichever is first: every
+        // One timer for the next slot, ack deadline and leave, whichever is first: every
         // idle session holds its timers, so fewer is smaller.
-        let mut timer = pin!(sleep_until(wake_for(next)));
+        let mut timer = pin!(sleep_until(timetable.wake()));
         let mut stopped = pin!(ctx.stop.cancelled());
-        loop {
-            // While a heartbeat is outstanding, the next one waits for its fate: the ack
+        let outcome = loop {
+            // While a heartbeat is in its window, the next one waits for its fate: the ack
             // window is always the full `timeout`.
-            let mut wake = match pending {
-                Some((_, ack_by)) => ack_by,
-                None => wake_for(next),
-            };
+            let mut wake = acks.deadline().unwrap_or_else(|| timetable.wake());
             if let Some(leave_at) = self.leave_at {
                 wake = wake.min(leave_at);
             }
@@ -835,42 +844,37 @@ impl Session {
                 biased;
                 _ = &mut stopped => {
                     Box::pin(self.close(ws)).await;
-                    return Outcome::Stopped;
+                    break Outcome::Stopped;
                 }
                 item = ws.next() => match incoming(&ctx, item) {
                     Incoming::Json(value) => {
                         let is_ack = if scripted_ack {
                             match self.judge(Hook::HeartbeatReply, &value) {
                                 Ok(verdict) => verdict == Some(true),
-                                Err(action) => return self.after_hook_error(ws, action).await,
+                                Err(action) => break self.after_hook_error(ws, action).await,
                             }
                         } else {
                             expect.is_some_and(|e| e.matches(&value))
                         };
                         if let Some(outcome) = self.requested(ws).await {
-                            return outcome;
+                            break outcome;
                         }
-                        if overdue > 0 && Instant::now() > overdue_until {
-                            overdue = 0; // those acks are not coming
-                        }
-                        if is_ack && overdue > 0 {
-                            // The ack of a heartbeat already counted as failed.
-                            overdue -= 1;
-                            ctx.count(Counter::HeartbeatsLate);
-                        } else if is_ack && pending.is_some() {
-                            let (from, _) = pending.take().expect("checked above");
-                            ctx.record(Metric::Heartbeat, from.elapsed());
-                            ctx.count(Counter::HeartbeatsAcked);
-                            failures = 0;
-                        } else if let Some(outcome) = self.unmatched(ws, &value).await {
-                            return outcome;
+                        let seq = expect.and_then(|e| e.seq_of(&value));
+                        let settled = is_ack
+                            && acks.ack(Instant::now(), seq, &mut |v| {
+                                settle(&ctx, v, &mut failures)
+                            });
+                        if !settled {
+                            if let Some(outcome) = self.unmatched(ws, &value).await {
+                                break outcome;
+                            }
                         }
                     }
                     Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
                     Incoming::Control => {}
                     Incoming::Closed(kind) => {
                         ctx.error(kind);
-                        return Outcome::Reconnect(closed_cause(kind));
+                        break Outcome::Reconnect(closed_cause(kind));
                     }
                 },
                 _ = &mut timer => {
@@ -880,44 +884,43 @@ impl Session {
                             continue;
                         }
                         Box::pin(self.close(ws)).await;
-                        return Outcome::Left;
+                        break Outcome::Left;
                     }
-                    if pending.is_some_and(|(_, ack_by)| now >= ack_by) {
-                        pending = None;
-                        overdue += 1;
-                        overdue_until = now + hb.interval;
+                    if acks.deadline().is_some_and(|until| now >= until)
+                        && !acks.close_window(&mut |v| settle(&ctx, v, &mut failures))
+                    {
                         ctx.error(ErrorKind::HeartbeatTimeout);
                         ctx.count(Counter::HeartbeatsFailed);
                         failed += 1;
                     }
-                    if pending.is_none() && now >= wake_for(next) && failures + failed <= hb.max_failures {
-                        let scheduled = next;
-                        // Like a page's timer, a late tester sends one late heartbeat, not
-                        // a burst: missed slots are skipped and counted.
-                        next += hb.interval;
-                        while next <= now {
-                            next += hb.interval;
+                    let may_send = !acks.in_window() && failures + failed <= hb.max_failures;
+                    // Only where latency is measured from lives across the awaits below:
+                    // every byte held there is held by every idle session.
+                    let from = may_send.then(|| timetable.take(now, hb.interval)).flatten().map(|slot| {
+                        for _ in 0..slot.skipped {
                             ctx.count(Counter::HeartbeatsSkipped);
                         }
-                        ctx.record(Metric::ScheduleLag, now.saturating_duration_since(scheduled));
+                        ctx.record(Metric::ScheduleLag, slot.lag);
+                        slot.from
+                    });
+                    if let Some(from) = from {
+                        self.heartbeat_seq = self.heartbeat_seq.wrapping_add(1);
                         let message = if scripted_message {
                             match self.message(Hook::Heartbeat, hb.send.as_ref()) {
                                 Ok(built) => built,
-                                Err(action) => return self.after_hook_error(ws, action).await,
+                                Err(action) => break self.after_hook_error(ws, action).await,
                             }
                         } else {
                             self.heartbeat_message()
                         };
                         if let Some(outcome) = self.requested(ws).await {
-                            return outcome;
+                            break outcome;
                         }
                         if ws.send(Message::Text(message)).await.is_ok() {
                             ctx.count(Counter::HeartbeatsSent);
                             if acked {
-                                // Late: measure from the schedule, so the lag shows. Early
-                                // (by less than the timer's 1 ms): from the send, so the
-                                // round trip is never understated.
-                                pending = Some((scheduled.min(now), Instant::now() + hb.timeout));
+                                let until = Instant::now() + hb.timeout;
+                                acks.sent(u64::from(self.heartbeat_seq), from, until);
                             } else {
                                 failures = 0; // the article's rule: a sent heartbeat is health
                             }
@@ -938,20 +941,28 @@ impl Session {
                 failures += failed;
                 if failures > hb.max_failures {
                     Box::pin(self.abandon(ws)).await;
-                    return Outcome::Reconnect(Cause::Heartbeat);
+                    break Outcome::Reconnect(Cause::Heartbeat);
                 }
             }
-        }
+        };
+        // Acks that arrived but still awaited attribution count; the connection's
+        // failure streak ends with it.
+        acks.finish(&mut |v| settle(&ctx, v, &mut 0));
+        outcome
     }
 
     /// The heartbeat without a hook: the same every time, so built once and shared (not
-    /// held in the heartbeat loop, whose every byte every idle session pays for).
+    /// held in the heartbeat loop, whose every byte every idle session pays for). With
+    /// `{{ heartbeat.seq }}` it is rendered for each heartbeat.
     fn heartbeat_message(&mut self) -> Utf8Bytes {
         let Some(template) = self.ctx.plan.scenario.heartbeat.send.as_ref() else {
             return Utf8Bytes::from_static("");
         };
         if let Some(fixed) = template.fixed() {
             return fixed.clone();
+        }
+        if template.uses_heartbeat_seq() {
+            return template.render(self.vars());
         }
         if self.heartbeat.is_none() {
             self.heartbeat = Some(template.render(self.vars()));
@@ -1003,27 +1014,28 @@ impl Session {
     }
 }
 
+/// Records what the ack book settled: an acked heartbeat (the connection is healthy
+/// again) or a late ack. Late acks are measured too, from their heartbeat's schedule, so
+/// slow replies stay in the percentiles instead of vanishing with their timeouts.
+fn settle(ctx: &Context, verdict: Verdict, failures: &mut u32) {
+    match verdict {
+        Verdict::Acked(latency) => {
+            ctx.record(Metric::Heartbeat, latency);
+            ctx.count(Counter::HeartbeatsAcked);
+            *failures = 0;
+        }
+        Verdict::Late(latency) => {
+            ctx.record(Metric::Heartbeat, latency);
+            ctx.count(Counter::HeartbeatsLate);
+        }
+    }
+}
+
 fn normal_close() -> CloseFrame {
     CloseFrame {
         code: CloseCode::Normal,
         reason: Utf8Bytes::from_static(""),
     }
-}
-
-/// When to wake for a heartbeat due at `due`. tokio's timer has 1 ms resolution and
-/// rounds deadlines up, which would make every heartbeat up to 1 ms late and put that
-/// lag into the latency. Waking up to 1 ms early keeps the timetable at millisecond
-/// resolution without a systematic delay.
-fn wake_for(due: Instant) -> Instant {
-    due.checked_sub(Duration::from_millis(1)).unwrap_or(due)
-}
-
-/// Spreads heartbeat phases evenly over the interval (golden-ratio sequence), so 10k
-/// sessions bound in the same millisecond do not heartbeat in the same millisecond.
-fn phase(id: u32, interval: Duration) -> Duration {
-    const GOLDEN: f64 = 0.618_033_988_749_895;
-    let fraction = (f64::from(id) * GOLDEN).fract();
-    interval.mul_f64(fraction)
 }
 
 fn closed_cause(kind: ErrorKind) -> Cause {
@@ -1141,26 +1153,6 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phases_spread_over_the_interval() {
-        let interval = Duration::from_secs(1);
-        let mut buckets = [0u32; 10];
-        for id in 0..10_000 {
-            let p = phase(id, interval);
-            assert!(p < interval);
-            buckets[(p.as_millis() / 100) as usize] += 1;
-        }
-        // Each tenth of the interval gets close to a tenth of the sessions.
-        for b in buckets {
-            assert!((950..=1050).contains(&b), "{buckets:?}");
-        }
-    }
-}
-
-#[cfg(test)]
 mod size_tests {
     use super::*;
 
@@ -1197,5 +1189,324 @@ mod size_tests {
             "{}",
             std::mem::size_of::<Ws>()
         );
+    }
+}
+
+/// The heartbeat machine on tokio's paused clock, against an in-memory server whose every
+/// reply time is known: latencies come out exact to the microsecond, so these tests pin
+/// down the clock rules (core idea 3) rather than approximate them.
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use tokio::time::advance;
+
+    const MS: u64 = 1_000; // µs
+
+    /// A server that answers heartbeat `n` (from 1) `reply(n)` after receiving it, or
+    /// never (`None`). Replies leave in the order their heartbeats arrived (a slow reply
+    /// holds back the ones after it), as on any server that answers one stream in order.
+    /// It echoes a `seq` field when the heartbeat has one, and returns when the client
+    /// closes.
+    async fn server(
+        stream: tokio::io::DuplexStream,
+        reply: impl Fn(u64) -> Option<Duration>,
+        seen: Rc<RefCell<Vec<Instant>>>,
+    ) {
+        let ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+        let writer = tokio::task::spawn_local(async move {
+            while let Some((due, ack)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if sink.send(Message::Text(ack.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut n = 0;
+        while let Some(Ok(message)) = stream.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            n += 1;
+            seen.borrow_mut().push(Instant::now());
+            let Some(delay) = reply(n) else { continue };
+            let heartbeat: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            let ack = match heartbeat.get("seq") {
+                Some(seq) => format!(r#"{{"msgType":"heartBeat_ack","seq":{seq}}}"#),
+                None => r#"{"msgType":"heartBeat_ack"}"#.to_string(),
+            };
+            let _ = tx.send((Instant::now() + delay, ack));
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    /// What one bound connection did.
+    struct Run {
+        recorder: Recorder,
+        outcome: Outcome,
+        /// When the server received each heartbeat, from the start.
+        seen: Vec<Duration>,
+    }
+
+    impl Run {
+        fn count(&self, counter: Counter) -> u64 {
+            self.recorder.counter(counter)
+        }
+        /// A histogram's values in µs, one per sample, each at its bucket's low end.
+        fn values(&self, metric: Metric) -> Vec<u64> {
+            let h = self.recorder.histogram(metric);
+            let mut out = Vec::new();
+            for v in h.iter_recorded() {
+                for _ in 0..v.count_at_value() {
+                    out.push(h.lowest_equivalent(v.value_iterated_to()));
+                }
+            }
+            out
+        }
+        /// Whether the recorded values are exactly these, to the histogram's resolution.
+        fn assert_values(&self, metric: Metric, expected_ms: &[f64]) {
+            let h = self.recorder.histogram(metric);
+            let mut expected: Vec<u64> = expected_ms
+                .iter()
+                // The recorder counts anything under 1 µs as 1 µs.
+                .map(|ms| h.lowest_equivalent(((ms * MS as f64) as u64).max(1)))
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(self.values(metric), expected, "{}", metric.name());
+        }
+    }
+
+    /// Session `id` of a scenario with a 100 ms heartbeat, already bound to a server that
+    /// answers as `reply` says, heartbeats on the paused clock until `leave_after`.
+    /// `drive` runs beside it and may jump the clock to make the tester late.
+    async fn heartbeat_for<F: std::future::Future<Output = ()>>(
+        id: u32,
+        extra: &str,
+        reply: impl Fn(u64) -> Option<Duration> + 'static,
+        leave_after: Duration,
+        drive: impl FnOnce(Instant) -> F,
+    ) -> Run {
+        let yaml = format!("heartbeat:\n  interval: 100ms\n  timeout: 90ms\n{extra}");
+        let scenario =
+            crate::scenario::parse(&yaml, std::path::Path::new("t.yaml"), &Default::default())
+                .unwrap();
+        let plan = Arc::new(Plan {
+            scenario: Arc::new(scenario),
+            addr: ([127, 0, 0, 1], 1).into(),
+            request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
+            tls: None,
+            ws_config: client_ws_config(),
+        });
+        let ctx = Rc::new(Context {
+            plan,
+            recorder: RefCell::new(Recorder::new()),
+            gauges: Cell::new([0; State::COUNT]),
+            stop: CancellationToken::new(),
+            running: Arc::new(AtomicU32::new(1)),
+        });
+        let (client, server_end) = tokio::io::duplex(64 * 1024);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let local = tokio::task::LocalSet::new();
+        local.spawn_local(server(server_end, reply, seen.clone()));
+        let t0 = Instant::now();
+        let outcome = local
+            .run_until(async {
+                let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+                    "ws://127.0.0.1:1/",
+                    Stream::Memory(client),
+                    Some(client_ws_config()),
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    Instant::now(),
+                    t0,
+                    "the handshake takes no time on this clock"
+                );
+                let mut session = Session {
+                    ctx: ctx.clone(),
+                    id,
+                    state: None,
+                    ever: 0,
+                    attempt: 0,
+                    failed_at: None,
+                    heartbeat: None,
+                    until: None,
+                    leave_at: Some(t0 + leave_after),
+                    script: None,
+                    leave_requested: false,
+                    fail_requested: false,
+                    heartbeat_seq: 0,
+                };
+                // `biased`: the session's first slot is taken before the driver moves on.
+                let beats = session.heartbeats(&mut ws);
+                let (outcome, ()) = tokio::join!(beats, drive(t0));
+                outcome
+            })
+            .await;
+        local.await;
+        let recorder = ctx.recorder.borrow().clone();
+        let seen = seen.borrow().iter().map(|at| *at - t0).collect();
+        Run {
+            recorder,
+            outcome,
+            seen,
+        }
+    }
+
+    const EXPECT: &str = "  send: {type: heartBeat}\n  expect: {msgType: heartBeat_ack}\n";
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    async fn idle(_: Instant) {}
+
+    #[tokio::test(start_paused = true)]
+    async fn on_time_heartbeats_measure_the_round_trip_exactly() {
+        // Session 0's phase is 0: slots at 0, 100, ..., 900 ms; it wakes 1 ms early,
+        // which the paused clock makes exact, and measures from its send.
+        let run = heartbeat_for(0, EXPECT, |_| Some(ms(7)), ms(950), idle).await;
+        assert!(matches!(run.outcome, Outcome::Left));
+        assert_eq!(run.count(Counter::HeartbeatsSent), 10);
+        assert_eq!(run.count(Counter::HeartbeatsAcked), 10);
+        run.assert_values(Metric::Heartbeat, &[7.0; 10]);
+        run.assert_values(Metric::ScheduleLag, &[0.0; 10]);
+        // The first slot is due at once; the others wake 1 ms early.
+        let expected: Vec<Duration> = (0..10).map(|n| ms((n * 100).max(1) - 1)).collect();
+        assert_eq!(run.seen, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_tester_measures_from_the_schedule_and_sends_one_heartbeat_not_a_burst() {
+        let drive = |t0: Instant| async move {
+            // Heartbeat 2 is due at 100 ms: the tester is stuck from 50 ms to 130 ms.
+            tokio::time::sleep_until(t0 + ms(50)).await;
+            advance(ms(80)).await;
+            // Heartbeat 3 is due at 200 ms: stuck from 150 ms to 450 ms, so the slots at
+            // 300 and 400 ms are skipped and one heartbeat goes out at 450 ms.
+            tokio::time::sleep_until(t0 + ms(150)).await;
+            advance(ms(300)).await;
+        };
+        let run = heartbeat_for(0, EXPECT, |_| Some(ms(10)), ms(750), drive).await;
+        // Slots 0, 100 (late), 200 (late), 500, 600, 700.
+        assert_eq!(run.count(Counter::HeartbeatsSent), 6);
+        assert_eq!(run.count(Counter::HeartbeatsSkipped), 2);
+        assert_eq!(
+            run.seen,
+            vec![ms(0), ms(130), ms(450), ms(499), ms(599), ms(699)]
+        );
+        // Latency from the schedule: 30 ms of lag + 10 ms, and 250 ms of lag + 10 ms.
+        run.assert_values(Metric::Heartbeat, &[10.0, 40.0, 260.0, 10.0, 10.0, 10.0]);
+        run.assert_values(Metric::ScheduleLag, &[0.0, 30.0, 250.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ack_window_is_the_full_timeout_from_the_send() {
+        let drive = |t0: Instant| async move {
+            // Heartbeat 2, due at 100 ms, goes out 30 ms late (the tester is stuck from
+            // 85 ms, after heartbeat 1's ack, to 130 ms).
+            tokio::time::sleep_until(t0 + ms(85)).await;
+            advance(ms(45)).await;
+        };
+        // Every reply takes 80 ms: heartbeat 2's arrives at 210 ms, 110 ms after its slot:
+        // past a window counted from the schedule (90 ms), inside one counted from the
+        // send. Heartbeat 3, due at 200 ms, waits for that fate and goes out at 210 ms.
+        let run = heartbeat_for(0, EXPECT, |_| Some(ms(80)), ms(350), drive).await;
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 0);
+        assert_eq!(run.count(Counter::HeartbeatsAcked), 3);
+        assert_eq!(run.seen, vec![ms(0), ms(130), ms(210), ms(299)]);
+        run.assert_values(Metric::Heartbeat, &[80.0, 110.0, 90.0]);
+        run.assert_values(Metric::ScheduleLag, &[0.0, 30.0, 10.0, 0.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_ack_is_exactly_one_failure() {
+        // Every 7th ack is dropped: over 70 heartbeats, 10 failures and nothing else.
+        let run = heartbeat_for(
+            0,
+            EXPECT,
+            |n| (n % 7 != 0).then_some(ms(3)),
+            ms(7_050),
+            idle,
+        )
+        .await;
+        assert!(matches!(run.outcome, Outcome::Left));
+        assert_eq!(run.count(Counter::HeartbeatsSent), 71);
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 10);
+        assert_eq!(run.recorder.errors[ErrorKind::HeartbeatTimeout.index()], 10);
+        assert_eq!(run.count(Counter::HeartbeatsLate), 0);
+        assert_eq!(run.count(Counter::HeartbeatsAcked), 61);
+        assert_eq!(run.count(Counter::MessagesUnmatched), 0);
+        run.assert_values(Metric::Heartbeat, &[3.0; 61]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_slow_reply_is_one_failure_and_one_late_ack() {
+        let run = heartbeat_for(
+            0,
+            EXPECT,
+            |n| Some(if n == 4 { ms(95) } else { ms(5) }),
+            ms(950),
+            idle,
+        )
+        .await;
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 1);
+        assert_eq!(run.count(Counter::HeartbeatsLate), 1);
+        assert_eq!(run.count(Counter::HeartbeatsAcked), 9);
+        // The late ack at its true latency; the heartbeats after it at theirs.
+        let mut expected = vec![5.0; 9];
+        expected.push(95.0);
+        run.assert_values(Metric::Heartbeat, &expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_reply_slower_than_the_timeout_reconnects_after_max_failures_plus_one() {
+        let run = heartbeat_for(0, EXPECT, |_| Some(ms(95)), ms(5_000), idle).await;
+        assert!(matches!(run.outcome, Outcome::Reconnect(Cause::Heartbeat)));
+        assert_eq!(run.count(Counter::HeartbeatsSent), 3);
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 3);
+        // The first two acks came late (the third's connection was given up first), and
+        // no sample is below the server's delay.
+        assert_eq!(run.count(Counter::HeartbeatsLate), 2);
+        run.assert_values(Metric::Heartbeat, &[95.0, 95.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sequence_numbers_match_replies_slower_than_the_interval() {
+        let seq = "  send: {type: heartBeat, seq: \"{{ heartbeat.seq }}\"}\n  \
+                   expect: {msgType: heartBeat_ack, seq: \"{{ heartbeat.seq }}\"}\n  \
+                   max_failures: 100\n";
+        // Every reply takes 150 ms, longer than the interval: without ids this would read
+        // as one dropped ack and quick replies. With them, every heartbeat fails and every
+        // ack is late at its true latency.
+        let run = heartbeat_for(0, seq, |_| Some(ms(150)), ms(1_000), idle).await;
+        // Slots 0 to 1000 ms (the last one woken at 999 ms); the last is still in its
+        // window at the leave.
+        assert_eq!(run.count(Counter::HeartbeatsSent), 11);
+        assert_eq!(run.count(Counter::HeartbeatsAcked), 0);
+        assert_eq!(run.count(Counter::HeartbeatsFailed), 10);
+        let late = run.count(Counter::HeartbeatsLate) as usize;
+        assert!(late >= 4, "{late}");
+        run.assert_values(Metric::Heartbeat, &vec![150.0; late]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn phases_spread_sessions_over_the_interval() {
+        let mut firsts = Vec::new();
+        for id in 1..=10 {
+            let run = heartbeat_for(id, EXPECT, |_| Some(ms(1)), ms(150), idle).await;
+            firsts.push(run.seen[0]);
+        }
+        // Golden-ratio phases: ten sessions, ten different milliseconds of the interval,
+        // no two within 4 ms of each other.
+        firsts.sort();
+        for pair in firsts.windows(2) {
+            assert!(pair[1] - pair[0] >= ms(4), "{firsts:?}");
+        }
+        assert!(firsts[9] - firsts[0] >= ms(80), "{firsts:?}");
     }
 }

@@ -167,6 +167,11 @@ impl Cards {
     }
 }
 
+/// The error for `{{ heartbeat.seq }}` outside the heartbeat.
+const SEQ_ONLY_IN_HEARTBEAT: &str =
+    "`{{ heartbeat.seq }}` numbers heartbeats: it can only be used in `heartbeat.send` and \
+     `heartbeat.expect`";
+
 /// One request/reply step (auth, bindCard).
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -817,6 +822,14 @@ fn compile(
         if raw.timeout.is_zero() {
             return Err(at(&[key, "timeout"], "must be longer than 0s".into()));
         }
+        if send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
+            return Err(at(&[key, "send"], SEQ_ONLY_IN_HEARTBEAT.into()));
+        }
+        for (matcher, field) in [(&expect, "expect"), (&reject, "reject")] {
+            if matcher.as_ref().is_some_and(Matcher::has_seq) {
+                return Err(at(&[key, field], SEQ_ONLY_IN_HEARTBEAT.into()));
+            }
+        }
         Ok(Some(Step {
             send,
             expect,
@@ -845,15 +858,35 @@ fn compile(
             ),
         ));
     }
+    let hb_send = send(&hb.send, "heartbeat", Hook::Heartbeat)?;
+    let hb_expect = hb
+        .expect
+        .as_ref()
+        .map(Matcher::compile)
+        .transpose()
+        .map_err(|m| at(&["heartbeat", "expect"], m))?;
+    if hb_expect.as_ref().is_some_and(Matcher::has_seq) {
+        if has(Hook::HeartbeatReply) {
+            return Err(at(
+                &["heartbeat", "expect"],
+                "the script's `heartbeat_reply` judges acks, so `expect` cannot match \
+                 `{{ heartbeat.seq }}`: read the number in the hook instead"
+                    .into(),
+            ));
+        }
+        if !hb_send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
+            return Err(at(
+                &["heartbeat", "expect"],
+                "matches `{{ heartbeat.seq }}`, but `heartbeat.send` does not carry it: \
+                 put the placeholder in the message the server echoes"
+                    .into(),
+            ));
+        }
+    }
     let heartbeat = Heartbeat {
         interval: hb.interval,
-        send: send(&hb.send, "heartbeat", Hook::Heartbeat)?,
-        expect: hb
-            .expect
-            .as_ref()
-            .map(Matcher::compile)
-            .transpose()
-            .map_err(|m| at(&["heartbeat", "expect"], m))?,
+        send: hb_send,
+        expect: hb_expect,
         timeout: hb_timeout,
         max_failures: hb.max_failures,
     };
@@ -1019,6 +1052,22 @@ heartbeat:
         let text = "heartbeat:\n  interval: 1s\n  send: {type: heartBeat}\n  timeout: 2s\n";
         let e = parse_str(text).unwrap_err().to_string();
         assert!(e.starts_with("test.yaml:4:3: heartbeat.timeout"), "{e}");
+    }
+
+    #[test]
+    fn heartbeat_seq_belongs_to_the_heartbeat_only() {
+        let ok = "heartbeat:\n  send: {type: heartBeat, seq: \"{{ heartbeat.seq }}\"}\n  \
+                  expect: {msgType: heartBeat_ack, seq: \"{{ heartbeat.seq }}\"}\n";
+        let s = parse_str(ok).unwrap();
+        assert!(s.heartbeat.expect.as_ref().unwrap().has_seq());
+        let in_auth = "auth:\n  send: {type: auth, n: \"{{ heartbeat.seq }}\"}\n\
+                       heartbeat:\n  send: {type: heartBeat}\n";
+        let e = parse_str(in_auth).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:2:3: auth.send"), "{e}");
+        let unsent = "heartbeat:\n  send: {type: heartBeat}\n  \
+                      expect: {seq: \"{{ heartbeat.seq }}\"}\n";
+        let e = parse_str(unsent).unwrap_err().to_string();
+        assert!(e.contains("does not carry it"), "{e}");
     }
 
     #[test]

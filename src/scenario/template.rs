@@ -2,7 +2,8 @@
 //! once at load and rendered per session.
 //!
 //! Placeholders: `{{ session.id }}`, `{{ card.<column> }}` (the session's row of the card
-//! data file) and `{{ env.NAME }}` (resolved once, at load). A rendered value is escaped
+//! data file), `{{ env.NAME }}` (resolved once, at load) and, in the heartbeat only,
+//! `{{ heartbeat.seq }}` (the heartbeat's number within its session, from 1). A rendered value is escaped
 //! for the JSON string it sits in, so data can never break a message's structure.
 
 use std::fmt::Write as _;
@@ -18,7 +19,12 @@ enum Part {
     SessionId,
     /// A column of the session's card row, by column index.
     Card(usize),
+    /// The heartbeat's sequence number.
+    HeartbeatSeq,
 }
+
+/// The placeholder that numbers heartbeats, as written in `send` and `expect`.
+pub const HEARTBEAT_SEQ: &str = "{{ heartbeat.seq }}";
 
 /// What a template needs from the session it renders for.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +33,8 @@ pub struct Vars<'a> {
     pub session_id: u32,
     /// The session's card row, when the scenario has card data.
     pub card: Option<&'a [String]>,
+    /// The heartbeat's sequence number (heartbeat messages only; 0 elsewhere).
+    pub heartbeat_seq: u64,
 }
 
 /// A compiled message template.
@@ -72,6 +80,7 @@ impl Template {
             let name = after[..close].trim();
             match name.split_once('.') {
                 Some(("session", "id")) => parts.push(Part::SessionId),
+                Some(("heartbeat", "seq")) => parts.push(Part::HeartbeatSeq),
                 Some(("card", column)) => {
                     let index = columns.iter().position(|c| c == column).ok_or_else(|| {
                         if columns.is_empty() {
@@ -92,7 +101,7 @@ impl Template {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown placeholder `{{{{ {name} }}}}`: use session.id, card.<column> or env.<NAME>"
+                        "unknown placeholder `{{{{ {name} }}}}`: use session.id, card.<column>, env.<NAME> or (in the heartbeat) heartbeat.seq"
                     ))
                 }
             }
@@ -105,6 +114,11 @@ impl Template {
             _ => None,
         };
         Ok(Template { parts, json, fixed })
+    }
+
+    /// Whether the message carries `{{ heartbeat.seq }}`.
+    pub fn uses_heartbeat_seq(&self) -> bool {
+        self.parts.contains(&Part::HeartbeatSeq)
     }
 
     /// The message when it is the same for every session.
@@ -131,6 +145,9 @@ impl Template {
                         .map(String::as_str)
                         .unwrap_or("");
                     out.push_str(&escape(value, self.json));
+                }
+                Part::HeartbeatSeq => {
+                    let _ = write!(out, "{}", vars.heartbeat_seq);
                 }
             }
         }
@@ -202,6 +219,7 @@ mod tests {
         let out = t.render(Vars {
             session_id: 7,
             card: Some(&row),
+            heartbeat_seq: 0,
         });
         let v: serde_json::Value = serde_json::from_str(out.as_str()).unwrap();
         assert_eq!(
@@ -216,11 +234,35 @@ mod tests {
         assert_eq!(
             t.render(Vars {
                 session_id: 3,
-                card: None
+                card: None,
+                heartbeat_seq: 0,
             })
             .as_str(),
             "ping 3"
         );
+    }
+
+    #[test]
+    fn heartbeat_seq_renders_as_a_number() {
+        let t = Template::compile(
+            &json!({"type": "heartBeat", "seq": "{{ heartbeat.seq }}"}),
+            &[],
+            no_env,
+        )
+        .unwrap();
+        assert!(t.uses_heartbeat_seq());
+        assert!(t.fixed().is_none());
+        let vars = Vars {
+            session_id: 1,
+            card: None,
+            heartbeat_seq: 42,
+        };
+        assert_eq!(
+            t.render(vars).as_str(),
+            r#"{"type":"heartBeat","seq":"42"}"#
+        );
+        let plain = Template::compile(&json!({"type": "heartBeat"}), &[], no_env).unwrap();
+        assert!(!plain.uses_heartbeat_seq());
     }
 
     #[test]
