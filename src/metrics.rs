@@ -9,6 +9,7 @@
 //! their names from here. It must not do I/O.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -56,7 +57,8 @@ names! {
         /// Heartbeat round trip, measured from the *scheduled* send time. Late acks are
         /// measured too, so slow replies stay in the percentiles: the count is acked + late.
         Heartbeat = "heartbeat",
-        /// Failure detected to session bound again.
+        /// A reconnect episode: connection lost to session bound again, whatever number of
+        /// attempts it took. One sample per completed episode.
         Reconnect = "reconnect",
         /// How late the tester itself sent a heartbeat against its timetable.
         ScheduleLag = "schedule_lag",
@@ -112,7 +114,8 @@ names! {
 }
 
 names! {
-    /// Why a session dropped its socket and ran the connect flow again.
+    /// Why a reconnect episode began: what made the session lose its connection (or
+    /// fail its first connect). Failed attempts within an episode are not causes.
     Cause {
         /// More than `max_failures` consecutive heartbeats failed.
         Heartbeat = "heartbeat",
@@ -190,6 +193,73 @@ names! {
         Reconnecting = "reconnecting",
         /// Left, and away until the page comes back (churn).
         Away = "away",
+    }
+}
+
+impl ErrorKind {
+    /// Whether this failure ends a connect attempt (TCP, TLS or the WebSocket handshake):
+    /// such failures are `connects.failed`, by kind.
+    pub const fn is_connect(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::ConnectRefused
+                | ErrorKind::ConnectTimeout
+                | ErrorKind::ConnectIo
+                | ErrorKind::Tls
+                | ErrorKind::Handshake
+        )
+    }
+}
+
+impl State {
+    /// Whether a session in this state holds an open socket (counted in `peak_active`).
+    pub const fn is_open(self) -> bool {
+        matches!(self, State::Authenticating | State::Binding | State::Bound)
+    }
+}
+
+/// Sessions with an open socket across every shard of the process, and the most there
+/// have been: updated at each change, not sampled per interval, so a peak between two
+/// interval ends (or in a run shorter than one interval) is still seen.
+///
+/// It is the one measurement shards share through an atomic instead of a [`Snapshot`]:
+/// the peak of a sum cannot be rebuilt from per-shard peaks. It changes once per connect
+/// and once per close, never per message.
+#[derive(Debug, Default)]
+pub struct Active {
+    /// Open sockets now.
+    now: AtomicI64,
+    /// The most since the aggregator last took the interval's peak.
+    interval_peak: AtomicI64,
+    /// The most over the whole run.
+    run_peak: AtomicI64,
+}
+
+impl Active {
+    /// A socket opened (`+1`) or closed (`-1`).
+    pub fn add(&self, delta: i64) {
+        let now = self.now.fetch_add(delta, Relaxed) + delta;
+        if delta > 0 {
+            self.interval_peak.fetch_max(now, Relaxed);
+            self.run_peak.fetch_max(now, Relaxed);
+        }
+    }
+
+    /// The most open sockets since the last call, and the next interval starts from
+    /// the level now. Every moment falls in exactly one interval, so the largest of the
+    /// intervals' peaks is the run's.
+    pub fn take_interval_peak(&self) -> i64 {
+        let peak = self.interval_peak.swap(self.now.load(Relaxed), Relaxed);
+        // An opening between the load and the swap may have raised the old interval's
+        // peak; make sure the new interval starts at least at the level now.
+        self.interval_peak
+            .fetch_max(self.now.load(Relaxed), Relaxed);
+        peak
+    }
+
+    /// The most open sockets at any moment of the run.
+    pub fn run_peak(&self) -> i64 {
+        self.run_peak.load(Relaxed)
     }
 }
 
@@ -292,7 +362,7 @@ impl Recorder {
         self.counters[counter.index()] += 1;
     }
 
-    /// Counts a reconnect by its cause.
+    /// Counts a reconnect episode by the cause that began it.
     pub fn reconnect(&mut self, cause: Cause) {
         self.reconnects[cause.index()] += 1;
     }
@@ -312,7 +382,7 @@ impl Recorder {
         &self.histograms[metric.index()]
     }
 
-    /// Total reconnects over all causes.
+    /// Total reconnect episodes over all causes.
     pub fn reconnects_total(&self) -> u64 {
         self.reconnects.iter().sum()
     }
@@ -411,6 +481,26 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h.min(), 1);
         assert!(h.max() >= HIGHEST_US);
+    }
+
+    #[test]
+    fn the_peak_is_kept_between_interval_ends() {
+        let active = Active::default();
+        for _ in 0..5 {
+            active.add(1);
+        }
+        for _ in 0..5 {
+            active.add(-1);
+        }
+        // Five were open and closed again before any interval ended.
+        assert_eq!(active.take_interval_peak(), 5);
+        active.add(1);
+        active.add(1);
+        active.add(-1);
+        assert_eq!(active.take_interval_peak(), 2);
+        // Nothing changed: the interval's peak is the level that stayed.
+        assert_eq!(active.take_interval_peak(), 1);
+        assert_eq!(active.run_peak(), 5);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::load::Shape;
-use crate::metrics::{Counter, Gauges, Recorder, Snapshot, State};
+use crate::metrics::{Active, Counter, Gauges, Recorder, Snapshot, State};
 use crate::progress::Progress;
 use crate::report::{hlog, prometheus, IntervalLine, Meta, Report};
 use crate::session::{self, ConnectFailure, Context, Plan};
@@ -86,6 +86,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     let stop = CancellationToken::new();
     let go = CancellationToken::new();
     let running = Arc::new(AtomicU32::new(0));
+    let active = Arc::new(Active::default());
     let (tx, rx) = mpsc::channel::<Snapshot>(shards * 4);
     let (gate_tx, gate_rx) = oneshot::channel();
     let mut gate_tx = Some(gate_tx);
@@ -99,6 +100,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
             stop: stop.clone(),
             go: go.clone(),
             running: running.clone(),
+            active: active.clone(),
             tx: tx.clone(),
             gate: if shard == 0 { gate_tx.take() } else { None },
         };
@@ -129,6 +131,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
         go,
         writer,
         metrics: options.metrics,
+        active,
     };
     let outcome = runtime.block_on(aggregator.run(rx, gate_rx));
     stop.cancel();
@@ -153,6 +156,8 @@ struct Aggregator<'a> {
     go: CancellationToken,
     writer: Option<IntervalWriter>,
     metrics: Option<std::net::TcpListener>,
+    /// Open sockets across the shards, for the exact peak.
+    active: Arc<Active>,
 }
 
 /// One interval, while its shards' snapshots arrive.
@@ -266,12 +271,13 @@ impl Aggregator<'_> {
                         }
                         let interval = pending.remove(&next_seq).expect("checked above");
                         let summed = interval.gauges;
-                        meta.peak_active = meta.peak_active.max(active(&summed));
+                        let peak = self.active.take_interval_peak();
+                        meta.peak_active = meta.peak_active.max(peak);
                         let elapsed = started.elapsed();
                         let cpu_now = crate::report::process_cpu();
                         let cpu = cpu_now.zip(cpu_before).map(|(now, before)| now.saturating_sub(before));
                         cpu_before = cpu_now;
-                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed, cpu);
+                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed, peak, cpu);
                         let histograms = hlog::Interval {
                             start: last_emitted,
                             length: elapsed.saturating_sub(last_emitted),
@@ -331,8 +337,15 @@ impl Aggregator<'_> {
         for (seq, interval) in pending {
             if let Some(writer) = &self.writer {
                 let elapsed = started.elapsed();
-                let line =
-                    IntervalLine::build(seq, elapsed, &interval.recorder, &interval.gauges, None);
+                let peak = self.active.take_interval_peak();
+                let line = IntervalLine::build(
+                    seq,
+                    elapsed,
+                    &interval.recorder,
+                    &interval.gauges,
+                    peak,
+                    None,
+                );
                 let histograms = hlog::Interval {
                     start: last_emitted,
                     length: elapsed.saturating_sub(last_emitted),
@@ -347,6 +360,7 @@ impl Aggregator<'_> {
             task.abort();
         }
         meta.elapsed = started.elapsed();
+        meta.peak_active = meta.peak_active.max(self.active.run_peak());
         let lost_intervals = self.writer.take().map_or(0, IntervalWriter::finish);
         let exposition = exposition.map(|_| prometheus::render(&total, &sum_gauges(&gauges)));
         Ok((
@@ -380,12 +394,6 @@ fn failing_abort(
 }
 
 /// Sessions with an open socket.
-fn active(gauges: &Gauges) -> i64 {
-    gauges[State::Authenticating.index()]
-        + gauges[State::Binding.index()]
-        + gauges[State::Bound.index()]
-}
-
 fn sum_gauges(per_shard: &[Gauges]) -> Gauges {
     let mut sum = [0i64; State::COUNT];
     for g in per_shard {
@@ -527,6 +535,7 @@ struct ShardArgs {
     stop: CancellationToken,
     go: CancellationToken,
     running: Arc<AtomicU32>,
+    active: Arc<Active>,
     tx: mpsc::Sender<Snapshot>,
     gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
 }
@@ -555,6 +564,7 @@ async fn shard_main(args: ShardArgs) {
         stop,
         go,
         running,
+        active,
         tx,
         gate,
     } = args;
@@ -564,6 +574,7 @@ async fn shard_main(args: ShardArgs) {
         gauges: std::cell::Cell::new([0; State::COUNT]),
         stop: stop.clone(),
         running: running.clone(),
+        active,
     });
     let tracker = TaskTracker::new();
     let scenario = &plan.scenario;

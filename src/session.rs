@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::load::Shape;
-use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+use crate::metrics::{Active, Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
 use crate::script::{Effect, Hook, OnError, SessionHandle};
 
@@ -142,6 +142,8 @@ pub struct Context {
     pub stop: CancellationToken,
     /// Sessions running on every shard, for the open model's `max_sessions` cap.
     pub running: Arc<AtomicU32>,
+    /// Open sockets on every shard, for an exact `peak_active`.
+    pub active: Arc<Active>,
 }
 
 impl Context {
@@ -163,6 +165,12 @@ impl Context {
             g[s.index()] += 1;
         }
         self.gauges.set(g);
+        let open = |s: Option<State>| s.is_some_and(State::is_open);
+        match (open(from), open(to)) {
+            (false, true) => self.active.add(1),
+            (true, false) => self.active.add(-1),
+            _ => {}
+        }
     }
 }
 
@@ -215,7 +223,8 @@ struct Session {
     ever: u8,
     /// Reconnect attempts since the session was last bound.
     attempt: u32,
-    /// When the current failure was detected, until the session is bound again.
+    /// When the current reconnect episode began (the connection was lost), until the
+    /// session is bound again; `None` outside an episode.
     failed_at: Option<Instant>,
     /// The heartbeat message, rendered once when it has per-session placeholders.
     heartbeat: Option<Utf8Bytes>,
@@ -409,8 +418,14 @@ impl Session {
                 Outcome::Left => return true,
                 Outcome::Reconnect(cause) => cause,
             };
-            ctx.recorder.borrow_mut().reconnect(cause);
-            self.failed_at.get_or_insert_with(Instant::now);
+            // A reconnect is an episode: it begins when a session loses its connection
+            // (or its first connect fails) and ends when it is bound again. Attempts that
+            // fail inside it are counted under `connects`, not as more reconnects, so
+            // the count reconciles with the connections the server saw drop.
+            if self.failed_at.is_none() {
+                ctx.recorder.borrow_mut().reconnect(cause);
+                self.failed_at = Some(Instant::now());
+            }
             self.attempt += 1;
             self.set_state(Some(State::Reconnecting));
             let delay = ctx
@@ -1180,6 +1195,7 @@ mod size_tests {
             gauges: Cell::new([0; State::COUNT]),
             stop: CancellationToken::new(),
             running: Arc::new(AtomicU32::new(1)),
+            active: Arc::default(),
         });
         let future = run(ctx, 0, None, None);
         let size = std::mem::size_of_val(&future);
@@ -1305,6 +1321,7 @@ mod clock_tests {
             gauges: Cell::new([0; State::COUNT]),
             stop: CancellationToken::new(),
             running: Arc::new(AtomicU32::new(1)),
+            active: Arc::default(),
         });
         let (client, server_end) = tokio::io::duplex(64 * 1024);
         let seen = Rc::new(RefCell::new(Vec::new()));

@@ -313,3 +313,68 @@ fn headers_and_subprotocols_reach_the_server() {
     assert_eq!(server.subprotocols.get("json"), Some(&10));
     assert_eq!(r.sessions.bound, 10);
 }
+
+#[test]
+fn peak_active_counts_a_run_shorter_than_one_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "",
+        &["--sessions", "50", "--ramp-up", "0s", "--duration", "900ms"],
+    );
+    assert_eq!(r.sessions.bound, 50);
+    assert_eq!(r.sessions.peak_active, 50);
+}
+
+#[test]
+fn a_server_outage_is_one_reconnect_per_connection_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // A server the test stops and starts again on the same port, as an outage.
+    let first =
+        wsoak::server::Embedded::start("127.0.0.1:0".parse().unwrap(), Default::default(), false)
+            .unwrap();
+    let addr = first.addr;
+    let url = first.url();
+    let path = scenario(dir.path(), "reconnect: {delay: 50ms}\n");
+    let report = dir.path().join("report.json");
+    let runner = std::thread::spawn(move || {
+        run(&[
+            path.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--target",
+            &url,
+            "--sessions",
+            "20",
+            "--ramp-up",
+            "0s",
+            "--duration",
+            "2500ms",
+        ])
+        .unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let before = first.stop(); // closes every connection with 1001
+                               // Down for 600 ms: each session retries every 50 ms and is refused.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let second = wsoak::server::Embedded::start(addr, Default::default(), false).unwrap();
+    let r = runner.join().unwrap();
+    let after = second.stop();
+    assert_eq!(before.connections, 20);
+    assert_eq!(after.connections, 20);
+    // One episode per connection the server closed, whatever the retries.
+    assert_eq!(r.reconnects.total, 20, "{:?}", r.reconnects);
+    assert_eq!(r.reconnects.by_cause["server_close"], 20);
+    assert_eq!(r.latency_ms["reconnect"].count, 20);
+    assert!(r.latency_ms["reconnect"].min.unwrap() >= 500.0);
+    // The refused retries are connect failures, not reconnects.
+    let refused = r.connects.failed_by_kind["connect_refused"];
+    assert!(refused >= 20 * 5, "{:?}", r.connects);
+    assert_eq!(r.connects.failed, refused);
+    assert_eq!(r.connects.succeeded, 40);
+    assert_eq!(
+        r.connects.attempted,
+        r.connects.succeeded + r.connects.failed
+    );
+    assert_eq!(r.errors["connect_refused"], refused);
+}

@@ -147,6 +147,13 @@ pub struct Connects {
     pub attempted: u64,
     /// Attempts that completed the WebSocket handshake.
     pub succeeded: u64,
+    /// Attempts that failed in TCP, TLS or the handshake (the rest of `attempted` were
+    /// cut short by the end of the run).
+    #[serde(default)]
+    pub failed: u64,
+    /// Failed attempts by kind (every connect kind listed).
+    #[serde(default)]
+    pub failed_by_kind: BTreeMap<String, u64>,
 }
 
 /// Heartbeat counts.
@@ -175,12 +182,13 @@ pub struct Messages {
     pub replied: u64,
 }
 
-/// Reconnect counts.
+/// Reconnect episodes: a session lost its connection (or its first connect failed), and
+/// the episode lasts until it is bound again, however many attempts that takes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reconnects {
-    /// All reconnects.
+    /// All episodes.
     pub total: u64,
-    /// Reconnects per cause (every cause listed).
+    /// Episodes per cause that began them (every cause listed).
     pub by_cause: BTreeMap<String, u64>,
 }
 
@@ -306,6 +314,16 @@ impl Report {
             connects: Connects {
                 attempted: c(Counter::ConnectsAttempted),
                 succeeded: t.histogram(Metric::Connect).len(),
+                failed: ErrorKind::ALL
+                    .iter()
+                    .filter(|k| k.is_connect())
+                    .map(|k| t.errors[k.index()])
+                    .sum(),
+                failed_by_kind: ErrorKind::ALL
+                    .iter()
+                    .filter(|k| k.is_connect())
+                    .map(|k| (k.name().to_string(), t.errors[k.index()]))
+                    .collect(),
             },
             heartbeats: Heartbeats {
                 sent: c(Counter::HeartbeatsSent),
@@ -423,8 +441,11 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "connects    attempted {}  succeeded {}",
-            self.connects.attempted, self.connects.succeeded
+            "connects    attempted {}  succeeded {}  failed {}{}",
+            self.connects.attempted,
+            self.connects.succeeded,
+            self.connects.failed,
+            nonzero(&self.connects.failed_by_kind)
         );
         let h = &self.heartbeats;
         let _ = writeln!(
@@ -555,6 +576,10 @@ pub struct IntervalLine {
     pub errors: BTreeMap<String, u64>,
     /// Live sessions per state at the end of the interval.
     pub states: BTreeMap<String, i64>,
+    /// The most sessions with an open socket at any moment of the interval (absent in
+    /// logs from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_active: Option<i64>,
     /// Latency over this interval, per metric with samples.
     pub latency_ms: BTreeMap<String, Latency>,
     /// Script metrics over this interval.
@@ -574,6 +599,7 @@ impl IntervalLine {
         t: Duration,
         r: &Recorder,
         gauges: &Gauges,
+        peak_active: i64,
         cpu: Option<Duration>,
     ) -> IntervalLine {
         let nonzero = |names: &[(&str, u64)]| -> BTreeMap<String, u64> {
@@ -603,6 +629,7 @@ impl IntervalLine {
                 .iter()
                 .map(|s| (s.name().to_string(), gauges[s.index()]))
                 .collect(),
+            peak_active: Some(peak_active),
             latency_ms: Metric::ALL
                 .iter()
                 .filter(|m| !r.histogram(**m).is_empty())
@@ -810,15 +837,19 @@ pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>
     r
 }
 
-/// Most sessions with an open socket at the end of any interval.
+/// Most sessions with an open socket at any moment, from the intervals' peaks (or, in
+/// logs written before lines carried one, at the end of any interval).
 pub fn peak_active(lines: &[IntervalLine]) -> i64 {
     lines
         .iter()
         .map(|l| {
-            ["authenticating", "binding", "bound"]
-                .iter()
-                .map(|s| l.states.get(*s).copied().unwrap_or(0))
-                .sum::<i64>()
+            l.peak_active.unwrap_or_else(|| {
+                State::ALL
+                    .iter()
+                    .filter(|s| s.is_open())
+                    .map(|s| l.states.get(s.name()).copied().unwrap_or(0))
+                    .sum::<i64>()
+            })
         })
         .max()
         .unwrap_or(0)

@@ -52,7 +52,7 @@ pub fn render(total: &Recorder, gauges: &Gauges) -> String {
         &mut out,
         "wsoak_reconnects_total",
         "counter",
-        "Reconnects by cause.",
+        "Reconnect episodes (connection lost, then bound again), by the cause that began them.",
     );
     for c in Cause::ALL {
         let _ = writeln!(
