@@ -374,9 +374,14 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     say!(
         "  heartbeat: every {}, {}; reconnect after {} consecutive failures",
         units::format_duration(hb.interval),
-        if hb.expect.is_some() || has(Hook::HeartbeatReply) {
+        if hb.expect.as_ref().is_some_and(scenario::Matcher::has_seq) {
             format!(
-                "healthy when acked within {}",
+                "healthy when acked within {} (acks matched by {{{{ heartbeat.seq }}}})",
+                units::format_duration(hb.timeout)
+            )
+        } else if hb.expect.is_some() || has(Hook::HeartbeatReply) {
+            format!(
+                "healthy when acked within {} (acks carry no id: matched by time and order)",
                 units::format_duration(hb.timeout)
             )
         } else {
