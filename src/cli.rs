@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::report::threshold::Threshold;
 use crate::scenario::Target;
+use crate::source::Sources;
 use crate::units::{parse_duration, parse_fraction};
 
 /// WebSocket load and soak tester for mini-program style clients.
@@ -45,7 +46,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         wsoak run scenarios/miniprogram.yaml\n  \
         wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
-        wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem")]
+        wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem\n  \
+        wsoak run scenarios/miniprogram.yaml --target ws://127.0.0.1:8080/ \\\n      \
+        --source-addrs 127.0.0.1-127.0.0.4")]
     Run(RunArgs),
     /// Validate a scenario (and its data file) without running it; run each script hook
     /// once against sample data.
@@ -172,6 +175,19 @@ pub struct RunArgs {
     /// run (e.g. 127.0.0.1:9464), and write the final values to metrics.prom.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Local addresses to connect from: a comma list (10.0.0.1,10.0.0.2) or an IPv4 range
+    /// (127.0.0.1-127.0.0.8). Session i connects from address i mod N, on every
+    /// reconnect. Each must be an address of this machine, of the target's family.
+    ///
+    /// Linux keeps one range of ephemeral ports (ip_local_port_range) per source address
+    /// and destination; past half of it, every connect searches the used ports and the
+    /// tester stalls. N addresses hold N times as many connections to one target.
+    /// [default: for a 127.x target, as many of 127.0.0.1, 127.0.0.2, … as keep each
+    /// address under a quarter of the port range (with the default range, up to 7,058
+    /// sessions connect unbound, as without the flag); otherwise the address the kernel
+    /// picks]
+    #[arg(long, value_name = "LIST", value_parser = Sources::parse)]
+    pub source_addrs: Option<Sources>,
     /// After the run ends (or on the first Ctrl-C), how long sessions get to close
     /// politely before the report is written with what has arrived.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]

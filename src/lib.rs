@@ -6,6 +6,8 @@
 //! - [`runner`]: shards (threads with current-thread runtimes), spawning, deadline, stop.
 //! - [`session`]: one simulated page: connect → auth → bindCard → heartbeats → reconnect.
 //! - [`heartbeat`]: the heartbeat timetable and which heartbeat an ack belongs to (pure).
+//! - [`source`]: which local address each session connects from, and the socket-level
+//!   bind behind it.
 //! - [`metrics`]: per-shard [`metrics::Recorder`]s, merged from [`metrics::Snapshot`]s.
 //! - [`report`]: the JSON report and the text summary.
 //! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
@@ -40,6 +42,7 @@ pub mod scenario;
 pub mod script;
 pub mod server;
 pub mod session;
+pub mod source;
 pub mod tls;
 pub mod units;
 
@@ -260,6 +263,19 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
     if url.tls && args.insecure {
         eprintln!("wsoak: warning: --insecure: TLS certificates are not verified");
     }
+    let ports = source::PortRange::read();
+    let sources = match &args.source_addrs {
+        Some(source::Sources(list)) => {
+            source::check(list, addr).context("--source-addrs")?;
+            list.clone()
+        }
+        None => source::loopback_sources(addr, scenario.sessions, ports),
+    };
+    // `sessions` is the most the run can hold open at once: the closed model's peak, the
+    // open model's `max_sessions` cap.
+    if let Some(warning) = source::crowding(addr, scenario.sessions, &sources, ports) {
+        eprintln!("{warning}");
+    }
     let mut request = ClientRequestBuilder::new(url.uri.clone());
     for (key, value) in &scenario.connect.headers {
         request = request.with_header(key.clone(), value.clone());
@@ -270,6 +286,7 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
     Ok(Plan {
         scenario: scenario.clone(),
         addr,
+        sources,
         request,
         tls,
         ws_config: session::client_ws_config(),

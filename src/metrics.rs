@@ -147,6 +147,10 @@ names! {
         ConnectTimeout = "connect_timeout",
         /// Any other I/O error while connecting.
         ConnectIo = "connect_io",
+        /// TCP connect found no free ephemeral port for its (source, destination) pair
+        /// (`EADDRNOTAVAIL`): more source addresses (`--source-addrs`), a wider
+        /// `ip_local_port_range`, or more machines.
+        SourcePortsExhausted = "source_ports_exhausted",
         /// TLS failed: certificate, protocol or alert.
         Tls = "tls",
         /// The HTTP upgrade was answered with something other than 101, or was malformed.
@@ -205,6 +209,7 @@ impl ErrorKind {
             ErrorKind::ConnectRefused
                 | ErrorKind::ConnectTimeout
                 | ErrorKind::ConnectIo
+                | ErrorKind::SourcePortsExhausted
                 | ErrorKind::Tls
                 | ErrorKind::Handshake
         )

@@ -10,7 +10,7 @@
 //! the percentiles instead of vanishing (coordinated omission).
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +33,7 @@ use crate::load::Shape;
 use crate::metrics::{Active, Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
 use crate::script::{Effect, Hook, OnError, SessionHandle};
+use crate::source;
 
 type Ws = WebSocketStream<Stream>;
 
@@ -108,6 +109,9 @@ pub struct Plan {
     pub scenario: Arc<Scenario>,
     /// The target's address, resolved once at start so reconnect storms do no DNS.
     pub addr: SocketAddr,
+    /// Local addresses to connect from, spread over the sessions by id (see
+    /// [`crate::source`]); empty: the kernel chooses. Checked at start.
+    pub sources: Vec<IpAddr>,
     /// The handshake request (URL, headers, subprotocols); cloned per connect.
     pub request: ClientRequestBuilder,
     /// For `wss://`: the run's TLS client and the name to verify.
@@ -465,10 +469,11 @@ impl Session {
         if let Some(handle) = &self.script {
             handle.with(|d| d.connects += 1);
         }
+        let from = source::pick(&ctx.plan.sources, self.id);
         let started = Instant::now();
         // Boxed: the handshake future is large and lives only while connecting, so it
         // should not sit inside every idle session's state machine.
-        let connecting = Box::pin(timeout(scenario.connect.timeout, connect(&ctx.plan)));
+        let connecting = Box::pin(timeout(scenario.connect.timeout, connect(&ctx.plan, from)));
         let result = tokio::select! {
             r = connecting => r,
             _ = ctx.stop.cancelled() => return Outcome::Stopped,
@@ -1094,17 +1099,17 @@ fn incoming(ctx: &Context, item: Option<Result<Message, tungstenite::Error>>) ->
     }
 }
 
-/// TCP connect, TLS when the URL says `wss://`, then the WebSocket handshake.
-async fn connect(plan: &Plan) -> Result<Ws, ConnectFailure> {
-    let tcp = TcpStream::connect(plan.addr)
+/// TCP connect (from the source address `from`, when given), TLS when the URL says
+/// `wss://`, then the WebSocket handshake.
+async fn connect(plan: &Plan, from: Option<IpAddr>) -> Result<Ws, ConnectFailure> {
+    let tcp = source::connect(plan.addr, from)
         .await
         .map_err(|e| ConnectFailure {
-            kind: if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                ErrorKind::ConnectRefused
-            } else {
-                ErrorKind::ConnectIo
+            kind: connect_error_kind(&e),
+            detail: match from {
+                Some(from) => format!("TCP connect to {} from {from}: {e}", plan.addr),
+                None => format!("TCP connect to {}: {e}", plan.addr),
             },
-            detail: format!("TCP connect to {}: {e}", plan.addr),
         })?;
     let _ = tcp.set_nodelay(true);
     let stream = match &plan.tls {
@@ -1125,6 +1130,16 @@ async fn connect(plan: &Plan) -> Result<Ws, ConnectFailure> {
     .await
     .map_err(describe_handshake_error)?;
     Ok(ws)
+}
+
+/// How a failed TCP connect is counted.
+fn connect_error_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        // connect() found no free ephemeral port for this (source, destination) pair.
+        std::io::ErrorKind::AddrNotAvailable => ErrorKind::SourcePortsExhausted,
+        _ => ErrorKind::ConnectIo,
+    }
 }
 
 fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
@@ -1168,6 +1183,37 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_counted_by_cause() {
+        use std::io::{Error, ErrorKind as Io};
+        let kind = |e: Error| connect_error_kind(&e);
+        assert_eq!(
+            kind(Error::from_raw_os_error(libc::EADDRNOTAVAIL)),
+            ErrorKind::SourcePortsExhausted
+        );
+        assert_eq!(
+            kind(Error::from(Io::AddrNotAvailable)),
+            ErrorKind::SourcePortsExhausted
+        );
+        assert_eq!(
+            kind(Error::from_raw_os_error(libc::ECONNREFUSED)),
+            ErrorKind::ConnectRefused
+        );
+        assert_eq!(
+            kind(Error::from_raw_os_error(libc::ENETUNREACH)),
+            ErrorKind::ConnectIo
+        );
+        assert_eq!(
+            ErrorKind::SourcePortsExhausted.name(),
+            "source_ports_exhausted"
+        );
+    }
+}
+
+#[cfg(test)]
 mod size_tests {
     use super::*;
 
@@ -1185,6 +1231,7 @@ mod size_tests {
         let plan = Arc::new(Plan {
             scenario: Arc::new(scenario),
             addr: ([127, 0, 0, 1], 1).into(),
+            sources: vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()],
             request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
             tls: None,
             ws_config: client_ws_config(),
@@ -1314,6 +1361,7 @@ mod clock_tests {
             request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
             tls: None,
             ws_config: client_ws_config(),
+            sources: Vec::new(),
         });
         let ctx = Rc::new(Context {
             plan,

@@ -139,6 +139,53 @@ fn serve_and_run_as_separate_processes_agree() {
     assert_eq!(stats.close_codes.get(&1000), Some(&30));
 }
 
+/// `--source-addrs` is parsed by clap (a bad list is a usage error before anything
+/// runs), then checked against this machine and the target before any session starts.
+#[test]
+fn bad_source_addresses_are_usage_errors_naming_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let run = |list: &str| {
+        let out = wsoak()
+            .args([
+                "run",
+                "scenarios/miniprogram.yaml",
+                "--quiet",
+                "--sessions",
+                "1",
+            ])
+            .args(["--duration", "1s", "--source-addrs", list, "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{list}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let range = run("127.0.0.9-127.0.0.1");
+    assert!(
+        range.contains("`127.0.0.9-127.0.0.1` is not a range"),
+        "{range}"
+    );
+    let word = run("127.0.0.1,localhost");
+    assert!(word.contains("`localhost` is not an IP address"), "{word}");
+    // TEST-NET-1 (RFC 5737): never an address of this machine. Nothing connects to it.
+    let foreign = run("127.0.0.1,192.0.2.1");
+    assert!(
+        foreign
+            .contains("--source-addrs: source address 192.0.2.1 cannot be bound on this machine"),
+        "{foreign}"
+    );
+    let family = run("::1");
+    assert!(
+        family.contains("source address ::1 is IPv6 but the target 127.0.0.1:"),
+        "{family}"
+    );
+    for stderr in [range, word, foreign, family] {
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!report.exists());
+}
+
 #[test]
 fn help_teaches() {
     let out = wsoak().args(["run", "--help"]).output().unwrap();
@@ -151,6 +198,8 @@ fn help_teaches() {
         "--report",
         "--ca",
         "--insecure",
+        "--source-addrs",
+        "127.0.0.1-127.0.0.8",
         "Examples",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -2,6 +2,7 @@
 //! the same entry point as the binary. The server counts what it saw; the report must
 //! agree with it exactly wherever exact agreement is knowable.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wsoak::report::Report;
@@ -104,6 +105,43 @@ fn every_session_authenticates_and_binds_exactly_once() {
     let other_errors: u64 = r.errors.values().sum::<u64>() - r.errors["heartbeat_timeout"];
     assert_eq!(other_errors, 0, "{:?}", r.errors);
     assert_eq!(r.sessions.peak_active, 200);
+    // A run this small connects from the one address the kernel picks.
+    assert_eq!(
+        server.peers,
+        BTreeMap::from([("127.0.0.1".to_string(), 200)])
+    );
+}
+
+#[test]
+fn sessions_spread_evenly_over_the_source_addresses_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        &dir,
+        "",
+        &["--sessions", "40", "--source-addrs", "127.0.0.1-127.0.0.4"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(r.reconnects.total, 0, "{:?}", r.reconnects);
+    assert_eq!(server.connections, 40);
+    let expected: BTreeMap<String, u64> = (1..=4).map(|i| (format!("127.0.0.{i}"), 10)).collect();
+    assert_eq!(server.peers, expected);
+}
+
+#[test]
+fn a_session_reconnects_from_the_same_source_address() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sessions 0 and 1 of three sources: every reconnect must come from 127.0.0.1 or
+    // 127.0.0.2, never from the third.
+    let r = run_in(
+        &dir,
+        "server: {drop_after: 200ms}\nreconnect: {delay: 20ms}\n",
+        &["--sessions", "2", "--source-addrs", "127.0.0.1-127.0.0.3"],
+    );
+    let server = r.server.as_ref().unwrap();
+    assert!(r.reconnects.total >= 4, "{:?}", r.reconnects);
+    let sources: Vec<&str> = server.peers.keys().map(String::as_str).collect();
+    assert_eq!(sources, ["127.0.0.1", "127.0.0.2"]);
+    assert_eq!(server.peers.values().sum::<u64>(), server.connections);
 }
 
 #[test]

@@ -503,6 +503,15 @@ impl Report {
         }
         let errors: u64 = self.errors.values().sum();
         let _ = writeln!(out, "\nerrors      {}{}", errors, nonzero(&self.errors));
+        let exhausted = ErrorKind::SourcePortsExhausted.name();
+        if self.errors.get(exhausted).is_some_and(|n| *n > 0) {
+            let _ = writeln!(
+                out,
+                "hint        {exhausted}: connects found no free source port. Add source \
+                 addresses (--source-addrs), widen net.ipv4.ip_local_port_range, or spread the \
+                 load over more machines"
+            );
+        }
         if let Some(server) = &self.server {
             let _ = writeln!(
                 out,
@@ -741,6 +750,35 @@ mod tests {
             default_path("mini", at),
             PathBuf::from("reports/mini-20231114T221320Z/report.json")
         );
+    }
+
+    #[test]
+    fn the_summary_hints_at_a_fix_when_source_ports_run_out() {
+        let meta = Meta {
+            scenario: "t".into(),
+            target: "ws://127.0.0.1:1/".into(),
+            planned: 1,
+            shards: 1,
+            started_at: UNIX_EPOCH,
+            elapsed: Duration::from_secs(1),
+            peak_active: 0,
+            interrupted: false,
+            aborted_by: None,
+        };
+        let mut recorder = Recorder::new();
+        let quiet = Report::build(&recorder, &meta, None).summary();
+        assert!(!quiet.contains("hint"), "{quiet}");
+        recorder.error(ErrorKind::SourcePortsExhausted);
+        let report = Report::build(&recorder, &meta, None);
+        assert_eq!(report.errors["source_ports_exhausted"], 1);
+        let summary = report.summary();
+        assert!(
+            summary.contains(
+                "errors      1  (source_ports_exhausted 1)\nhint        source_ports_exhausted: "
+            ),
+            "{summary}"
+        );
+        assert!(summary.contains("--source-addrs"), "{summary}");
     }
 
     #[test]

@@ -90,7 +90,13 @@ pub struct Stats {
     subprotocols: Mutex<BTreeMap<String, u64>>,
     /// For connections that had stalled: heartbeats left unanswered when they closed.
     unanswered_at_close: Mutex<BTreeMap<u64, u64>>,
+    /// TCP connections accepted, by the client's IP address (at most `MAX_PEERS` keys).
+    peers: Mutex<BTreeMap<String, u64>>,
 }
+
+/// Most distinct client addresses `peers` names; the rest are counted under "other", so
+/// a server open to the world keeps bounded memory.
+const MAX_PEERS: usize = 256;
 
 /// What the server saw, as printed on exit and embedded in reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -128,6 +134,10 @@ pub struct ServerStats {
     /// For stalled connections: how many heartbeats were unanswered when each closed,
     /// as `{unanswered: connections}`.
     pub unanswered_at_close: BTreeMap<u64, u64>,
+    /// TCP connections accepted per client IP address (at most 256 addresses, then
+    /// "other"): shows how a client spread its source addresses.
+    #[serde(default)]
+    pub peers: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -155,7 +165,20 @@ impl Stats {
                 .lock()
                 .expect("not poisoned")
                 .clone(),
+            peers: self.peers.lock().expect("not poisoned").clone(),
         }
+    }
+
+    /// Counts one accepted connection from `peer`.
+    fn count_peer(&self, peer: std::net::IpAddr) {
+        let mut peers = self.peers.lock().expect("not poisoned");
+        let key = peer.to_string();
+        let key = if peers.len() < MAX_PEERS || peers.contains_key(&key) {
+            key
+        } else {
+            "other".to_string()
+        };
+        *peers.entry(key).or_default() += 1;
     }
 
     /// Decides, evenly spread, whether the next auth is rejected.
@@ -206,11 +229,12 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else {
+                let Ok((tcp, peer)) = accepted else {
                     // Out of file descriptors or similar: back off briefly, keep serving.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                stats.count_peer(peer.ip());
                 let _ = tcp.set_nodelay(true);
                 let (config, stats, stop) = (config.clone(), stats.clone(), stop.clone());
                 tracker.spawn(async move {
@@ -529,6 +553,22 @@ impl Drop for Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_are_counted_up_to_a_bound() {
+        let stats = Stats::default();
+        for last in 0..=255u8 {
+            stats.count_peer([127, 0, 1, last].into());
+        }
+        stats.count_peer([127, 0, 1, 7].into());
+        stats.count_peer([127, 0, 2, 0].into());
+        stats.count_peer([127, 0, 2, 1].into());
+        let peers = stats.snapshot().peers;
+        assert_eq!(peers.len(), 257);
+        assert_eq!(peers["127.0.1.7"], 2);
+        assert_eq!(peers["127.0.1.255"], 1);
+        assert_eq!(peers["other"], 2);
+    }
 
     #[test]
     fn rejections_are_spread_exactly() {
