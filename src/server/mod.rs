@@ -917,6 +917,81 @@ mod tests {
         assert_eq!(h.max, Some(100.031));
     }
 
+    /// Sends `messages` on one connection, all at once, and returns the replies read
+    /// until `expect` have arrived.
+    async fn exchange(addr: SocketAddr, messages: &[&str], expect: usize) -> Vec<String> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .unwrap();
+        for m in messages {
+            ws.feed(Message::Text((*m).into())).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        let mut replies = Vec::new();
+        while replies.len() < expect {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => replies.push(message_kind(t.as_str())),
+                other => panic!("{other:?} after {replies:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+        replies
+    }
+
+    fn message_kind(text: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["msgType"].as_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn held_replies_keep_their_order_and_acks_count_per_connection() {
+        let faults = Faults {
+            drop_ack_every: Some(3),
+            slow_ack_every: Some(2),
+            slow_ack: Some(Duration::from_millis(30)),
+            ..Faults::default()
+        };
+        let listener = bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(run(
+            listener,
+            ServerConfig { faults, tls: None },
+            stats.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let hb = r#"{"type":"heartBeat"}"#;
+        let auth = r#"{"type":"auth"}"#;
+        // Heartbeat 2 is held 30 ms and 3 is dropped; the auth sent after them must not
+        // overtake the held ack, as it would if holds ran beside the connection.
+        let replies = exchange(addr, &[hb, hb, hb, auth, hb], 4).await;
+        assert_eq!(
+            replies,
+            [
+                "heartBeat_ack",
+                "heartBeat_ack",
+                "auth_ack",
+                "heartBeat_ack"
+            ]
+        );
+        // A new connection numbers its heartbeats from 1 again.
+        let replies = exchange(addr, &[hb, hb, hb], 2).await;
+        assert_eq!(replies, ["heartBeat_ack", "heartBeat_ack"]);
+        stop.cancel();
+        server.await.unwrap();
+        let s = stats.snapshot();
+        assert_eq!(s.heartbeats, 7);
+        assert_eq!(s.heartbeat_acks_dropped, 2);
+        // Held: the 2nd and 4th of the first connection, the 2nd of the second.
+        assert_eq!(s.heartbeat_acks_held, 3);
+        assert_eq!(s.heartbeat_hold_ms.count, 3);
+        assert!(s.heartbeat_hold_ms.min.unwrap() >= 30.0, "{s:?}");
+        assert_eq!(s.close_codes.get(&1005), Some(&2));
+    }
+
     #[test]
     fn replies_follow_the_protocol() {
         let stats = Stats::default();
