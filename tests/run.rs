@@ -297,6 +297,14 @@ fn server_delay_shows_in_every_reply_latency() {
         assert!(l.count > 0, "{step}");
         assert!(l.min.unwrap() >= 30.0, "{step}: {l:?}");
     }
+    // `delay` holds every heartbeat reply, and the server measured each hold; it is not
+    // `slow_ack`, so none counts as held by that fault.
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.heartbeat_hold_ms.count, server.heartbeats);
+    assert_eq!(server.heartbeat_acks_held, 0);
+    let hold_min = server.heartbeat_hold_ms.min.unwrap();
+    assert!(hold_min >= 30.0, "{server:?}");
+    assert!(r.latency_ms["heartbeat"].min.unwrap() >= hold_min);
 }
 
 #[test]
