@@ -60,6 +60,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         wsoak serve --listen 127.0.0.1:8080\n  \
         wsoak serve --drop-after 30s --reject-auth 5%\n  \
+        wsoak serve --slow-ack-every 1 --slow-ack 50ms     # every heartbeat ack 50 ms late\n  \
+        wsoak serve --drop-ack-every 10                    # no ack for every 10th heartbeat\n  \
         wsoak serve --tls --cert-out /tmp/wsoak-ca.pem")]
     Serve(ServeArgs),
     /// Re-render a run's summary and report.html from its saved files.
@@ -207,9 +209,31 @@ pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Wait this long before every reply, e.g. 50ms.
+    /// Wait this long before every reply, e.g. 50ms (at most 1h). Measured from reading
+    /// the message; heartbeat replies' actual holds are summarised in the exit line
+    /// (`heartbeat_hold_ms`).
     #[arg(long, value_parser = parse_duration)]
     pub delay: Option<Duration>,
+    /// Send no ack to every N-th heartbeat of each connection (heartbeats count from 1
+    /// on every connection: 3 drops the 3rd, 6th, …). Counted as
+    /// `heartbeat_acks_dropped`. Tests a client's failure counting.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub drop_ack_every: Option<u64>,
+    /// Hold the reply to every N-th heartbeat of each connection for --slow-ack (1: every
+    /// heartbeat). A dropped ack (--drop-ack-every) is not also held. Replies stay in
+    /// order: the connection reads nothing else while a reply is held. Counted as
+    /// `heartbeat_acks_held`; the holds actually given are in `heartbeat_hold_ms`.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..),
+        requires = "slow_ack"
+    )]
+    pub slow_ack_every: Option<u64>,
+    /// How long --slow-ack-every holds a reply, on top of --delay, e.g. 50ms (more than
+    /// 0s, at most 1h).
+    #[arg(long, value_name = "D", value_parser = parse_duration, requires = "slow_ack_every")]
+    pub slow_ack: Option<Duration>,
     /// Abruptly close each connection (no close frame) once it has lived this long.
     #[arg(long, value_parser = parse_duration)]
     pub drop_after: Option<Duration>,

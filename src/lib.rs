@@ -623,11 +623,17 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     use std::io::Write as _;
     let faults = server::Faults {
         delay: args.delay,
+        drop_ack_every: args.drop_ack_every,
+        slow_ack_every: args.slow_ack_every,
+        slow_ack: args.slow_ack,
         drop_after: args.drop_after,
         stall_after: args.stall_after,
         reject_auth: args.reject_auth,
         push_every: args.push_every,
     };
+    if let Err((key, message)) = faults.validate() {
+        bail!("--{}: {message}", key.replace('_', "-"));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

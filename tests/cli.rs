@@ -211,9 +211,66 @@ fn help_teaches() {
         "--drop-after",
         "--stall-after",
         "--reject-auth",
+        "--drop-ack-every",
+        "--slow-ack-every",
+        "--slow-ack ",
         "--tls",
         "--duration",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
+}
+
+#[test]
+fn serve_rejects_ack_faults_that_make_no_sense() {
+    for (args, says) in [
+        (&["--drop-ack-every", "0"][..], "--drop-ack-every"),
+        (
+            &["--slow-ack-every", "0", "--slow-ack", "5ms"],
+            "--slow-ack-every",
+        ),
+        (&["--slow-ack", "50ms"], "--slow-ack-every"),
+        (&["--slow-ack-every", "2"], "--slow-ack"),
+        (
+            &["--slow-ack-every", "1", "--slow-ack", "0s"],
+            "--slow-ack: must be longer than 0s",
+        ),
+        (
+            &["--slow-ack-every", "1", "--slow-ack", "2h"],
+            "--slow-ack: must be at most 1h",
+        ),
+        (&["--slow-ack-every", "1", "--slow-ack", "50"], "no unit"),
+    ] {
+        let out = wsoak()
+            .args(["serve", "--duration", "1s"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        // Refused before listening.
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn check_names_the_line_of_a_bad_server_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "sessions: 1\nheartbeat:\n  send: {type: heartBeat}\nserver:\n  slow_ack_every: 1\n",
+    )
+    .unwrap();
+    let out = wsoak().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:5:3: server.slow_ack_every: needs `slow_ack`",
+            path.display()
+        )),
+        "{stderr}"
+    );
 }

@@ -288,7 +288,9 @@ fn wss_works_with_insecure_or_ca_and_fails_clearly_without() {
     assert_eq!(r.sessions.bound, 20);
 
     let stats = server.stop();
-    // One failed TLS handshake (the unverified attempt) and 40 sessions.
+    // One failed TLS handshake (the first session of the unverified run, which then
+    // stopped) and 40 sessions.
+    assert_eq!(stats.handshake_failed, 1);
     assert_eq!(stats.connections, 40);
     assert_eq!(stats.auth_ok, 40);
 }
@@ -337,6 +339,14 @@ fn server_delay_shows_in_every_reply_latency() {
         assert!(l.count > 0, "{step}");
         assert!(l.min.unwrap() >= 30.0, "{step}: {l:?}");
     }
+    // `delay` holds every heartbeat reply, and the server measured each hold; it is not
+    // `slow_ack`, so none counts as held by that fault.
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.heartbeat_hold_ms.count, server.heartbeats);
+    assert_eq!(server.heartbeat_acks_held, 0);
+    let hold_min = server.heartbeat_hold_ms.min.unwrap();
+    assert!(hold_min >= 30.0, "{server:?}");
+    assert!(r.latency_ms["heartbeat"].min.unwrap() >= hold_min);
 }
 
 #[test]
@@ -349,6 +359,21 @@ fn headers_and_subprotocols_reach_the_server() {
     );
     let server = r.server.as_ref().unwrap();
     assert_eq!(server.subprotocols.get("json"), Some(&10));
+    assert_eq!(
+        server.headers.get("x-client: wsoak"),
+        Some(&10),
+        "{server:?}"
+    );
+    // The handshake's own headers are not worth keeping.
+    assert!(
+        !server
+            .headers
+            .keys()
+            .any(|k| k.starts_with("sec-websocket")),
+        "{:?}",
+        server.headers
+    );
+    assert_eq!(server.headers_over_cap, 0);
     assert_eq!(r.sessions.bound, 10);
 }
 
@@ -415,4 +440,138 @@ fn a_server_outage_is_one_reconnect_per_connection_lost() {
         r.connects.succeeded + r.connects.failed
     );
     assert_eq!(r.errors["connect_refused"], refused);
+}
+
+/// A scenario with its own heartbeat block, for the ack fault tests.
+fn heartbeat_scenario(dir: &Path, heartbeat: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "\
+sessions: 1
+duration: 1s
+auth:
+  send: {{type: auth}}
+  expect: {{code: \"200\", msgType: auth_ack}}
+bind_card:
+  send: {{type: bindCard}}
+  expect: {{msgType: bindCard_ack}}
+heartbeat:
+  send: {{type: heartBeat}}
+  expect: {{msgType: heartBeat_ack}}
+{heartbeat}{extra}"
+    );
+    let path = dir.join("scenario.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_file(dir: &tempfile::TempDir, path: &Path, args: &[&str]) -> Report {
+    let report = dir.path().join("report.json");
+    let mut all = vec![path.to_str().unwrap(), "--report", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all).unwrap()
+}
+
+#[test]
+fn every_second_ack_dropped_counts_heartbeats_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    // With max_failures 0 a session gives up a connection at its first missing ack. If
+    // the server numbers heartbeats per connection, every connection then sees exactly
+    // two: the 1st answered, the 2nd dropped. (A count shared across connections would
+    // drop some connections' 1st heartbeat and others' 3rd.)
+    let path = heartbeat_scenario(
+        dir.path(),
+        "  interval: 150ms
+  timeout: 140ms
+  max_failures: 0
+",
+        "reconnect: {delay: 20ms}
+server: {drop_ack_every: 2}
+",
+    );
+    let r = run_file(&dir, &path, &["--sessions", "10", "--duration", "2s"]);
+    let server = r.server.as_ref().unwrap();
+    let dropped = server.heartbeat_acks_dropped;
+    let gave_up = r.reconnects.by_cause["heartbeat"];
+    // Each session reconnects several times in 2 s (about 300 ms per connection).
+    assert!(gave_up >= 10 * 3, "{r:?}");
+    // Every drop was given up on, except those still waiting for their timeout at the
+    // stop (at most one per session).
+    assert!(
+        dropped >= gave_up && dropped - gave_up <= 10,
+        "{dropped} vs {gave_up}"
+    );
+    // Two heartbeats per finished connection; the open ones at the stop had sent 0 or 1
+    // beyond their pair.
+    assert!(
+        server.heartbeats >= 2 * dropped && server.heartbeats - 2 * dropped <= 10,
+        "{server:?}"
+    );
+    assert_eq!(server.connections, r.connects.succeeded);
+    assert_eq!(server.heartbeat_acks_held, 0);
+    assert_eq!(server.heartbeat_hold_ms.count, 0);
+}
+
+#[test]
+fn every_third_ack_held_is_counted_and_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = heartbeat_scenario(
+        dir.path(),
+        "  interval: 100ms
+  timeout: 90ms
+",
+        "server: {slow_ack_every: 3, slow_ack: 30ms}
+",
+    );
+    let r = run_file(&dir, &path, &["--duration", "1500ms"]);
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.connections, 1);
+    assert!(server.heartbeats >= 12, "{server:?}");
+    // One connection: its 3rd, 6th, … heartbeat was held, each reply written before the
+    // session's close was read.
+    assert_eq!(server.heartbeat_acks_held, server.heartbeats / 3);
+    assert_eq!(server.heartbeat_acks_dropped, 0);
+    let hold = &server.heartbeat_hold_ms;
+    assert_eq!(hold.count, server.heartbeat_acks_held);
+    // A hold is at least what was asked for, measured by the server itself.
+    assert!(hold.min.unwrap() >= 30.0, "{hold:?}");
+    // A third of the client's samples were held: its p90 is one of them.
+    let l = &r.latency_ms["heartbeat"];
+    assert!(l.p90.unwrap() >= hold.min.unwrap(), "{l:?} vs {hold:?}");
+    assert!(l.p50.unwrap() < 30.0, "{l:?}");
+}
+
+#[test]
+fn heartbeat_latency_agrees_with_the_hold_the_server_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every ack held 40 ms; the 90 ms window is well above it, so no heartbeat fails for
+    // the hold and every sample is a held one.
+    let path = heartbeat_scenario(
+        dir.path(),
+        "  interval: 100ms
+  timeout: 90ms
+",
+        "server: {slow_ack_every: 1, slow_ack: 40ms}
+",
+    );
+    let r = run_file(&dir, &path, &["--sessions", "20", "--duration", "2s"]);
+    let server = r.server.as_ref().unwrap();
+    let hold = &server.heartbeat_hold_ms;
+    // Every heartbeat's reply was held and written (the last ones before the sessions'
+    // closes were read: replies are in order).
+    assert_eq!(server.heartbeat_acks_held, server.heartbeats);
+    assert_eq!(hold.count, server.heartbeats);
+    assert_eq!(r.heartbeats.sent, server.heartbeats);
+    let l = &r.latency_ms["heartbeat"];
+    assert_eq!(l.count, r.heartbeats.acked);
+    assert!(l.count >= 20 * 15, "{l:?}");
+    // A client sample spans the server's hold (sent before the server read it, received
+    // after it was written), so none can be shorter than the shortest hold. Both
+    // histograms have the same buckets, so this holds exactly, not approximately.
+    assert!(l.min.unwrap() >= hold.min.unwrap(), "{l:?} vs {hold:?}");
+    // The median adds only loopback transit and the client's wake-up to the hold:
+    // tens of µs on an idle machine. The bound allows for a debug build sharing two
+    // loaded cores with other tests, where a wake-up can wait a few ms; an error in
+    // what is measured (the send time, the ack's attribution, a unit) is 40 ms or more.
+    let gap = l.p50.unwrap() - hold.p50.unwrap();
+    assert!((0.0..3.0).contains(&gap), "p50 {l:?} vs server {hold:?}");
 }

@@ -530,6 +530,23 @@ impl Report {
                     server.pushes, server.push_acks
                 );
             }
+            let hold = &server.heartbeat_hold_ms;
+            if server.heartbeat_acks_dropped > 0 || hold.count > 0 {
+                // The server's own measure of the holds it gave: the truth to read the
+                // heartbeat latency row against.
+                let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+                let _ = writeln!(
+                    out,
+                    "server saw  heartbeat acks dropped {}  held {}  hold (ms) count {}  min {}  p50 {}  p99 {}  max {}",
+                    server.heartbeat_acks_dropped,
+                    server.heartbeat_acks_held,
+                    hold.count,
+                    ms(hold.min),
+                    ms(hold.p50),
+                    ms(hold.p99),
+                    ms(hold.max)
+                );
+            }
         }
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds");

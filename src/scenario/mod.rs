@@ -927,6 +927,9 @@ fn compile(
         return Err(at(&["connect", "timeout"], "must be longer than 0s".into()));
     }
 
+    if let Err((key, message)) = raw.server.validate() {
+        return Err(at(&["server", key], message));
+    }
     if target != Target::Embedded && raw.server.is_active() {
         // Faults only mean something for the embedded server; say so rather than ignore.
         return Err(at(

@@ -3,11 +3,21 @@
 //!
 //! It answers `auth` with `auth_ack` (`code "200"`, `success true`), `bindCard` with
 //! `bindCard_ack` and `heartBeat` with `heartBeat_ack`. [`Faults`] make it slow, drop
-//! connections, stall like a half-open peer, or reject auths. It runs standalone
-//! (`wsoak serve`) and in-process as the default target ([`Embedded`]).
+//! connections, stall like a half-open peer, reject auths, or drop or hold single
+//! heartbeat acks. It runs standalone (`wsoak serve`) and in-process as the default
+//! target ([`Embedded`]).
 //!
 //! Its counts are the ground truth that tests compare the client's report against, so
-//! every count is taken at the moment the server acts, never estimated.
+//! every count is taken at the moment the server acts, never estimated. Where it holds a
+//! reply on purpose it also measures the hold it actually gave (read to written), so a
+//! client's latency can be judged against what the server really did rather than what
+//! it was asked to do (timers overshoot).
+//!
+//! Replies on one connection are strictly first in, first out: a connection's task reads
+//! one message, answers it (holding the reply inline when a fault says so), and only
+//! then reads the next. Acks carry no id, so a client can only attribute an ack to a
+//! heartbeat by order; a server that let a later reply overtake a held one would make
+//! that attribution wrong. Keep it that way.
 
 mod tls;
 
@@ -32,15 +42,28 @@ use tokio_util::task::TaskTracker;
 
 pub use tls::SelfSigned;
 
+use hdrhistogram::Histogram;
+
 use crate::units;
 
 /// Ways the server misbehaves. All off by default.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
-    /// Wait this long before each reply.
+    /// Wait this long before each reply (measured from reading the message).
     #[serde(default, with = "units::opt_duration")]
     pub delay: Option<Duration>,
+    /// Answer no ack to the N-th, 2N-th, … heartbeat of each connection (heartbeats
+    /// are numbered from 1 on every connection).
+    #[serde(default)]
+    pub drop_ack_every: Option<u64>,
+    /// Hold the reply to the N-th, 2N-th, … heartbeat of each connection for
+    /// `slow_ack` (1: every heartbeat). Needs `slow_ack`.
+    #[serde(default)]
+    pub slow_ack_every: Option<u64>,
+    /// How long `slow_ack_every` holds a heartbeat's reply, on top of any `delay`.
+    #[serde(default, with = "units::opt_duration")]
+    pub slow_ack: Option<Duration>,
     /// Close each connection abruptly (no close frame) once it has lived this long.
     #[serde(default, with = "units::opt_duration")]
     pub drop_after: Option<Duration>,
@@ -55,16 +78,103 @@ pub struct Faults {
     pub push_every: Option<Duration>,
 }
 
+/// The longest a reply may be delayed or held: longer is a typo, and a client would
+/// long have given up.
+pub const MAX_HOLD: Duration = Duration::from_secs(3600);
+
 impl Faults {
     /// Whether any fault is switched on.
     pub fn is_active(&self) -> bool {
         self.delay.is_some()
+            || self.drop_ack_every.is_some()
+            || self.slow_ack_every.is_some()
+            || self.slow_ack.is_some()
             || self.drop_after.is_some()
             || self.stall_after.is_some()
             || self.reject_auth > 0.0
             || self.push_every.is_some()
     }
+
+    /// Checks the faults make sense together; on error returns the offending key and
+    /// what is wrong with it, for the caller to place (scenario line or CLI flag).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, every) in [
+            ("drop_ack_every", self.drop_ack_every),
+            ("slow_ack_every", self.slow_ack_every),
+        ] {
+            if every == Some(0) {
+                return Err((
+                    key,
+                    "must be 1 or more (1 means every heartbeat, 3 every third)".into(),
+                ));
+            }
+        }
+        match (self.slow_ack_every, self.slow_ack) {
+            (Some(_), None) => {
+                return Err((
+                    "slow_ack_every",
+                    "needs `slow_ack`, how long to hold those replies (e.g. 50ms)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "slow_ack",
+                    "needs `slow_ack_every`, which heartbeats to hold (1 for every one)".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.slow_ack.is_some_and(|d| d.is_zero()) {
+            return Err(("slow_ack", "must be longer than 0s".into()));
+        }
+        for (key, hold) in [("delay", self.delay), ("slow_ack", self.slow_ack)] {
+            if hold.is_some_and(|d| d > MAX_HOLD) {
+                return Err((key, "must be at most 1h".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// What this connection does with the reply to its `n`-th heartbeat (`n` from 1).
+    fn heartbeat_fate(&self, n: u64) -> HeartbeatFate {
+        let every = |e: Option<u64>| e.is_some_and(|e| e > 0 && n % e == 0);
+        if every(self.drop_ack_every) {
+            // A dropped ack has nothing left to hold.
+            HeartbeatFate::Drop
+        } else if every(self.slow_ack_every) {
+            HeartbeatFate::Hold(self.slow_ack.unwrap_or_default())
+        } else {
+            HeartbeatFate::Answer
+        }
+    }
 }
+
+/// What happens to one heartbeat's ack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum HeartbeatFate {
+    /// Answered as usual (after `delay`, if any).
+    Answer,
+    /// Never answered.
+    Drop,
+    /// Answered after this much more than `delay`.
+    Hold(Duration),
+}
+
+/// Most distinct handshake header `name: value` pairs the server remembers; a client
+/// sending ever-new headers cannot grow it without end.
+pub const MAX_HEADERS: usize = 32;
+/// Longest header name or value kept, in bytes; longer ones are cut.
+const MAX_HEADER_TEXT: usize = 128;
+/// Headers every WebSocket handshake carries: not worth recording.
+const HANDSHAKE_HEADERS: [&str; 7] = [
+    "host",
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+];
 
 /// Live counters, shared by every connection task.
 #[derive(Debug, Default)]
@@ -76,6 +186,8 @@ pub struct Stats {
     bind_card: AtomicU64,
     heartbeats: AtomicU64,
     heartbeats_unanswered: AtomicU64,
+    heartbeat_acks_dropped: AtomicU64,
+    heartbeat_acks_held: AtomicU64,
     messages: AtomicU64,
     unknown: AtomicU64,
     dropped: AtomicU64,
@@ -92,6 +204,13 @@ pub struct Stats {
     unanswered_at_close: Mutex<BTreeMap<u64, u64>>,
     /// TCP connections accepted, by the client's IP address (at most `MAX_PEERS` keys).
     peers: Mutex<BTreeMap<String, u64>>,
+    /// Holds actually given to heartbeat replies (`delay`, `slow_ack`), µs, read to
+    /// written. One lock for all connections: it is taken once per held reply.
+    heartbeat_holds: Mutex<Option<Histogram<u64>>>,
+    /// Handshake headers seen, as `name: value`, capped at [`MAX_HEADERS`] pairs.
+    headers: Mutex<BTreeMap<String, u64>>,
+    /// Header pairs not recorded because the cap was reached.
+    headers_over_cap: AtomicU64,
 }
 
 /// Most distinct client addresses `peers` names; the rest are counted under "other", so
@@ -115,6 +234,16 @@ pub struct ServerStats {
     pub heartbeats: u64,
     /// Heartbeats received while stalled, so never answered.
     pub heartbeats_unanswered: u64,
+    /// Heartbeats whose ack was dropped on purpose (`drop_ack_every`).
+    #[serde(default)]
+    pub heartbeat_acks_dropped: u64,
+    /// Heartbeat replies held on purpose (`slow_ack_every`), counted once written.
+    #[serde(default)]
+    pub heartbeat_acks_held: u64,
+    /// The hold each delayed or held heartbeat reply actually got (`delay`,
+    /// `slow_ack`): from reading the heartbeat to having written the reply.
+    #[serde(default)]
+    pub heartbeat_hold_ms: HoldSummary,
     /// Text messages received.
     pub messages: u64,
     /// Messages that were not JSON with a known `type`.
@@ -138,6 +267,45 @@ pub struct ServerStats {
     /// "other"): shows how a client spread its source addresses.
     #[serde(default)]
     pub peers: BTreeMap<String, u64>,
+    /// Connections per handshake header, as `{"name: value": connections}` (names
+    /// lower-cased; the WebSocket handshake's own headers left out; at most 32 pairs).
+    #[serde(default)]
+    pub headers: BTreeMap<String, u64>,
+    /// Header pairs seen after the 32 kept were full: counted, not recorded.
+    #[serde(default)]
+    pub headers_over_cap: u64,
+}
+
+/// A few statistics of a histogram of holds, in milliseconds (µs resolution). Empty:
+/// `count` 0 and the rest null.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HoldSummary {
+    /// Replies measured.
+    pub count: u64,
+    /// The shortest hold.
+    pub min: Option<f64>,
+    /// The median hold.
+    pub p50: Option<f64>,
+    /// The 99th percentile hold.
+    pub p99: Option<f64>,
+    /// The longest hold.
+    pub max: Option<f64>,
+}
+
+impl HoldSummary {
+    fn of(h: Option<&Histogram<u64>>) -> HoldSummary {
+        let Some(h) = h.filter(|h| !h.is_empty()) else {
+            return HoldSummary::default();
+        };
+        let ms = |us: u64| Some(us as f64 / 1000.0);
+        HoldSummary {
+            count: h.len(),
+            min: ms(h.min()),
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
 }
 
 impl Stats {
@@ -152,6 +320,11 @@ impl Stats {
             bind_card: self.bind_card.load(Relaxed),
             heartbeats: self.heartbeats.load(Relaxed),
             heartbeats_unanswered: self.heartbeats_unanswered.load(Relaxed),
+            heartbeat_acks_dropped: self.heartbeat_acks_dropped.load(Relaxed),
+            heartbeat_acks_held: self.heartbeat_acks_held.load(Relaxed),
+            heartbeat_hold_ms: HoldSummary::of(
+                self.heartbeat_holds.lock().expect("not poisoned").as_ref(),
+            ),
             messages: self.messages.load(Relaxed),
             unknown: self.unknown.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
@@ -166,6 +339,31 @@ impl Stats {
                 .expect("not poisoned")
                 .clone(),
             peers: self.peers.lock().expect("not poisoned").clone(),
+            headers: self.headers.lock().expect("not poisoned").clone(),
+            headers_over_cap: self.headers_over_cap.load(Relaxed),
+        }
+    }
+
+    /// Records the hold one heartbeat reply actually got.
+    fn record_hold(&self, hold: Duration) {
+        let us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
+        let mut holds = self.heartbeat_holds.lock().expect("not poisoned");
+        // Same bounds as the client's histograms, so that both bucket a value alike.
+        let h = holds.get_or_insert_with(crate::metrics::new_histogram);
+        h.saturating_record(us.max(1));
+    }
+
+    /// Records one connection's handshake headers, within the cap.
+    fn record_headers(&self, pairs: Vec<String>) {
+        let mut headers = self.headers.lock().expect("not poisoned");
+        for pair in pairs {
+            if let Some(n) = headers.get_mut(&pair) {
+                *n += 1;
+            } else if headers.len() < MAX_HEADERS {
+                headers.insert(pair, 1);
+            } else {
+                self.headers_over_cap.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -280,8 +478,24 @@ where
     // Agree to the first subprotocol the client offers, as a typical backend does (a
     // client that asked for one and got none fails its handshake).
     let mut agreed: Option<String> = None;
+    let mut headers: Vec<String> = Vec::new();
     #[allow(clippy::result_large_err)] // the error type is tungstenite's Callback contract
     let callback = |request: &Request, mut response: Response| {
+        headers = request
+            .headers()
+            .iter()
+            .filter(|(name, _)| !HANDSHAKE_HEADERS.contains(&name.as_str()))
+            // At most as many as could be kept: a client sending thousands costs nothing.
+            .take(MAX_HEADERS + 1)
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                format!(
+                    "{}: {}",
+                    cut(name.as_str(), MAX_HEADER_TEXT),
+                    cut(&value, MAX_HEADER_TEXT)
+                )
+            })
+            .collect();
         let offered = request
             .headers()
             .get("Sec-WebSocket-Protocol")
@@ -305,6 +519,7 @@ where
         return;
     };
     stats.connections.fetch_add(1, Relaxed);
+    stats.record_headers(headers);
     if let Some(protocol) = agreed {
         *stats
             .subprotocols
@@ -322,6 +537,8 @@ where
     // Pushes start once the card is bound.
     let mut next_push: Option<Instant> = None;
     let mut pushed = 0u64;
+    // Heartbeats read on this connection, numbered from 1, for `*_ack_every`.
+    let mut heartbeats = 0u64;
     let finish = |stalled: bool, unanswered: u64| {
         if stalled {
             *stats
@@ -357,12 +574,14 @@ where
                 stats.pushes.fetch_add(1, Relaxed);
             }
             _ = stop.cancelled() => {
-                let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: Utf8Bytes::from_static("server stopping") })).await;
+                going_away(&mut ws).await;
                 finish(stalled, unanswered);
                 return;
             }
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
+                    // Holds are measured from here: the message has been read.
+                    let read_at = Instant::now();
                     stats.messages.fetch_add(1, Relaxed);
                     if stalled {
                         // A half-open peer: it reads (so we can count) but never answers.
@@ -381,12 +600,42 @@ where
                     if reply == BIND_CARD_ACK && next_push.is_none() {
                         next_push = faults.push_every.map(|every| Instant::now() + every);
                     }
-                    if let Some(delay) = faults.delay {
-                        tokio::time::sleep(delay).await;
+                    let heartbeat = reply == HEARTBEAT_ACK;
+                    let fate = if heartbeat {
+                        heartbeats += 1;
+                        faults.heartbeat_fate(heartbeats)
+                    } else {
+                        HeartbeatFate::Answer
+                    };
+                    let hold = match fate {
+                        HeartbeatFate::Drop => {
+                            stats.heartbeat_acks_dropped.fetch_add(1, Relaxed);
+                            continue;
+                        }
+                        HeartbeatFate::Hold(extra) => Some(faults.delay.unwrap_or_default() + extra),
+                        HeartbeatFate::Answer => faults.delay,
+                    };
+                    if let Some(hold) = hold {
+                        // Held inline, not in a spawned task: the next message is not
+                        // read until this reply is written, so replies stay in order.
+                        tokio::select! {
+                            _ = sleep_until(read_at + hold) => {}
+                            _ = stop.cancelled() => {
+                                going_away(&mut ws).await;
+                                finish(stalled, unanswered);
+                                return;
+                            }
+                        }
                     }
                     if ws.send(Message::Text(Utf8Bytes::from_static(reply))).await.is_err() {
                         finish(stalled, unanswered);
                         return;
+                    }
+                    if heartbeat && hold.is_some() {
+                        stats.record_hold(read_at.elapsed());
+                        if matches!(fate, HeartbeatFate::Hold(_)) {
+                            stats.heartbeat_acks_held.fetch_add(1, Relaxed);
+                        }
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -405,6 +654,20 @@ where
             }
         }
     }
+}
+
+/// Closes a connection because the server is stopping.
+async fn going_away<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let reason = Utf8Bytes::from_static("server stopping");
+    let _ = ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason,
+        }))
+        .await;
 }
 
 /// Whether a message is a heartbeat (asked only once stalled, where nothing is answered).
@@ -450,6 +713,15 @@ fn answer(text: &str, faults: &Faults, stats: &Stats) -> Option<&'static str> {
             Some(UNKNOWN)
         }
     }
+}
+
+/// The first `max` bytes of `text`, cut at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn unix_ms() -> u128 {
@@ -579,6 +851,185 @@ mod tests {
         assert_eq!((0..10).filter(|_| stats.reject_next_auth(0.0)).count(), 0);
         let stats = Stats::default();
         assert_eq!((0..10).filter(|_| stats.reject_next_auth(1.0)).count(), 10);
+    }
+
+    #[test]
+    fn every_nth_heartbeat_is_dropped_or_held_and_drop_wins() {
+        let faults = Faults {
+            drop_ack_every: Some(3),
+            slow_ack_every: Some(2),
+            slow_ack: Some(Duration::from_millis(50)),
+            ..Faults::default()
+        };
+        let fates: Vec<_> = (1..=6).map(|n| faults.heartbeat_fate(n)).collect();
+        let hold = HeartbeatFate::Hold(Duration::from_millis(50));
+        use HeartbeatFate::{Answer, Drop};
+        assert_eq!(fates, [Answer, hold, Drop, hold, Answer, Drop]);
+        assert_eq!(Faults::default().heartbeat_fate(1), Answer);
+    }
+
+    #[test]
+    fn faults_that_make_no_sense_name_their_key() {
+        let ms = |n| Some(Duration::from_millis(n));
+        let key = |f: Faults| f.validate().unwrap_err().0;
+        assert_eq!(
+            key(Faults {
+                drop_ack_every: Some(0),
+                ..Faults::default()
+            }),
+            "drop_ack_every"
+        );
+        assert_eq!(
+            key(Faults {
+                slow_ack_every: Some(0),
+                slow_ack: ms(5),
+                ..Faults::default()
+            }),
+            "slow_ack_every"
+        );
+        assert_eq!(
+            key(Faults {
+                slow_ack_every: Some(1),
+                ..Faults::default()
+            }),
+            "slow_ack_every"
+        );
+        assert_eq!(
+            key(Faults {
+                slow_ack: ms(5),
+                ..Faults::default()
+            }),
+            "slow_ack"
+        );
+        assert_eq!(
+            key(Faults {
+                slow_ack_every: Some(1),
+                slow_ack: ms(0),
+                ..Faults::default()
+            }),
+            "slow_ack"
+        );
+        assert_eq!(
+            key(Faults {
+                delay: Some(MAX_HOLD + Duration::from_secs(1)),
+                ..Faults::default()
+            }),
+            "delay"
+        );
+        let fine = Faults {
+            drop_ack_every: Some(1),
+            slow_ack_every: Some(1),
+            slow_ack: Some(MAX_HOLD),
+            ..Faults::default()
+        };
+        assert_eq!(fine.validate(), Ok(()));
+        assert!(fine.is_active());
+    }
+
+    #[test]
+    fn headers_are_capped() {
+        let stats = Stats::default();
+        for i in 0..MAX_HEADERS + 8 {
+            stats.record_headers(vec![format!("x-n: {i}"), "x-client: wsoak".into()]);
+        }
+        let s = stats.snapshot();
+        assert_eq!(s.headers.len(), MAX_HEADERS);
+        assert_eq!(s.headers["x-client: wsoak"], MAX_HEADERS as u64 + 8);
+        // The first 31 `x-n` values fit beside `x-client`; the other 9 did not.
+        assert_eq!(s.headers_over_cap, 9);
+        assert_eq!(cut("añb", 2), "a");
+        assert_eq!(cut("ab", 5), "ab");
+    }
+
+    #[test]
+    fn holds_are_summarised_in_ms() {
+        let stats = Stats::default();
+        assert_eq!(stats.snapshot().heartbeat_hold_ms, HoldSummary::default());
+        for ms in 1..=100 {
+            stats.record_hold(Duration::from_millis(ms));
+        }
+        let h = stats.snapshot().heartbeat_hold_ms;
+        assert_eq!(h.count, 100);
+        assert_eq!(h.min, Some(1.0));
+        // 50,000 µs falls in a 32 µs bucket; the quantile reports its highest equivalent.
+        assert_eq!(h.p50, Some(50.015));
+        assert_eq!(h.p99, Some(99.007));
+        assert_eq!(h.max, Some(100.031));
+    }
+
+    /// Sends `messages` on one connection, all at once, and returns the replies read
+    /// until `expect` have arrived.
+    async fn exchange(addr: SocketAddr, messages: &[&str], expect: usize) -> Vec<String> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .unwrap();
+        for m in messages {
+            ws.feed(Message::Text((*m).into())).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        let mut replies = Vec::new();
+        while replies.len() < expect {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => replies.push(message_kind(t.as_str())),
+                other => panic!("{other:?} after {replies:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+        replies
+    }
+
+    fn message_kind(text: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["msgType"].as_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn held_replies_keep_their_order_and_acks_count_per_connection() {
+        let faults = Faults {
+            drop_ack_every: Some(3),
+            slow_ack_every: Some(2),
+            slow_ack: Some(Duration::from_millis(30)),
+            ..Faults::default()
+        };
+        let listener = bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(run(
+            listener,
+            ServerConfig { faults, tls: None },
+            stats.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let hb = r#"{"type":"heartBeat"}"#;
+        let auth = r#"{"type":"auth"}"#;
+        // Heartbeat 2 is held 30 ms and 3 is dropped; the auth sent after them must not
+        // overtake the held ack, as it would if holds ran beside the connection.
+        let replies = exchange(addr, &[hb, hb, hb, auth, hb], 4).await;
+        assert_eq!(
+            replies,
+            [
+                "heartBeat_ack",
+                "heartBeat_ack",
+                "auth_ack",
+                "heartBeat_ack"
+            ]
+        );
+        // A new connection numbers its heartbeats from 1 again.
+        let replies = exchange(addr, &[hb, hb, hb], 2).await;
+        assert_eq!(replies, ["heartBeat_ack", "heartBeat_ack"]);
+        stop.cancel();
+        server.await.unwrap();
+        let s = stats.snapshot();
+        assert_eq!(s.heartbeats, 7);
+        assert_eq!(s.heartbeat_acks_dropped, 2);
+        // Held: the 2nd and 4th of the first connection, the 2nd of the second.
+        assert_eq!(s.heartbeat_acks_held, 3);
+        assert_eq!(s.heartbeat_hold_ms.count, 3);
+        assert!(s.heartbeat_hold_ms.min.unwrap() >= 30.0, "{s:?}");
+        assert_eq!(s.close_codes.get(&1005), Some(&2));
     }
 
     #[test]
