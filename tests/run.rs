@@ -575,3 +575,117 @@ fn heartbeat_latency_agrees_with_the_hold_the_server_measured() {
     let gap = l.p50.unwrap() - hold.p50.unwrap();
     assert!((0.0..3.0).contains(&gap), "p50 {l:?} vs server {hold:?}");
 }
+
+/// Ten sessions heartbeating every 100 ms for 1 s against the embedded server with the
+/// given faults. Each session's heartbeats 4 and 8 are at most 805 ms into its life (its
+/// phase is under 100 ms), so with a 40 ms window every fault below is settled well
+/// before the stop: the counts are exact.
+fn ack_case(dir: &tempfile::TempDir, heartbeat: &str, server: &str) -> Report {
+    let text = format!(
+        "\
+sessions: 10
+ramp_up: 0s
+duration: 1s
+auth:
+  send: {{type: auth}}
+  expect: {{code: \"200\", msgType: auth_ack}}
+bind_card:
+  send: {{type: bindCard}}
+  expect: {{msgType: bindCard_ack}}
+heartbeat:
+  interval: 100ms
+  timeout: 40ms
+{heartbeat}reconnect: {{delay: 10s}}
+server: {{{server}}}
+"
+    );
+    let path = dir.path().join("acks.yaml");
+    std::fs::write(&path, text).unwrap();
+    run_file(dir, &path, &[])
+}
+
+const PLAIN_ACK: &str = "  send: {type: heartBeat}\n  expect: {msgType: heartBeat_ack}\n";
+
+#[test]
+fn a_dropped_ack_is_exactly_one_failed_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ack_case(&dir, PLAIN_ACK, "drop_ack_every: 4");
+    let server = r.server.as_ref().unwrap();
+    // Heartbeats 4 and 8 of each session: 20 acks dropped, 20 failures, nothing else.
+    assert_eq!(server.heartbeat_acks_dropped, 20);
+    assert_eq!(r.heartbeats.failed, 20, "{:?}", r.heartbeats);
+    assert_eq!(r.errors["heartbeat_timeout"], 20);
+    assert_eq!(r.heartbeats.late, 0);
+    assert_eq!(r.messages.unmatched, 0);
+    assert_eq!(r.reconnects.total, 0);
+    assert_eq!(server.connections, 10);
+    // Every other heartbeat was acked (or still in flight at the stop), at its true,
+    // small latency: none was taken for a late ack of a dropped one.
+    let in_flight = r.heartbeats.sent - r.heartbeats.acked - r.heartbeats.failed;
+    assert!(in_flight <= 10, "{:?}", r.heartbeats);
+    assert_eq!(r.latency_ms["heartbeat"].count, r.heartbeats.acked);
+    assert!(r.latency_ms["heartbeat"].max.unwrap() < 40.0);
+}
+
+#[test]
+fn one_slow_reply_is_one_failure_and_one_late_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    // Heartbeats 4 and 8 are answered after 60 ms: past the 40 ms window, before the
+    // next heartbeat is due.
+    let r = ack_case(&dir, PLAIN_ACK, "slow_ack_every: 4, slow_ack: 60ms");
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.heartbeat_acks_held, 20);
+    assert_eq!(r.heartbeats.failed, 20, "{:?}", r.heartbeats);
+    assert_eq!(r.heartbeats.late, 20);
+    assert_eq!(r.messages.unmatched, 0);
+    assert_eq!(r.reconnects.total, 0);
+    // Late acks are measured: 20 samples at or above the server's own measured hold, and
+    // the heartbeats after them back at their true latency.
+    let hb = &r.latency_ms["heartbeat"];
+    assert_eq!(hb.count, r.heartbeats.acked + 20);
+    assert!(hb.max.unwrap() >= server.heartbeat_hold_ms.min.unwrap());
+    assert!(hb.p50.unwrap() < 40.0, "{hb:?}");
+}
+
+#[test]
+fn every_reply_slower_than_the_timeout_reconnects_after_max_failures_plus_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ack_case(
+        &dir,
+        &format!("{PLAIN_ACK}  max_failures: 2\n"),
+        "slow_ack_every: 1, slow_ack: 60ms",
+    );
+    let server = r.server.as_ref().unwrap();
+    // Every heartbeat fails; after the 3rd each session gives its connection up (the
+    // 10 s reconnect delay outlasts the run).
+    assert_eq!(server.heartbeats, 30);
+    assert_eq!(r.heartbeats.failed, 30);
+    assert_eq!(r.reconnects.by_cause["heartbeat"], 10);
+    assert_eq!(r.reconnects.total, 10);
+    // The 1st and 2nd acks came late; the 3rd's connection was gone before it came.
+    assert_eq!(r.heartbeats.late, 20);
+    assert_eq!(r.heartbeats.acked, 0);
+    // Latency is never understated: no sample below the server's own shortest hold.
+    let hb = &r.latency_ms["heartbeat"];
+    assert_eq!(hb.count, 20);
+    assert!(
+        hb.min.unwrap() >= server.heartbeat_hold_ms.min.unwrap(),
+        "{hb:?} vs {:?}",
+        server.heartbeat_hold_ms
+    );
+}
+
+#[test]
+fn echoed_sequence_numbers_match_acks_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = "  send: {type: heartBeat, seq: \"{{ heartbeat.seq }}\"}\n  \
+               expect: {msgType: heartBeat_ack, seq: \"{{ heartbeat.seq }}\"}\n";
+    let r = ack_case(&dir, seq, "drop_ack_every: 4");
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.heartbeat_acks_dropped, 20);
+    assert_eq!(r.heartbeats.failed, 20);
+    assert_eq!(r.heartbeats.late, 0);
+    assert_eq!(r.messages.unmatched, 0);
+    assert_eq!(r.reconnects.total, 0);
+    assert!(r.heartbeats.acked >= 10 * 5, "{:?}", r.heartbeats);
+}

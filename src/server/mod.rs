@@ -2,10 +2,10 @@
 //! saw, and misbehaves on request.
 //!
 //! It answers `auth` with `auth_ack` (`code "200"`, `success true`), `bindCard` with
-//! `bindCard_ack` and `heartBeat` with `heartBeat_ack`. [`Faults`] make it slow, drop
-//! connections, stall like a half-open peer, reject auths, or drop or hold single
-//! heartbeat acks. It runs standalone (`wsoak serve`) and in-process as the default
-//! target ([`Embedded`]).
+//! `bindCard_ack` and `heartBeat` with `heartBeat_ack` (echoing a `seq` field when the
+//! heartbeat has one). [`Faults`] make it slow, drop connections, stall like a half-open
+//! peer, reject auths, or drop or hold single heartbeat acks. It runs standalone
+//! (`wsoak serve`) and in-process as the default target ([`Embedded`]).
 //!
 //! Its counts are the ground truth that tests compare the client's report against, so
 //! every count is taken at the moment the server acts, never estimated. Where it holds a
@@ -627,7 +627,12 @@ where
                             }
                         }
                     }
-                    if ws.send(Message::Text(Utf8Bytes::from_static(reply))).await.is_err() {
+                    let reply = if heartbeat {
+                        heartbeat_ack(text.as_str())
+                    } else {
+                        Utf8Bytes::from_static(reply)
+                    };
+                    if ws.send(Message::Text(reply)).await.is_err() {
                         finish(stalled, unanswered);
                         return;
                     }
@@ -682,6 +687,28 @@ fn message_type(text: &str) -> Option<String> {
         kind: Option<String>,
     }
     serde_json::from_str::<Typed>(text).ok()?.kind
+}
+
+/// The ack of one heartbeat. A heartbeat that carries a `seq` (a number or a string, as
+/// a scenario's `{{ heartbeat.seq }}` renders it) gets it echoed, so clients can match
+/// acks to heartbeats exactly; any other heartbeat gets the article's fixed ack.
+fn heartbeat_ack(heartbeat: &str) -> Utf8Bytes {
+    #[derive(Deserialize)]
+    struct Numbered {
+        seq: Option<serde_json::Value>,
+    }
+    if !heartbeat.contains("\"seq\"") {
+        return Utf8Bytes::from_static(HEARTBEAT_ACK);
+    }
+    match serde_json::from_str::<Numbered>(heartbeat)
+        .ok()
+        .and_then(|n| n.seq)
+    {
+        Some(seq) if seq.is_number() || seq.is_string() => {
+            Utf8Bytes::from(format!(r#"{{"msgType":"heartBeat_ack","seq":{seq}}}"#))
+        }
+        _ => Utf8Bytes::from_static(HEARTBEAT_ACK),
+    }
 }
 
 /// Counts a message and picks the reply.
@@ -1030,6 +1057,26 @@ mod tests {
         assert_eq!(s.heartbeat_hold_ms.count, 3);
         assert!(s.heartbeat_hold_ms.min.unwrap() >= 30.0, "{s:?}");
         assert_eq!(s.close_codes.get(&1005), Some(&2));
+    }
+
+    #[test]
+    fn heartbeat_acks_echo_a_sequence_number() {
+        assert_eq!(
+            heartbeat_ack(r#"{"type":"heartBeat","seq":"17"}"#).as_str(),
+            r#"{"msgType":"heartBeat_ack","seq":"17"}"#
+        );
+        assert_eq!(
+            heartbeat_ack(r#"{"type":"heartBeat","seq":18}"#).as_str(),
+            r#"{"msgType":"heartBeat_ack","seq":18}"#
+        );
+        assert_eq!(
+            heartbeat_ack(r#"{"type":"heartBeat","seq":{"x":1}}"#).as_str(),
+            HEARTBEAT_ACK
+        );
+        assert_eq!(
+            heartbeat_ack(r#"{"type":"heartBeat","msg":"this is heatbeat"}"#).as_str(),
+            HEARTBEAT_ACK
+        );
     }
 
     #[test]
