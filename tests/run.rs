@@ -442,6 +442,9 @@ fn a_server_outage_is_one_reconnect_per_connection_lost() {
     assert_eq!(r.errors["connect_refused"], refused);
 }
 
+/// The article's heartbeat and its ack, for the `heartbeat:` block of the ack tests.
+const PLAIN_ACK: &str = "  send: {type: heartBeat}\n  expect: {msgType: heartBeat_ack}\n";
+
 /// A scenario with its own heartbeat block, for the ack fault tests.
 fn heartbeat_scenario(dir: &Path, heartbeat: &str, extra: &str) -> PathBuf {
     let text = format!(
@@ -455,8 +458,6 @@ bind_card:
   send: {{type: bindCard}}
   expect: {{msgType: bindCard_ack}}
 heartbeat:
-  send: {{type: heartBeat}}
-  expect: {{msgType: heartBeat_ack}}
 {heartbeat}{extra}"
     );
     let path = dir.join("scenario.yaml");
@@ -480,10 +481,12 @@ fn every_second_ack_dropped_counts_heartbeats_per_connection() {
     // drop some connections' 1st heartbeat and others' 3rd.)
     let path = heartbeat_scenario(
         dir.path(),
-        "  interval: 150ms
+        &format!(
+            "{PLAIN_ACK}  interval: 150ms
   timeout: 140ms
   max_failures: 0
-",
+"
+        ),
         "reconnect: {delay: 20ms}
 server: {drop_ack_every: 2}
 ",
@@ -516,9 +519,7 @@ fn every_third_ack_held_is_counted_and_measured() {
     let dir = tempfile::tempdir().unwrap();
     let path = heartbeat_scenario(
         dir.path(),
-        "  interval: 100ms
-  timeout: 90ms
-",
+        &format!("{PLAIN_ACK}  interval: 100ms\n  timeout: 90ms\n"),
         "server: {slow_ack_every: 3, slow_ack: 30ms}
 ",
     );
@@ -547,9 +548,7 @@ fn heartbeat_latency_agrees_with_the_hold_the_server_measured() {
     // the hold and every sample is a held one.
     let path = heartbeat_scenario(
         dir.path(),
-        "  interval: 100ms
-  timeout: 90ms
-",
+        &format!("{PLAIN_ACK}  interval: 100ms\n  timeout: 90ms\n"),
         "server: {slow_ack_every: 1, slow_ack: 40ms}
 ",
     );
@@ -581,30 +580,13 @@ fn heartbeat_latency_agrees_with_the_hold_the_server_measured() {
 /// phase is under 100 ms), so with a 40 ms window every fault below is settled well
 /// before the stop: the counts are exact.
 fn ack_case(dir: &tempfile::TempDir, heartbeat: &str, server: &str) -> Report {
-    let text = format!(
-        "\
-sessions: 10
-ramp_up: 0s
-duration: 1s
-auth:
-  send: {{type: auth}}
-  expect: {{code: \"200\", msgType: auth_ack}}
-bind_card:
-  send: {{type: bindCard}}
-  expect: {{msgType: bindCard_ack}}
-heartbeat:
-  interval: 100ms
-  timeout: 40ms
-{heartbeat}reconnect: {{delay: 10s}}
-server: {{{server}}}
-"
+    let path = heartbeat_scenario(
+        dir.path(),
+        &format!("{heartbeat}  interval: 100ms\n  timeout: 40ms\n"),
+        &format!("reconnect: {{delay: 10s}}\nserver: {{{server}}}\n"),
     );
-    let path = dir.path().join("acks.yaml");
-    std::fs::write(&path, text).unwrap();
-    run_file(dir, &path, &[])
+    run_file(dir, &path, &["--sessions", "10", "--ramp-up", "0s"])
 }
-
-const PLAIN_ACK: &str = "  send: {type: heartBeat}\n  expect: {msgType: heartBeat_ack}\n";
 
 #[test]
 fn a_dropped_ack_is_exactly_one_failed_heartbeat() {
