@@ -23,6 +23,16 @@ macro_rules! say {
     }};
 }
 
+/// Prints a line to stderr (warnings, notes, the live view's lines); a closed stderr (a
+/// log tool that went away, `2>&1 | head`) is not an error, and never costs the report.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Prints to stdout without a newline; a closed pipe is not an error.
 macro_rules! say_raw {
     ($($arg:tt)*) => {{
@@ -66,14 +76,15 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_THRESHOLDS: u8 = 1;
 /// Exit code: a usage or scenario error, or a target that cannot work.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: wsoak itself failed during the run (a caught panic, `errors.internal`). The
+/// report is written, but its numbers are not to be trusted, whatever the thresholds say.
+pub const EXIT_INTERNAL: u8 = 3;
 
 /// Runs a parsed command line; returns the process exit code. Errors are usage errors
 /// (exit 2), already worded for people.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(args) => {
-            run_scenario(&args).map(|out| if out.passed { EXIT_OK } else { EXIT_THRESHOLDS })
-        }
+        Command::Run(args) => run_scenario(&args).map(|out| out.exit_code()),
         Command::Check(args) => check(&args),
         Command::Serve(args) => serve(&args),
         Command::Report(args) => rerender(&args),
@@ -94,6 +105,19 @@ pub struct RunOutput {
     pub passed: bool,
 }
 
+impl RunOutput {
+    /// The process exit code this run earns: an internal error outranks the thresholds.
+    pub fn exit_code(&self) -> u8 {
+        if !self.report.internal_errors.is_empty() {
+            EXIT_INTERNAL
+        } else if self.passed {
+            EXIT_OK
+        } else {
+            EXIT_THRESHOLDS
+        }
+    }
+}
+
 /// `wsoak run`: loads the scenario, runs it, writes the report and prints the summary.
 pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     let overrides = Overrides {
@@ -106,7 +130,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     let scenario = Arc::new(scenario::load(&args.scenario, &overrides)?);
     let shape_end = scenario.shape.stages_end();
     if shape_end > scenario.duration {
-        eprintln!(
+        note!(
             "wsoak: warning: the load shape lasts {} but the run ends after {}: starts due \
              after the end will not happen",
             units::format_duration(shape_end),
@@ -158,7 +182,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
             listener.set_nonblocking(true)?;
-            eprintln!("metrics     http://{}/metrics", listener.local_addr()?);
+            note!("metrics     http://{}/metrics", listener.local_addr()?);
             Some(listener)
         }
         None => None,
@@ -202,7 +226,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         },
     )?;
     if result.lost_intervals > 0 {
-        eprintln!(
+        note!(
             "wsoak: warning: {} interval lines could not be written to {}",
             result.lost_intervals,
             intervals_path.display()
@@ -230,6 +254,14 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             .with_context(|| format!("cannot write {}", prom_path.display()))?;
     }
     say_raw!("{}", report.summary());
+    if !report.internal_errors.is_empty() {
+        note!(
+            "wsoak: error: {} internal errors (wsoak itself failed; this run's numbers are not \
+             to be trusted, exit code 3). First: {}",
+            report.errors.get("internal").copied().unwrap_or(0),
+            report.internal_errors[0]
+        );
+    }
     say!("report      {}", path.display());
     say!("html        {}", html_path.display());
     say!(
@@ -261,7 +293,7 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
         None
     };
     if url.tls && args.insecure {
-        eprintln!("wsoak: warning: --insecure: TLS certificates are not verified");
+        note!("wsoak: warning: --insecure: TLS certificates are not verified");
     }
     let ports = source::PortRange::read();
     let sources = match &args.source_addrs {
@@ -274,7 +306,7 @@ fn plan(scenario: &Arc<Scenario>, url: &TargetUrl, args: &RunArgs) -> anyhow::Re
     // `sessions` is the most the run can hold open at once: the closed model's peak, the
     // open model's `max_sessions` cap.
     if let Some(warning) = source::crowding(addr, scenario.sessions, &sources, ports) {
-        eprintln!("{warning}");
+        note!("{warning}");
     }
     let mut request = ClientRequestBuilder::new(url.uri.clone());
     for (key, value) in &scenario.connect.headers {
@@ -561,7 +593,7 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         // The footprint is the original run's, which nothing recorded: say so.
         rebuilt.tester.peak_rss_kib = lines.iter().filter_map(|l| l.rss_kib).max();
         rebuilt.tester.cpu_s = Some(lines.iter().filter_map(|l| l.cpu_ms).sum::<f64>() / 1000.0);
-        eprintln!(
+        note!(
             "wsoak: {} was missing: rebuilt from {} intervals",
             path.display(),
             lines.len()
@@ -579,6 +611,14 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
     )
     .with_context(|| format!("cannot write {}", html_path.display()))?;
     say_raw!("{}", report.summary());
+    if !report.internal_errors.is_empty() {
+        note!(
+            "wsoak: error: {} internal errors (wsoak itself failed; this run's numbers are not \
+             to be trusted, exit code 3). First: {}",
+            report.errors.get("internal").copied().unwrap_or(0),
+            report.internal_errors[0]
+        );
+    }
     say!("report      {}", path.display());
     say!("html        {}", html_path.display());
     Ok(if passed { EXIT_OK } else { EXIT_THRESHOLDS })

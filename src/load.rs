@@ -188,7 +188,7 @@ impl Shape {
                     return t0;
                 }
                 let x = ((l - a) / (b - a)).clamp(0.0, 1.0);
-                t0 + (t1 - t0).mul_f64(x)
+                t0 + scale(t1 - t0, x)
             };
             match open {
                 None if b >= level && a < level => open = Some(crossing(level)),
@@ -247,7 +247,7 @@ impl Shape {
                     } else {
                         (-a + (a * a + 2.0 * slope * need).max(0.0).sqrt()) / slope
                     };
-                    return Some(t0 + Duration::from_secs_f64(x.clamp(0.0, span)));
+                    return Some(t0 + seconds(x.clamp(0.0, span)));
                 }
                 area += segment_area;
             }
@@ -329,9 +329,53 @@ pub struct Churn {
     pub hidden: f64,
 }
 
+/// `d × x` for a fraction `x` in [0, 1]; NaN (from rates so extreme that the arithmetic
+/// breaks down, such as 0 to 1e308 arrivals/s within a nanosecond) counts as 0 instead
+/// of panicking, as `Duration::mul_f64` would.
+fn scale(d: Duration, x: f64) -> Duration {
+    if x.is_finite() {
+        d.mul_f64(x.clamp(0.0, 1.0))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Seconds as a duration; NaN and negative values count as 0, and values too large for
+/// a `Duration` as the largest, instead of panicking as `Duration::from_secs_f64` would.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(if secs.is_nan() {
+        Duration::ZERO
+    } else {
+        Duration::MAX
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_rates_never_panic() {
+        // From 0 to 1e308 arrivals/s over 1 ns, then held: the arithmetic overflows to
+        // infinity and NaN, and must still give an answer.
+        let shape = Shape::Open {
+            start_rate: 0.0,
+            stages: vec![RateStage {
+                duration: Duration::from_nanos(1),
+                rate: 1e308,
+            }],
+            max_sessions: 5,
+        };
+        for index in 0..5 {
+            let due = shape.arrival_due(index, Duration::from_secs(1));
+            assert!(due.is_none_or(|d| d <= Duration::from_secs(1)), "{due:?}");
+        }
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+        assert_eq!(seconds(-1.0), Duration::ZERO);
+        assert_eq!(seconds(f64::INFINITY), Duration::MAX);
+        assert_eq!(scale(Duration::from_secs(2), f64::NAN), Duration::ZERO);
+        assert_eq!(scale(Duration::from_secs(2), 0.5), Duration::from_secs(1));
+    }
 
     fn s(secs: f64) -> Duration {
         Duration::from_secs_f64(secs)

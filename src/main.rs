@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match wsoak::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("wsoak: error: {e:#}");
+            wsoak::note!("wsoak: error: {e:#}");
             ExitCode::from(wsoak::EXIT_USAGE)
         }
     }

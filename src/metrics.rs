@@ -178,6 +178,10 @@ names! {
         /// A script hook hit a sandbox limit (operations, sizes, call depth). Also counted
         /// under `script.<hook>`.
         ScriptLimit = "script_limit",
+        /// wsoak itself failed: a panic in a session or a shard, caught and counted. The
+        /// run's numbers are not to be trusted (exit code 3); the messages are in the
+        /// report's `internal_errors`.
+        Internal = "internal",
     }
 }
 
@@ -277,6 +281,10 @@ pub fn new_histogram() -> Histogram<u64> {
 /// without end cannot grow memory without end.
 pub const MAX_CUSTOM: usize = 64;
 
+/// Most internal-error messages kept: the first ones say what went wrong; a thousand
+/// copies of them would say nothing more.
+pub const MAX_INTERNAL: usize = 8;
+
 /// One shard's measurements over one interval. Owned by exactly one thread at a time.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -294,6 +302,8 @@ pub struct Recorder {
     pub custom_counters: BTreeMap<String, u64>,
     /// Latencies scripts recorded (`session.record(name, ms)`), in microseconds.
     pub custom_latencies: BTreeMap<String, Histogram<u64>>,
+    /// What the first few internal errors (caught panics) said.
+    pub internal: Vec<String>,
 }
 
 impl Default for Recorder {
@@ -313,6 +323,16 @@ impl Recorder {
             script_errors: BTreeMap::new(),
             custom_counters: BTreeMap::new(),
             custom_latencies: BTreeMap::new(),
+            internal: Vec::new(),
+        }
+    }
+
+    /// Counts an internal error (a caught panic) and keeps its message, up to
+    /// [`MAX_INTERNAL`] of them.
+    pub fn internal(&mut self, message: String) {
+        self.error(ErrorKind::Internal);
+        if self.internal.len() < MAX_INTERNAL {
+            self.internal.push(message);
         }
     }
 
@@ -400,6 +420,11 @@ impl Recorder {
         add_into(&mut self.counters, &other.counters);
         add_into(&mut self.reconnects, &other.reconnects);
         add_into(&mut self.errors, &other.errors);
+        for message in &other.internal {
+            if self.internal.len() < MAX_INTERNAL {
+                self.internal.push(message.clone());
+            }
+        }
         for (hook, n) in &other.script_errors {
             *self.script_errors.entry(hook).or_default() += n;
         }

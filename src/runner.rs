@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt as _;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -406,33 +408,51 @@ fn sum_gauges(per_shard: &[Gauges]) -> Gauges {
 
 /// Ctrl-C and SIGTERM, as a stream: the first asks for a graceful stop, the second for
 /// an immediate one.
+/// The signals that stop a run: Ctrl-C (SIGINT), SIGTERM, and SIGHUP, which a closed
+/// terminal or a restarting supervisor sends and which would otherwise end the process
+/// without a report.
 struct Signals {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
     fn new() -> Signals {
+        #[cfg(unix)]
+        use tokio::signal::unix::{signal, SignalKind};
         Signals {
             #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+            #[cfg(unix)]
+            hangup: signal(SignalKind::hangup()).ok(),
         }
     }
 
     async fn next(&mut self) {
         #[cfg(unix)]
-        if let Some(term) = &mut self.term {
+        {
+            async fn on(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = on(&mut self.term) => {}
+                _ = on(&mut self.hangup) => {}
             }
-            return;
         }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
 pub(crate) async fn shutdown_signal() {
     Signals::new().next().await
 }
@@ -548,8 +568,50 @@ fn run_shard(args: ShardArgs) {
         Ok(rt) => rt,
         Err(_) => return, // the aggregator sees this shard's channel close
     };
+    let (shard, tx) = (args.shard, args.tx.clone());
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, shard_main(args));
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        local.block_on(&runtime, shard_main(args));
+    }));
+    if let Err(payload) = ran {
+        // The shard itself failed (its tasks' panics are caught in `spawn_contained`):
+        // its sessions are gone. Say so in a last snapshot, so that the run's report
+        // counts it and the aggregator stops waiting for this shard's intervals.
+        let mut recorder = Recorder::new();
+        recorder.internal(format!("shard {shard}: {}", panic_message(&*payload)));
+        let _ = tx.blocking_send(Snapshot {
+            shard,
+            recorder,
+            gauges: [0; State::COUNT],
+            seq: 0,
+            last: true,
+        });
+    }
+}
+
+/// Spawns a session (or the shard's spawner) so that a panic in it is caught and counted
+/// as an internal error instead of vanishing with the task: a run whose sessions died
+/// of a bug must not look like a healthy run.
+fn spawn_contained(
+    tracker: &TaskTracker,
+    ctx: &Rc<Context>,
+    task: impl std::future::Future<Output = ()> + 'static,
+) {
+    let ctx = ctx.clone();
+    tracker.spawn_local(async move {
+        if let Err(payload) = AssertUnwindSafe(task).catch_unwind().await {
+            ctx.recorder.borrow_mut().internal(panic_message(&*payload));
+        }
+    });
+}
+
+/// What a panic said, as far as its payload tells.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// A start is late when it happens this long after it was due.
@@ -588,11 +650,16 @@ async fn shard_main(args: ShardArgs) {
         running.fetch_add(1, Ordering::Relaxed);
         ctx.count(Counter::ArrivalsDue);
         let until = first_until.filter(|u| *u < end).map(|u| Instant::now() + u);
-        tracker.spawn_local(session::run(ctx.clone(), 0, Some(gate), until));
+        spawn_contained(
+            &tracker,
+            &ctx,
+            session::run(ctx.clone(), 0, Some(gate), until),
+        );
     }
     {
         let (ctx, spawner, stop) = (ctx.clone(), tracker.clone(), stop.clone());
-        tracker.spawn_local(async move {
+        let spawning = ctx.clone();
+        spawn_contained(&tracker, &spawning, async move {
             tokio::select! {
                 _ = go.cancelled() => {}
                 _ = stop.cancelled() => return,
@@ -678,7 +745,7 @@ async fn spawn_sessions(
                 ctx.count(Counter::ArrivalsDue);
                 ctx.running.fetch_add(1, Ordering::Relaxed);
                 let until = (until < end).then(|| start + until);
-                tracker.spawn_local(session::run(ctx.clone(), slot, None, until));
+                spawn_contained(tracker, ctx, session::run(ctx.clone(), slot, None, until));
                 if n % 256 == 255 {
                     // Let sessions already spawned make progress during a big burst.
                     tokio::task::yield_now().await;
@@ -709,8 +776,104 @@ async fn spawn_sessions(
                     continue;
                 }
                 let id = u32::try_from(this).unwrap_or(u32::MAX);
-                tracker.spawn_local(session::run(ctx.clone(), id, None, None));
+                spawn_contained(tracker, ctx, session::run(ctx.clone(), id, None, None));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
+
+    fn context() -> Rc<Context> {
+        let scenario = crate::scenario::parse(
+            "heartbeat:\n  send: {type: heartBeat}\n",
+            std::path::Path::new("t.yaml"),
+            &Default::default(),
+        )
+        .unwrap();
+        Rc::new(Context {
+            plan: Arc::new(Plan {
+                scenario: Arc::new(scenario),
+                addr: ([127, 0, 0, 1], 1).into(),
+                request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
+                tls: None,
+                ws_config: session::client_ws_config(),
+                sources: Vec::new(),
+            }),
+            recorder: std::cell::RefCell::new(Recorder::new()),
+            gauges: std::cell::Cell::new([0; State::COUNT]),
+            stop: CancellationToken::new(),
+            running: Arc::new(AtomicU32::new(0)),
+            active: Arc::default(),
+        })
+    }
+
+    #[test]
+    fn a_panicking_task_is_counted_not_lost() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let ctx = context();
+        let tracker = TaskTracker::new();
+        local.block_on(&runtime, async {
+            for i in 0..3 {
+                spawn_contained(&tracker, &ctx, async move {
+                    if i > 0 {
+                        panic!("session {i} broke");
+                    }
+                });
+            }
+            tracker.close();
+            tracker.wait().await;
+        });
+        let recorder = ctx.recorder.borrow();
+        assert_eq!(
+            recorder.errors[crate::metrics::ErrorKind::Internal.index()],
+            2
+        );
+        assert_eq!(
+            recorder.internal,
+            vec!["session 1 broke", "session 2 broke"]
+        );
+    }
+
+    #[test]
+    fn a_panicking_shard_sends_its_last_snapshot() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let args = ShardArgs {
+            shard: 3,
+            shards: 4,
+            plan: context().plan.clone(),
+            interval: Duration::from_secs(1),
+            stop: CancellationToken::new(),
+            go: CancellationToken::new(),
+            running: Arc::new(AtomicU32::new(0)),
+            active: Arc::default(),
+            tx,
+            gate: None,
+        };
+        // A shard whose own loop panics: its interval of zero makes `tokio::time::interval`
+        // panic, the way a bug in the shard would.
+        let args = ShardArgs {
+            interval: Duration::ZERO,
+            ..args
+        };
+        std::thread::spawn(move || run_shard(args)).join().unwrap();
+        let last = rx.try_recv().expect("a last snapshot");
+        assert!(last.last);
+        assert_eq!(last.shard, 3);
+        assert_eq!(
+            last.recorder.errors[crate::metrics::ErrorKind::Internal.index()],
+            1
+        );
+        assert!(
+            last.recorder.internal[0].starts_with("shard 3: "),
+            "{:?}",
+            last.recorder.internal
+        );
     }
 }

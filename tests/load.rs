@@ -208,6 +208,62 @@ fn sigterm_leaves_a_complete_report_and_interval_log() {
 }
 
 #[test]
+fn sighup_stops_gracefully_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(dir.path(), "sessions: 10\nduration: 60s");
+    let report = dir.path().join("report.json");
+    let mut child = wsoak()
+        .args(["run", "--quiet"])
+        .arg(&path)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r.interrupted);
+    assert!(r.duration_s < 10.0);
+    assert_eq!(r.sessions.bound, 10);
+    assert_eq!(r.sessions.closed, 10);
+}
+
+#[test]
+fn closed_stdout_and_stderr_do_not_lose_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(dir.path(), "sessions: 10\nduration: 1500ms");
+    let report = dir.path().join("report.json");
+    // Progress lines every 100 ms go to a stderr nobody reads any more, and the summary
+    // to a closed stdout, as with `wsoak run … 2>&1 | head -1`.
+    let mut child = wsoak()
+        .args(["run", "--interval", "100ms"])
+        .arg(&path)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(!r.interrupted);
+    assert_eq!(r.sessions.bound, 10);
+    assert_eq!(r.sessions.closed, 10);
+    assert!(r.heartbeats.acked > 0);
+    let lines = read_intervals(&dir.path().join("intervals.jsonl"));
+    assert!(lines.len() >= 14, "{} lines", lines.len());
+    assert!(dir.path().join("report.html").exists());
+}
+
+#[test]
 fn without_a_terminal_progress_is_one_line_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_scenario(dir.path(), "sessions: 5\nduration: 1100ms");

@@ -63,6 +63,10 @@ pub struct Report {
     pub custom: Custom,
     /// Each threshold's verdict, in the order given.
     pub thresholds: Vec<Verdict>,
+    /// What the first internal errors (`errors.internal`: wsoak itself failed, a caught
+    /// panic) said. Present only when there were any: then the run is not to be trusted.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub internal_errors: Vec<String>,
     /// What the embedded reference server saw; absent for external targets.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server: Option<ServerStats>,
@@ -356,6 +360,7 @@ impl Report {
             errors: error_map(t),
             custom: Custom::from_recorder(t),
             thresholds: Vec::new(),
+            internal_errors: t.internal.clone(),
             server,
             tester: Tester {
                 shards: meta.shards as u64,
