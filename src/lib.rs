@@ -565,10 +565,25 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             )
         })?)
         .with_context(|| format!("{} is not a wsoak run.json", info_path.display()))?;
-    let lines = report::read_intervals(&report::sibling(&path, "intervals.jsonl"))
-        .map_err(anyhow::Error::msg)?;
-    let totals = report::hlog::read_totals(&report::sibling(&path, "latency.hlog"))
-        .map_err(anyhow::Error::msg)?;
+    let (lines, skipped_lines) =
+        report::read_intervals_prefix(&report::sibling(&path, "intervals.jsonl"))
+            .map_err(anyhow::Error::msg)?;
+    let until = lines.last().map_or(std::time::Duration::ZERO, |l| {
+        std::time::Duration::from_secs_f64(l.t)
+    });
+    let (totals, skipped_histograms) =
+        report::hlog::read_totals_prefix(&report::sibling(&path, "latency.hlog"), until)
+            .map_err(anyhow::Error::msg)?;
+    for note in skipped_lines.iter().chain(&skipped_histograms) {
+        note!("wsoak: damaged log: {note}");
+    }
+    if lines.is_empty() && !path.exists() {
+        bail!(
+            "{}: nothing to rebuild: no complete interval was written (the run failed at \
+             start, or was killed within its first interval)",
+            args.run.display()
+        );
+    }
     let thresholds = info
         .thresholds
         .iter()
@@ -584,7 +599,7 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             planned: info.planned,
             shards: info.shards,
             started_at: humantime::parse_rfc3339(&info.started_at).unwrap_or(std::time::UNIX_EPOCH),
-            elapsed: std::time::Duration::from_secs_f64(lines.last().map_or(0.0, |l| l.t)),
+            elapsed: until,
             peak_active: report::peak_active(&lines),
             interrupted: true,
             aborted_by: None,

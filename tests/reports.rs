@@ -577,3 +577,111 @@ fn compare_flags_a_regression_and_passes_the_same_build() {
     );
     assert!(flagged.iter().any(|l| l.starts_with("auth.p50")), "{text}");
 }
+
+#[test]
+fn report_rebuilds_from_the_valid_prefix_of_damaged_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    let out = run_in_process(&[
+        s.to_str().unwrap(),
+        "--interval",
+        "200ms",
+        "--report",
+        run_dir.join("report.json").to_str().unwrap(),
+    ]);
+    let original = out.report;
+    let intervals = run_dir.join("intervals.jsonl");
+    let hlog_path = run_dir.join("latency.hlog");
+    let (text, hlog_text) = (
+        std::fs::read_to_string(&intervals).unwrap(),
+        std::fs::read_to_string(&hlog_path).unwrap(),
+    );
+    let rebuild = || {
+        let _ = std::fs::remove_file(run_dir.join("report.json"));
+        let out = wsoak().arg("report").arg(&run_dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let r: Report =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+                .unwrap();
+        (r, stderr)
+    };
+
+    // 1. Both logs end in a line cut short, as after a kill mid-write: the rest is exact.
+    let last_hlog = hlog_text.lines().last().unwrap();
+    let mut cut = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&hlog_path)
+        .unwrap();
+    write!(cut, "{}", &last_hlog[..last_hlog.len() / 2]).unwrap();
+    let last_line = text.lines().last().unwrap();
+    let mut cut = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&intervals)
+        .unwrap();
+    write!(cut, "{}", &last_line[..last_line.len() / 2]).unwrap();
+    let (r, stderr) = rebuild();
+    assert!(stderr.contains("damaged log"), "{stderr}");
+    assert_eq!(r.latency_ms, original.latency_ms);
+    assert_eq!(r.heartbeats, original.heartbeats);
+    assert_eq!(r.reconnects, original.reconnects);
+
+    // 2. A line in the middle says t = 1e300: the prefix before it is rebuilt, counters
+    //    and histograms alike, and nothing after it.
+    std::fs::write(&hlog_path, &hlog_text).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let k = lines.len() / 2;
+    let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let mut bad: serde_json::Value = serde_json::from_str(lines[k]).unwrap();
+    bad["t"] = serde_json::json!(1e300);
+    damaged[k] = bad.to_string();
+    std::fs::write(&intervals, damaged.join("\n") + "\n").unwrap();
+    let (r, stderr) = rebuild();
+    assert!(stderr.contains("is not a time"), "{stderr}");
+    let prefix: Vec<wsoak::report::IntervalLine> = lines[..k]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sum = |name: &str| -> u64 {
+        prefix
+            .iter()
+            .map(|l| l.counts.get(name).copied().unwrap_or(0))
+            .sum()
+    };
+    let latency_count = |name: &str| -> u64 {
+        prefix
+            .iter()
+            .map(|l| l.latency_ms.get(name).map_or(0, |x| x.count))
+            .sum()
+    };
+    assert!(sum("heartbeats.sent") > 0 && sum("heartbeats.sent") < original.heartbeats.sent);
+    assert_eq!(r.heartbeats.sent, sum("heartbeats.sent"));
+    assert_eq!(r.heartbeats.acked, sum("heartbeats.acked"));
+    assert_eq!(r.latency_ms["heartbeat"].count, latency_count("heartbeat"));
+    assert_eq!(r.latency_ms["connect"].count, latency_count("connect"));
+    assert_eq!(r.duration_s, prefix.last().unwrap().t);
+}
+
+#[test]
+fn report_on_a_run_that_never_wrote_an_interval_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    run_in_process(&[
+        s.to_str().unwrap(),
+        "--duration",
+        "300ms",
+        "--report",
+        run_dir.join("report.json").to_str().unwrap(),
+    ]);
+    // As a run that failed at start leaves it: run.json, and logs with nothing in them.
+    std::fs::remove_file(run_dir.join("report.json")).unwrap();
+    std::fs::write(run_dir.join("intervals.jsonl"), "").unwrap();
+    std::fs::write(run_dir.join("latency.hlog"), "").unwrap();
+    let out = wsoak().arg("report").arg(&run_dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing to rebuild"), "{stderr}");
+    assert!(!run_dir.join("report.json").exists());
+}

@@ -101,6 +101,72 @@ pub fn read_totals(path: &Path) -> Result<BTreeMap<String, Histogram<u64>>, Stri
     Ok(totals)
 }
 
+/// Every tag's histograms, merged.
+pub type Totals = BTreeMap<String, Histogram<u64>>;
+
+/// Reads a possibly damaged log: every tag's histograms merged, for the intervals that end
+/// by `until` (the end of the valid interval lines), up to the first entry that cannot
+/// be read (a line cut short by a kill, or corrupted). Returns the totals, and what was
+/// skipped (for people) when anything was. Only I/O is an error.
+pub fn read_totals_prefix(
+    path: &Path,
+    until: Duration,
+) -> Result<(Totals, Option<String>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    let mut deserializer = Deserializer::new();
+    let mut later = 0u64;
+    // Interval ends are written to the millisecond; the lines' `t` too.
+    let until = until + Duration::from_millis(1);
+    for (n, entry) in IntervalLogIterator::new(&bytes).enumerate() {
+        let interval = match entry {
+            Ok(LogEntry::Interval(interval)) => interval,
+            Ok(_) => continue,
+            Err(e) => return Ok((totals, Some(skipped(path, n, &format!("{e:?}"))))),
+        };
+        if interval.start_timestamp() + interval.duration() > until {
+            later += 1;
+            continue;
+        }
+        let histogram = base64_decode(interval.encoded_histogram()).and_then(|decoded| {
+            deserializer
+                .deserialize::<u64, _>(&mut decoded.as_slice())
+                .map_err(|e| format!("{e:?}"))
+        });
+        let histogram = match histogram {
+            Ok(h) => h,
+            Err(e) => return Ok((totals, Some(skipped(path, n, &e)))),
+        };
+        let tag = interval.tag().map_or("", |t| t.as_str()).to_owned();
+        match totals.get_mut(&tag) {
+            Some(total) => {
+                if total.add(&histogram).is_err() {
+                    let e = "a histogram with other bounds";
+                    return Ok((totals, Some(skipped(path, n, e))));
+                }
+            }
+            None => {
+                totals.insert(tag, histogram);
+            }
+        }
+    }
+    let note = (later > 0).then(|| {
+        format!(
+            "{}: skipped {later} histograms of intervals after the last valid interval line",
+            path.display()
+        )
+    });
+    Ok((totals, note))
+}
+
+fn skipped(path: &Path, entry: usize, problem: &str) -> String {
+    format!(
+        "{}: histogram entry {} cannot be read ({problem}); skipped it and the rest of the log",
+        path.display(),
+        entry + 1
+    )
+}
+
 /// Calls `f(tag, start, histogram)` for every interval histogram in a log.
 pub fn for_each(
     bytes: &[u8],

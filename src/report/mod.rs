@@ -840,17 +840,50 @@ pub struct RunInfo {
 
 /// Reads `intervals.jsonl`, ignoring a last line cut short by a crash.
 pub fn read_intervals(path: &Path) -> Result<Vec<IntervalLine>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = Vec::new();
+    read_intervals_prefix(path).map(|(lines, _)| lines)
+}
+
+/// Most seconds an interval line's `t` may say: ten years. A larger (or negative, or not
+/// finite) value is damage, not a time.
+const MAX_T: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// Reads `intervals.jsonl` up to its first damaged line: a line that is not a complete
+/// interval (cut short when the process was killed, or corrupted), a `t` that is not a
+/// time, or a line out of order ends the valid prefix. Returns the prefix, and what was
+/// skipped (for people) when anything was. Only I/O is an error.
+pub fn read_intervals_prefix(path: &Path) -> Result<(Vec<IntervalLine>, Option<String>), String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<IntervalLine> = Vec::new();
     for (i, line) in all.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(parsed) => lines.push(parsed),
-            Err(_) if i + 1 == all.len() => {} // the line being written when the run died
-            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
+        let problem = match serde_json::from_str::<IntervalLine>(line) {
+            Err(e) => Some(e.to_string()),
+            Ok(l) if !(l.t.is_finite() && (0.0..=MAX_T).contains(&l.t)) => {
+                Some(format!("t = {} is not a time", l.t))
+            }
+            Ok(l) if lines.last().is_some_and(|p| l.t < p.t) => {
+                Some(format!("t = {} is before the line above", l.t))
+            }
+            Ok(l) => {
+                lines.push(l);
+                None
+            }
+        };
+        if let Some(problem) = problem {
+            let rest = all.len() - i;
+            return Ok((
+                lines,
+                Some(format!(
+                    "{}:{}: {problem}; skipped {rest} line{} from there",
+                    path.display(),
+                    i + 1,
+                    if rest == 1 { "" } else { "s" }
+                )),
+            ));
         }
     }
-    Ok(lines)
+    Ok((lines, None))
 }
 
 /// Rebuilds a run's measurements from its interval log and latency log: every counter
