@@ -134,12 +134,7 @@ pub const LIMIT_RANGES: [(&str, u64, u64, &str); 5] = [
         1_000_000,
         "about 20 ms per call: a slower hook stalls every session on its shard",
     ),
-    (
-        "max_string_size",
-        64,
-        16 * 1024 * 1024,
-        "16 MiB",
-    ),
+    ("max_string_size", 64, 16 * 1024 * 1024, "16 MiB"),
     ("max_array_size", 16, 1_000_000, "memory"),
     ("max_map_size", 16, 1_000_000, "memory"),
     (
@@ -572,10 +567,8 @@ fn hex(bytes: &[u8]) -> String {
 /// [`crate::scenario::input::SCRIPT_MAX_BYTES`].
 pub fn read(scenario: &Path, file: &Path) -> std::io::Result<(std::path::PathBuf, String)> {
     let path = scenario.parent().unwrap_or(Path::new(".")).join(file);
-    let text = crate::scenario::input::read_text_capped(
-        &path,
-        crate::scenario::input::SCRIPT_MAX_BYTES,
-    )?;
+    let text =
+        crate::scenario::input::read_text_capped(&path, crate::scenario::input::SCRIPT_MAX_BYTES)?;
     Ok((path, text))
 }
 
@@ -761,11 +754,10 @@ mod tests {
                 top.max_map_size = 10_000;
             }
             let s = Script::compile(text, top, OnError::Ignore).unwrap();
-            let e = on_script_stack(|| {
-                s.call(Hook::Auth, &SessionHandle::new(0, Map::new()), None)
-            })
-            .unwrap()
-            .unwrap_err();
+            let e =
+                on_script_stack(|| s.call(Hook::Auth, &SessionHandle::new(0, Map::new()), None))
+                    .unwrap()
+                    .unwrap_err();
             assert!(e.limit, "{text}: {e:?}");
         }
     }
@@ -788,8 +780,14 @@ mod tests {
         };
         let s = Script::compile(&text, limits, OnError::Ignore).unwrap();
         let call = |levels: u64| {
-            on_script_stack(|| s.call(Hook::Auth, &SessionHandle::new(levels as u32, Map::new()), None))
-                .unwrap()
+            on_script_stack(|| {
+                s.call(
+                    Hook::Auth,
+                    &SessionHandle::new(levels as u32, Map::new()),
+                    None,
+                )
+            })
+            .unwrap()
         };
         // f(n) .. f(1) are n call levels (the hook itself is not counted).
         let deepest = call(depth).unwrap();

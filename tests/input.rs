@@ -45,7 +45,11 @@ fn deep_scenario(dir: &Path, levels: u32) -> std::path::PathBuf {
 fn recursion_at_the_ceiling_survives_check_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = deep_scenario(dir.path(), 64);
-    let out = common::wsoak().arg("check").arg(&scenario).output().unwrap();
+    let out = common::wsoak()
+        .arg("check")
+        .arg(&scenario)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("\"depth\":63"), "{}", text(&out));
 
@@ -64,7 +68,11 @@ fn recursion_at_the_ceiling_survives_check_and_run() {
 
     // One level short of what the script needs: a counted error, not an abort.
     let scenario = deep_scenario(dir.path(), 63);
-    let out = common::wsoak().arg("check").arg(&scenario).output().unwrap();
+    let out = common::wsoak()
+        .arg("check")
+        .arg(&scenario)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("heartbeat:"), "{}", text(&out));
 }
@@ -99,7 +107,11 @@ fn target_secrets_appear_nowhere_wsoak_writes() {
     let url = server.url().replace("ws://", "ws://bob:hunter2@") + "ws?token=tok3n&v=1";
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("s.yaml");
-    std::fs::write(&scenario, format!("sessions: 2\nduration: 1s\n{}", common::FLOW)).unwrap();
+    std::fs::write(
+        &scenario,
+        format!("sessions: 2\nduration: 1s\n{}", common::FLOW),
+    )
+    .unwrap();
     let report = dir.path().join("run/report.json");
     let out = common::wsoak()
         .args(["run", "--quiet", "--target", &url, "--report"])
@@ -157,7 +169,11 @@ fn check_hides_header_values_from_the_environment() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("headers: Authorization: ***"), "{}", text(&out));
+    assert!(
+        text(&out).contains("headers: Authorization: ***"),
+        "{}",
+        text(&out)
+    );
     assert!(!text(&out).contains("t0ps3cret"));
     let out = common::wsoak()
         .arg("check")
@@ -187,9 +203,17 @@ fn a_fifo_as_data_or_script_is_refused_not_waited_on() {
     ] {
         let scenario = dir.path().join(name);
         std::fs::write(&scenario, yaml).unwrap();
-        let out = common::wsoak().arg("check").arg(&scenario).output().unwrap();
+        let out = common::wsoak()
+            .arg("check")
+            .arg(&scenario)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(text(&out).contains("is a FIFO, not a regular file"), "{}", text(&out));
+        assert!(
+            text(&out).contains("is a FIFO, not a regular file"),
+            "{}",
+            text(&out)
+        );
     }
     let out = common::wsoak().arg("check").arg(&fifo).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -33,7 +33,10 @@ pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let too_large = |len: u64| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("is {len} bytes, over the limit of {cap} ({} KiB)", cap / 1024),
+            format!(
+                "is {len} bytes, over the limit of {cap} ({} KiB)",
+                cap / 1024
+            ),
         )
     };
     // `metadata` follows symlinks, so a link to a regular file is fine.
@@ -68,12 +71,8 @@ pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 
 /// As [`read_capped`], for text.
 pub fn read_text_capped(path: &Path, cap: u64) -> io::Result<String> {
-    String::from_utf8(read_capped(path, cap)?).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "is not UTF-8 text".to_string(),
-        )
-    })
+    String::from_utf8(read_capped(path, cap)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text".to_string()))
 }
 
 fn kind(meta: &std::fs::Metadata) -> &'static str {
@@ -159,12 +158,8 @@ pub fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
                     }
                 }
                 None => match c {
-                    '#' if previous.is_none() || line[..column - 1].ends_with([' ', '\t']) => {
-                        break
-                    }
-                    '"' | '\'' if previous.is_none_or(|p| ":,[{-?".contains(p)) => {
-                        quote = Some(c)
-                    }
+                    '#' if previous.is_none() || line[..column - 1].ends_with([' ', '\t']) => break,
+                    '"' | '\'' if previous.is_none_or(|p| ":,[{-?".contains(p)) => quote = Some(c),
                     '[' | '{' => {
                         flow += 1;
                         if block + flow > max {

@@ -1420,13 +1420,27 @@ heartbeat:
         std::fs::write(dir.path().join("h.rhai"), "fn heartbeat(s) { \"x\" }").unwrap();
         let scenario = dir.path().join("s.yaml");
         for (limits, line, says) in [
-            ("{max_operations: 0}", 3, "max_operations: must be between 100 and 1000000"),
-            ("\n    max_string_size: 0", 4, "max_string_size: must be between 64"),
-            ("\n    max_call_levels: 500", 4, "max_call_levels: must be between 1 and 64"),
+            (
+                "{max_operations: 0}",
+                3,
+                "max_operations: must be between 100 and 1000000",
+            ),
+            (
+                "\n    max_string_size: 0",
+                4,
+                "max_string_size: must be between 64",
+            ),
+            (
+                "\n    max_call_levels: 500",
+                4,
+                "max_call_levels: must be between 1 and 64",
+            ),
         ] {
             let text = format!("heartbeat: {{}}\nscript:\n  limits: {limits}\n  file: h.rhai\n");
             std::fs::write(&scenario, &text).unwrap();
-            let e = load(&scenario, &Overrides::default()).unwrap_err().to_string();
+            let e = load(&scenario, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             let place = format!("s.yaml:{line}:");
             assert!(e.contains(&place) && e.contains(says), "{text}\n{e}");
         }
@@ -1435,7 +1449,8 @@ heartbeat:
     #[test]
     fn non_finite_thresholds_are_refused() {
         for value in ["NaN", "inf", "-inf", "1e999", "nan%"] {
-            let text = format!("thresholds: [\"reconnects.total < {value}\"]\nheartbeat:\n  send: x\n");
+            let text =
+                format!("thresholds: [\"reconnects.total < {value}\"]\nheartbeat:\n  send: x\n");
             let e = parse_str(&text).unwrap_err().to_string();
             assert!(e.starts_with("test.yaml:1:1: thresholds"), "{e}");
             assert!(e.contains("not a finite number"), "{e}");
@@ -1460,11 +1475,22 @@ heartbeat:
     fn data_files_must_be_regular_files() {
         let dir = tempfile::tempdir().unwrap();
         let scenario = dir.path().join("s.yaml");
-        std::fs::write(&scenario, "data: {cards: /dev/zero}\nheartbeat:\n  send: x\n").unwrap();
-        let e = load(&scenario, &Overrides::default()).unwrap_err().to_string();
-        assert!(e.contains("s.yaml:1:1: data.cards: /dev/zero: is a device"), "{e}");
+        std::fs::write(
+            &scenario,
+            "data: {cards: /dev/zero}\nheartbeat:\n  send: x\n",
+        )
+        .unwrap();
+        let e = load(&scenario, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s.yaml:1:1: data.cards: /dev/zero: is a device"),
+            "{e}"
+        );
         std::fs::write(&scenario, "data: {cards: .}\nheartbeat:\n  send: x\n").unwrap();
-        let e = load(&scenario, &Overrides::default()).unwrap_err().to_string();
+        let e = load(&scenario, &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
 
