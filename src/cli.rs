@@ -15,6 +15,29 @@ use crate::scenario::Target;
 use crate::source::Sources;
 use crate::units::{parse_duration, parse_fraction};
 
+/// Parses `--target` like `Target::parse`, but never quotes the raw value back (clap's
+/// own message would): a target URL may carry a password.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetParser;
+
+impl clap::builder::TypedValueParser for TargetParser {
+    type Value = Target;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Target, clap::Error> {
+        use clap::error::ErrorKind;
+        let text = value
+            .to_str()
+            .ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "--target: not UTF-8\n"))?;
+        Target::parse(text)
+            .map_err(|m| clap::Error::raw(ErrorKind::ValueValidation, format!("--target: {m}\n")))
+    }
+}
+
 /// WebSocket load and soak tester for mini-program style clients.
 ///
 /// wsoak simulates thousands of WeChat mini-program pages, each connecting over ws:// or
@@ -148,7 +171,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration)]
     pub ramp_up: Option<Duration>,
     /// ws:// or wss:// URL, or `embedded` (overrides `target:`).
-    #[arg(long, value_parser = Target::parse)]
+    #[arg(long, value_parser = TargetParser)]
     pub target: Option<Target>,
     /// Write the JSON report here instead of reports/<scenario>-<UTC time>/report.json.
     #[arg(long, value_name = "PATH")]

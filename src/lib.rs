@@ -169,7 +169,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     };
     let shown_target = match &embedded {
         Some(server) => format!("embedded ({})", server.url()),
-        None => url.uri.to_string(),
+        None => url.redacted(),
     };
     let per_session_files = if embedded.is_some() { 2 } else { 1 };
     ensure_open_files(
@@ -449,8 +449,13 @@ fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         let checks: Vec<&str> = s.thresholds.iter().map(|t| t.check.as_str()).collect();
         say!("  thresholds: {}", checks.join("; "));
     }
+    if !s.connect.headers.is_empty() {
+        say!("  headers: {}", s.connect.shown_headers().join("; "));
+    }
     if let Some(script) = &s.script {
-        check_hooks(&s, script)?;
+        // Hooks may recurse as deep as the limits allow: give them the shards' stack.
+        script::on_script_stack(|| check_hooks(&s, script))
+            .context("cannot start a thread for the hooks")??;
     }
     Ok(EXIT_OK)
 }

@@ -108,6 +108,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
         };
         let spawned = std::thread::Builder::new()
             .name(format!("wsoak-shard-{shard}"))
+            .stack_size(crate::script::STACK_SIZE) // Rhai hooks recurse on this stack
             .spawn(move || run_shard(shard_args));
         match spawned {
             Ok(handle) => threads.push(handle),

@@ -5,7 +5,12 @@
 //! shard. Hooks never block, sleep or touch files or the network: Rhai has no such
 //! functions, and the engine's limits (operations per call, string, array and map sizes,
 //! call depth) are always on, so a runaway loop ends in an error that is counted, not in
-//! a stalled shard. `eval` is disabled.
+//! a stalled shard. Every limit has a floor and a ceiling ([`Limits::validate`]): Rhai
+//! reads 0 as "unlimited", and a call depth past the ceiling would overflow the thread's
+//! stack, so neither may reach the engine. `eval` and `import` are disabled.
+//!
+//! Scripts run only on threads with [`STACK_SIZE`] of stack: the shards, and
+//! [`on_script_stack`] for the calls made while loading and checking.
 //!
 //! What a hook wants done besides its return value (count a metric, record a latency,
 //! reconnect, leave) it asks for through the `session` object; the session engine carries
@@ -111,6 +116,94 @@ pub struct Limits {
     /// Deepest call nesting.
     #[serde(default = "default_calls")]
     pub max_call_levels: usize,
+}
+
+/// Stack for every thread that runs a script. Rhai recurses on the native stack for each
+/// call level and each nested expression. Measured (a recursive function whose recursive
+/// call sits inside 11 nested `switch`es, the most stack per level found): a debug build
+/// survives 144 levels on 32 MiB and 64 on 16 MiB, a release build 256 on 8 MiB. With
+/// the ceiling of 64 call levels, 32 MiB leaves a 2x margin in debug and far more in
+/// release. It is address space, not memory: only the pages a script touches are used.
+pub const STACK_SIZE: usize = 32 * 1024 * 1024;
+
+/// The allowed range of each limit: `(name, floor, ceiling, what the ceiling protects)`.
+pub const LIMIT_RANGES: [(&str, u64, u64, &str); 5] = [
+    (
+        "max_operations",
+        100,
+        1_000_000,
+        "about 20 ms per call: a slower hook stalls every session on its shard",
+    ),
+    ("max_string_size", 64, 16 * 1024 * 1024, "16 MiB"),
+    ("max_array_size", 16, 1_000_000, "memory"),
+    ("max_map_size", 16, 1_000_000, "memory"),
+    (
+        "max_call_levels",
+        1,
+        64,
+        "deeper recursion could overflow the stack",
+    ),
+];
+
+/// A sandbox limit outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be between {floor} and {ceiling} ({why}), not {value}")]
+pub struct LimitError {
+    /// The limit's key under `limits`.
+    pub name: &'static str,
+    /// The value given.
+    pub value: u64,
+    /// The smallest allowed value.
+    pub floor: u64,
+    /// The largest allowed value.
+    pub ceiling: u64,
+    /// Why the range ends where it does.
+    pub why: &'static str,
+}
+
+impl Limits {
+    /// Checks every limit against [`LIMIT_RANGES`]; the first one out of range is the
+    /// error.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        let values = [
+            self.max_operations,
+            self.max_string_size as u64,
+            self.max_array_size as u64,
+            self.max_map_size as u64,
+            self.max_call_levels as u64,
+        ];
+        for ((name, floor, ceiling, why), value) in LIMIT_RANGES.into_iter().zip(values) {
+            if !(floor..=ceiling).contains(&value) {
+                return Err(LimitError {
+                    name,
+                    value,
+                    floor,
+                    ceiling,
+                    why: if value < floor {
+                        "0 would mean unlimited"
+                    } else {
+                        why
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` on a fresh thread with [`STACK_SIZE`] of stack and waits for it: for script
+/// calls made outside a shard (loading a `.rhai` scenario, `wsoak check`), whose callers'
+/// threads may have as little as 2 MiB. A panic in `f` is resumed on the caller.
+pub fn on_script_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("wsoak-script".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(scope, f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
 
 fn default_operations() -> u64 {
@@ -242,12 +335,21 @@ impl SessionHandle {
 
 impl Script {
     /// Compiles `text` (from `path`, for messages) with the given limits.
+    /// Limits out of range are an error, never clamped: the scenario should say what runs.
     pub fn compile(text: &str, limits: Limits, on_error: OnError) -> Result<Script, CompileError> {
+        limits.validate().map_err(|e| CompileError {
+            line: None,
+            column: None,
+            message: format!("script.limits.{}: {e}", e.name),
+        })?;
         let engine = engine(limits);
         let ast = engine.compile(text).map_err(|e| CompileError {
             line: e.1.line(),
             column: e.1.position(),
-            message: e.0.to_string(),
+            message: match &*e.0 {
+                rhai::ParseErrorType::Reserved(word) if word == "import" => IMPORT_DISABLED.into(),
+                other => other.to_string(),
+            },
         })?;
         let mut defined = [false; Hook::ALL.len()];
         for f in ast.iter_functions() {
@@ -379,9 +481,20 @@ fn describe(e: &EvalAltResult) -> String {
     }
 }
 
-/// The sandboxed engine: limits on, `eval` off, output discarded, helpers registered.
+/// Why `import` fails. Hooks are pure functions of their arguments, and a scenario is the
+/// files it names; a module resolver would read any `.rhai` file the process can reach
+/// (`import "../../x"`), and restricting it to one folder would still follow symlinks.
+const IMPORT_DISABLED: &str =
+    "`import` is disabled: a script cannot read other files; put the functions it needs in \
+     this file";
+
+/// The sandboxed engine: limits on, `eval` and `import` off, output discarded, helpers
+/// registered.
 fn engine(limits: Limits) -> Engine {
     let mut engine = Engine::new();
+    // Belt and braces: with `import` a reserved word the parser rejects it, and with no
+    // resolver an import that got past it would still find nothing.
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     engine
         .set_max_operations(limits.max_operations)
         .set_max_string_size(limits.max_string_size)
@@ -390,6 +503,7 @@ fn engine(limits: Limits) -> Engine {
         .set_max_call_levels(limits.max_call_levels)
         .set_max_expr_depths(64, 32)
         .disable_symbol("eval")
+        .disable_symbol("import")
         .on_print(|_| {})
         .on_debug(|_, _, _| {});
     engine
@@ -449,10 +563,12 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Loads a script file relative to the scenario that names it.
+/// Loads a script file relative to the scenario that names it: a regular file of at most
+/// [`crate::scenario::input::SCRIPT_MAX_BYTES`].
 pub fn read(scenario: &Path, file: &Path) -> std::io::Result<(std::path::PathBuf, String)> {
     let path = scenario.parent().unwrap_or(Path::new(".")).join(file);
-    let text = std::fs::read_to_string(&path)?;
+    let text =
+        crate::scenario::input::read_text_capped(&path, crate::scenario::input::SCRIPT_MAX_BYTES)?;
     Ok((path, text))
 }
 
@@ -573,5 +689,131 @@ mod tests {
             out.into_string().unwrap(),
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
+    }
+
+    fn limits(name: &str, value: u64) -> Limits {
+        let mut l = Limits::default();
+        match name {
+            "max_operations" => l.max_operations = value,
+            "max_string_size" => l.max_string_size = value as usize,
+            "max_array_size" => l.max_array_size = value as usize,
+            "max_map_size" => l.max_map_size = value as usize,
+            "max_call_levels" => l.max_call_levels = value as usize,
+            _ => unreachable!("{name}"),
+        }
+        l
+    }
+
+    #[test]
+    fn limits_outside_their_range_are_refused() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+        for (name, floor, ceiling, _) in LIMIT_RANGES {
+            for ok in [floor, ceiling] {
+                assert_eq!(limits(name, ok).validate(), Ok(()), "{name}={ok}");
+            }
+            for bad in [0, floor - 1, ceiling + 1, u32::MAX as u64] {
+                let e = limits(name, bad).validate().unwrap_err();
+                assert_eq!((e.name, e.value), (name, bad));
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("between {floor} and {ceiling}")),
+                    "{text}"
+                );
+            }
+            let e = Script::compile("1", limits(name, 0), OnError::Ignore)
+                .err()
+                .unwrap();
+            assert!(e.message.contains("unlimited"), "{}", e.message);
+        }
+    }
+
+    /// Each limit at its ceiling still stops a script that goes past it, with an error
+    /// counted as a limit: no hang, no unbounded allocation, no stack overflow.
+    #[test]
+    fn limits_at_their_ceiling_are_enforced() {
+        let ceiling = |name: &str| LIMIT_RANGES.iter().find(|r| r.0 == name).unwrap().2;
+        let mut top = Limits {
+            max_operations: ceiling("max_operations"),
+            max_string_size: ceiling("max_string_size") as usize,
+            max_array_size: ceiling("max_array_size") as usize,
+            max_map_size: ceiling("max_map_size") as usize,
+            max_call_levels: ceiling("max_call_levels") as usize,
+        };
+        let cases = [
+            "fn auth(s) { loop { } }",
+            // Doubling reaches 16 MiB in 24 steps, well within the operation limit.
+            r#"fn auth(s) { let x = "ab"; loop { x += x; } }"#,
+            "fn auth(s) { let a = [0]; loop { a += a; } }",
+            "fn auth(s) { let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; } }",
+            "fn f(n) { f(n + 1) } fn auth(s) { f(0) }",
+        ];
+        for (i, text) in cases.iter().enumerate() {
+            if i == 3 {
+                // A million map keys take longer than a million operations allow, so
+                // this case proves the map limit at a ceiling it can reach.
+                top.max_map_size = 10_000;
+            }
+            let s = Script::compile(text, top, OnError::Ignore).unwrap();
+            let e =
+                on_script_stack(|| s.call(Hook::Auth, &SessionHandle::new(0, Map::new()), None))
+                    .unwrap()
+                    .unwrap_err();
+            assert!(e.limit, "{text}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn recursion_at_the_ceiling_fits_the_script_stack() {
+        // The recursive call sits inside nested `switch`es: the most stack per call level
+        // measured. The ceiling is reached exactly, and one level more is an error.
+        let depth = LIMIT_RANGES[4].2;
+        let open = "switch n { _ => ".repeat(11);
+        let close = " }".repeat(11);
+        let text = format!(
+            "fn f(n) {{ if n <= 1 {{ 0 }} else {{ {open} 1 + f(n - 1) {close} }} }}\n\
+             fn auth(s) {{ f(s.id) }}"
+        );
+        let limits = Limits {
+            max_call_levels: depth as usize,
+            max_operations: 1_000_000,
+            ..Limits::default()
+        };
+        let s = Script::compile(&text, limits, OnError::Ignore).unwrap();
+        let call = |levels: u64| {
+            on_script_stack(|| {
+                s.call(
+                    Hook::Auth,
+                    &SessionHandle::new(levels as u32, Map::new()),
+                    None,
+                )
+            })
+            .unwrap()
+        };
+        // f(n) .. f(1) are n call levels (the hook itself is not counted).
+        let deepest = call(depth).unwrap();
+        assert_eq!(deepest.as_int().unwrap(), depth as i64 - 1);
+        assert!(call(depth + 1).unwrap_err().limit);
+    }
+
+    #[test]
+    fn import_is_refused() {
+        let e = Script::compile(
+            "import \"other\" as o;\nfn auth(s) { o::x() }",
+            Limits::default(),
+            OnError::Ignore,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("`import` is disabled"), "{}", e.message);
+        let e = Script::compile(
+            "fn auth(s) {\n  import \"/etc/passwd\";\n 1 }",
+            Limits::default(),
+            OnError::Ignore,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("`import` is disabled"), "{}", e.message);
     }
 }

@@ -112,6 +112,13 @@ impl Threshold {
                     .and_then(custom_latency)
                     .is_some());
         let value = parse_value(right_text, latency).map_err(|m| format!("`{text}`: {m}"))?;
+        if !value.is_finite() {
+            // Every comparison with NaN is false, and no measurement reaches infinity.
+            return Err(format!(
+                "`{text}`: `{right_text}` is not a finite number, so the check could never \
+                 pass"
+            ));
+        }
         Ok(Threshold {
             check: text.trim().to_owned(),
             left,

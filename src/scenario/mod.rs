@@ -7,6 +7,7 @@
 //!
 //! This module must not do network I/O or start anything.
 
+pub mod input;
 mod matcher;
 mod template;
 
@@ -75,9 +76,71 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Embedded => f.write_str("embedded"),
-            Target::Url(url) => write!(f, "{}", url.uri),
+            Target::Url(url) => f.write_str(&url.redacted()),
         }
     }
+}
+
+impl TargetUrl {
+    /// The URL as wsoak shows it anywhere (summary, reports, progress, errors): see
+    /// [`redact`]. The real URL is used only to connect.
+    pub fn redacted(&self) -> String {
+        redact(&self.uri.to_string())
+    }
+}
+
+/// A URL with its secrets hidden: the userinfo (`user:password@`) and every query value
+/// become `***`, so `ws://u:p@host/ws?token=abc&v=1` shows as
+/// `ws://***@host/ws?token=***&v=***`. Works on text that did not parse, too, so error
+/// messages can quote what was given.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = if scheme.is_some() {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    } else {
+        0
+    };
+    let (authority, rest) = rest.split_at(authority_end);
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    match authority.rsplit_once('@') {
+        Some((_, host)) => {
+            out.push_str("***@");
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (rest, None),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => format!("{key}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if fragment.is_some() {
+        out.push_str("#***");
+    }
+    out
 }
 
 /// A parsed `ws://` or `wss://` URL.
@@ -95,30 +158,59 @@ pub struct TargetUrl {
 
 impl Target {
     /// Parses `embedded` or a WebSocket URL.
+    /// Messages quote the text [`redact`]ed: it may carry a password.
     pub fn parse(text: &str) -> Result<Target, String> {
         let text = text.trim();
         if text == "embedded" {
             return Ok(Target::Embedded);
         }
+        let shown = redact(text);
         let uri: Uri = text.parse().map_err(|e| {
-            format!("`{text}` is not a URL ({e}): write e.g. ws://127.0.0.1:8080/ws or `embedded`")
+            format!("`{shown}` is not a URL ({e}): write e.g. ws://127.0.0.1:8080/ws or `embedded`")
         })?;
         let tls = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") => true,
             _ => {
                 return Err(format!(
-                    "`{text}`: the target must start with ws:// or wss:// (or be `embedded`)"
+                    "`{shown}`: the target must start with ws:// or wss:// (or be `embedded`)"
                 ))
             }
         };
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
         let host = uri
             .host()
-            .ok_or_else(|| format!("`{text}` has no host"))?
+            .filter(|h| !h.is_empty() && *h != "[]")
+            .ok_or_else(|| format!("`{shown}` has no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // `http::Uri` reads a port it cannot fit in 16 bits as no port at all, which
+        // would connect to 80: read the port text ourselves.
+        let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let port_text = match host_and_port.rfind(']') {
+            Some(end) => host_and_port[end + 1..].strip_prefix(':'),
+            None => host_and_port.split_once(':').map(|(_, p)| p),
+        };
+        let port = match port_text {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => {
+                    return Err(format!(
+                        "`{shown}`: `{p}` is not a port: write a number from 1 to 65535, or \
+                         leave it out for {}",
+                        if tls { "443" } else { "80" }
+                    ))
+                }
+            },
+        };
         Ok(Target::Url(TargetUrl {
             uri,
             host,
@@ -139,11 +231,13 @@ pub struct Cards {
 
 impl Cards {
     /// Loads a CSV file with a header row.
+    /// Only a regular file of at most [`input::DATA_MAX_BYTES`] is read.
     pub fn load(path: &Path) -> Result<Cards, String> {
+        let bytes = input::read_capped(path, input::DATA_MAX_BYTES)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .from_reader(bytes.as_slice());
         let columns: Vec<String> = reader
             .headers()
             .map_err(|e| format!("{}: {e}", path.display()))?
@@ -245,10 +339,69 @@ impl Reconnect {
 pub struct Connect {
     /// Limit on TCP connect + TLS + WebSocket handshake.
     pub timeout: Duration,
-    /// Extra handshake headers, as `wx.connectSocket`'s `header`.
+    /// Extra handshake headers, as `wx.connectSocket`'s `header`, with `{{ env.NAME }}`
+    /// resolved.
     pub headers: Vec<(String, String)>,
+    /// Names of the headers whose value took something from the environment: secrets,
+    /// shown as `***` ([`Connect::shown_headers`]).
+    pub from_env: Vec<String>,
     /// Requested subprotocols, as `wx.connectSocket`'s `protocols`.
     pub subprotocols: Vec<String>,
+}
+
+impl Connect {
+    /// The headers as wsoak shows them: `name: value`, with values that took something
+    /// from the environment as `***`.
+    pub fn shown_headers(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                if self.from_env.contains(name) {
+                    format!("{name}: ***")
+                } else {
+                    format!("{name}: {value}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// Resolves `{{ env.NAME }}` in a header value, once, at load. Returns the value and
+/// whether any of it came from the environment. Other placeholders mean nothing in a
+/// handshake (it is the same for every session), so they are errors.
+fn resolve_header(
+    value: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(String, bool), String> {
+    let mut out = String::new();
+    let mut secret = false;
+    let mut rest = value;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| "has an unclosed `{{`".to_string())?;
+        out.push_str(&rest[..open]);
+        let name = after[..close].trim();
+        match name.split_once('.') {
+            Some(("env", var)) if !var.is_empty() => {
+                let value = env(var).ok_or_else(|| {
+                    format!("`{{{{ {name} }}}}`: environment variable {var} is not set")
+                })?;
+                out.push_str(&value);
+                secret = true;
+            }
+            _ => {
+                return Err(format!(
+                    "`{{{{ {name} }}}}`: a header can use only `{{{{ env.NAME }}}}` (headers \
+                     are the same for every session)"
+                ))
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok((out, secret))
 }
 
 /// A validated, compiled scenario. Immutable; shared by every shard.
@@ -483,15 +636,50 @@ fn default_max_delay_opt() -> Option<Duration> {
 
 /// Reads, parses, compiles and validates a scenario file (YAML, or a `.rhai` script whose
 /// `scenario()` returns the same settings), then applies `overrides`.
+///
+/// Only a regular file of at most [`input::SCENARIO_MAX_BYTES`] is read. Parsing runs on
+/// a thread with the script stack ([`crate::script::on_script_stack`]): a `.rhai`
+/// scenario's `scenario()` runs while loading.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let read_error = |source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
-    })?;
-    if path.extension().is_some_and(|e| e == "rhai") {
-        parse_rhai(&text, path, overrides)
-    } else {
-        parse(&text, path, overrides)
+    };
+    let text = input::read_text_capped(path, input::SCENARIO_MAX_BYTES).map_err(read_error)?;
+    crate::script::on_script_stack(|| {
+        if path.extension().is_some_and(|e| e == "rhai") {
+            parse_rhai(&text, path, overrides)
+        } else {
+            parse(&text, path, overrides)
+        }
+    })
+    .map_err(read_error)?
+}
+
+/// Refuses text past the size cap, for scenarios parsed from memory.
+fn check_size(text: &str, shown: &str) -> Result<(), ScenarioError> {
+    if text.len() as u64 > input::SCENARIO_MAX_BYTES {
+        return Err(ScenarioError::Invalid {
+            path: shown.to_owned(),
+            message: format!(
+                "is {} bytes, over the limit of {} ({} KiB)",
+                text.len(),
+                input::SCENARIO_MAX_BYTES,
+                input::SCENARIO_MAX_BYTES / 1024
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The error for sandbox limits out of range, at `script.limits.<name>`.
+fn limits_error(
+    at: &dyn Fn(&[&str], String) -> ScenarioError,
+    limits: Option<&Limits>,
+) -> Result<(), ScenarioError> {
+    match limits.map(Limits::validate) {
+        Some(Err(e)) => Err(at(&["script", "limits", e.name], e.to_string())),
+        _ => Ok(()),
     }
 }
 
@@ -503,6 +691,7 @@ pub fn parse_rhai(
     overrides: &Overrides,
 ) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();
+    check_size(text, &shown)?;
     let compile_error = |e: crate::script::CompileError| match e.line {
         Some(line) => ScenarioError::At {
             path: shown.clone(),
@@ -552,18 +741,32 @@ pub fn parse_rhai(
             })
         }
     };
-    let script = Script::compile(text, options.limits.unwrap_or_default(), options.on_error)
-        .map_err(compile_error)?;
     let at = |field: &[&str], message: String| ScenarioError::Invalid {
         path: shown.clone(),
         message: format!("scenario() → {}: {message}", field.join(".")),
     };
+    limits_error(&at, options.limits.as_ref())?;
+    let script = Script::compile(text, options.limits.unwrap_or_default(), options.on_error)
+        .map_err(compile_error)?;
     compile(raw, path, overrides, &at, Some(script))
 }
 
 /// Parses scenario text; `path` names it in errors and anchors relative data files.
 pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();
+    check_size(text, &shown)?;
+    if let Some((line, column)) = input::too_deep(text, input::MAX_NESTING) {
+        return Err(ScenarioError::At {
+            path: shown,
+            line,
+            column,
+            message: format!(
+                "nests deeper than {} levels (indentation and brackets together): no \
+                 scenario needs that",
+                input::MAX_NESTING
+            ),
+        });
+    }
     let raw: RawScenario = serde_yaml::from_str(text).map_err(|e| match e.location() {
         Some(loc) => ScenarioError::At {
             path: shown.clone(),
@@ -592,7 +795,10 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario,
         None => None,
         Some(RawScript::File(file)) => Some(load_script(path, file, &RawScriptFull::default())?),
         Some(RawScript::Full(full)) => match &full.file {
-            Some(file) => Some(load_script(path, file, full)?),
+            Some(file) => {
+                limits_error(&at, full.limits.as_ref())?;
+                Some(load_script(path, file, full)?)
+            }
             None => {
                 return Err(at(
                     &["script", "file"],
@@ -907,8 +1113,14 @@ fn compile(
     };
 
     let mut headers = Vec::new();
+    let mut from_env = Vec::new();
     for (key, value) in raw.connect.headers {
         use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let (value, secret) = resolve_header(&value, env)
+            .map_err(|m| at(&["connect", "headers", &key], format!("`{key}`: {m}")))?;
+        if secret {
+            from_env.push(key.clone());
+        }
         HeaderName::try_from(key.as_str()).map_err(|_| {
             at(
                 &["connect", "headers"],
@@ -952,6 +1164,7 @@ fn compile(
         connect: Connect {
             timeout: raw.connect.timeout,
             headers,
+            from_env,
             subprotocols: raw.connect.subprotocols,
         },
         cards,
@@ -1131,6 +1344,154 @@ heartbeat:
         assert_eq!((u.host.as_str(), u.port, u.tls), ("::1", 443, true));
         assert!(Target::parse("http://127.0.0.1/").is_err());
         assert!(Target::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn bad_ports_schemes_and_hosts_are_refused() {
+        for (text, says) in [
+            ("ws://127.0.0.1:99999/", "`99999` is not a port"),
+            ("ws://127.0.0.1:0/", "`0` is not a port"),
+            ("ws://127.0.0.1:/", "`` is not a port"),
+            ("ws://127.0.0.1:8x/", "not a"),
+            ("wss://[::1]:65536/", "`65536` is not a port"),
+            ("http://127.0.0.1/", "must start with ws://"),
+            ("127.0.0.1:8080", "must start with ws://"),
+            ("ws:///path", "not a URL"),
+            ("ws://u:secret@:80/", "has no host"),
+        ] {
+            let e = Target::parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let Target::Url(u) = Target::parse("ws://127.0.0.1:65535").unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.port, 65535);
+        let text = "target: ws://127.0.0.1:99999/\nheartbeat:\n  send: x\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:1:1: target:"), "{e}");
+    }
+
+    #[test]
+    fn secrets_in_target_urls_are_never_shown() {
+        let text = "ws://bob:hunter2@127.0.0.1:9/ws?token=abc&v=1&flag#frag";
+        let Target::Url(u) = Target::parse(text).unwrap() else {
+            panic!()
+        };
+        // The real URL connects; what is shown hides the secrets.
+        assert!(u.uri.to_string().contains("hunter2"));
+        assert_eq!(u.port, 9);
+        let shown = "ws://***@127.0.0.1:9/ws?token=***&v=***&***";
+        assert_eq!(Target::Url(u.clone()).to_string(), shown);
+        assert_eq!(u.redacted(), shown);
+        assert_eq!(redact(text), format!("{shown}#***"));
+        assert_eq!(redact("ws://h/p"), "ws://h/p");
+        assert_eq!(redact("ws://a@b@h?"), "ws://***@h?");
+        assert_eq!(redact("garbage?x=1"), "garbage?x=***");
+    }
+
+    #[test]
+    fn headers_take_env_values_and_hide_them() {
+        std::env::set_var("WSOAK_TEST_HEADER_TOKEN", "s3cret");
+        let text = "connect:\n  headers:\n    Authorization: \"Bearer {{ env.WSOAK_TEST_HEADER_TOKEN }}\"\n    \
+                    X-Plain: visible\nheartbeat:\n  send: x\n";
+        let s = parse_str(text).unwrap();
+        assert!(s
+            .connect
+            .headers
+            .contains(&("Authorization".into(), "Bearer s3cret".into())));
+        assert_eq!(
+            s.connect.shown_headers(),
+            ["Authorization: ***", "X-Plain: visible"]
+        );
+        let missing = "connect:\n  headers:\n    X-Key: \"{{ env.WSOAK_TEST_SURELY_UNSET }}\"\n\
+                       heartbeat:\n  send: x\n";
+        let e = parse_str(missing).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:3:5: connect.headers.X-Key"), "{e}");
+        assert!(e.contains("WSOAK_TEST_SURELY_UNSET is not set"), "{e}");
+        let other = "connect:\n  headers: {X-Id: \"{{ session.id }}\"}\nheartbeat:\n  send: x\n";
+        let e = parse_str(other).unwrap_err().to_string();
+        assert!(e.contains("only `{{ env.NAME }}`"), "{e}");
+    }
+
+    #[test]
+    fn script_limits_out_of_range_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("h.rhai"), "fn heartbeat(s) { \"x\" }").unwrap();
+        let scenario = dir.path().join("s.yaml");
+        for (limits, line, says) in [
+            (
+                "{max_operations: 0}",
+                3,
+                "max_operations: must be between 100 and 1000000",
+            ),
+            (
+                "\n    max_string_size: 0",
+                4,
+                "max_string_size: must be between 64",
+            ),
+            (
+                "\n    max_call_levels: 500",
+                4,
+                "max_call_levels: must be between 1 and 64",
+            ),
+        ] {
+            let text = format!("heartbeat: {{}}\nscript:\n  limits: {limits}\n  file: h.rhai\n");
+            std::fs::write(&scenario, &text).unwrap();
+            let e = load(&scenario, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            let place = format!("s.yaml:{line}:");
+            assert!(e.contains(&place) && e.contains(says), "{text}\n{e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_thresholds_are_refused() {
+        for value in ["NaN", "inf", "-inf", "1e999", "nan%"] {
+            let text =
+                format!("thresholds: [\"reconnects.total < {value}\"]\nheartbeat:\n  send: x\n");
+            let e = parse_str(&text).unwrap_err().to_string();
+            assert!(e.starts_with("test.yaml:1:1: thresholds"), "{e}");
+            assert!(e.contains("not a finite number"), "{e}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_overnested_scenarios_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        let deep = format!("heartbeat:\n  send: {}\n", "[".repeat(200_000));
+        let e = parse_str(&deep).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:2:"), "{e}");
+        assert!(e.contains("deeper than 64"), "{e}");
+        let big = format!("# {}\n{MINIMAL}", "x".repeat(1024 * 1024));
+        let e = parse_str(&big).unwrap_err().to_string();
+        assert!(e.contains("over the limit of 1048576"), "{e}");
+        // A generous bound: the quadratic parse took over 20 s on 200 KB of `[`.
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn data_files_must_be_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("s.yaml");
+        std::fs::write(
+            &scenario,
+            "data: {cards: /dev/zero}\nheartbeat:\n  send: x\n",
+        )
+        .unwrap();
+        let e = load(&scenario, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s.yaml:1:1: data.cards: /dev/zero: is a device"),
+            "{e}"
+        );
+        std::fs::write(&scenario, "data: {cards: .}\nheartbeat:\n  send: x\n").unwrap();
+        let e = load(&scenario, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a directory"), "{e}");
     }
 
     #[test]
