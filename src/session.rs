@@ -1165,22 +1165,21 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
     use tungstenite::Error as E;
     match e {
         E::Io(io) => {
-            let tls = io
+            match io
                 .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-            if tls {
-                ConnectFailure {
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => ConnectFailure {
                     kind: ErrorKind::Tls,
                     detail: format!(
-                        "TLS handshake failed: {io} (pass --ca FILE to trust a test CA, or \
-                         --insecure to skip certificate verification)"
+                        "TLS handshake failed: {io} ({})",
+                        crate::tls::explain(tls)
                     ),
-                }
-            } else {
-                ConnectFailure {
+                },
+                None => ConnectFailure {
                     kind: ErrorKind::ConnectIo,
                     detail: format!("connection failed during the handshake: {io}"),
-                }
+                },
             }
         }
         E::Tls(tls) => ConnectFailure {

@@ -623,3 +623,65 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     assert_eq!(stats.connections, IDLE_WS + r.connects.succeeded);
     assert_eq!(stats.peers["127.0.0.1"], IDLE_WS + FLOOD + r.connects.attempted);
 }
+
+/// A run's first connect against a `wss://` server with `certificate`, trusting it with
+/// `--ca`: the report, or the error that stopped the run.
+fn run_with_certificate(certificate: wsoak::server::SelfSigned) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certificate.pem).unwrap();
+    let server = wsoak::server::Embedded::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+        Some(certificate),
+    )
+    .unwrap();
+    let path = scenario(&dir, 2);
+    let report = dir.path().join("report.json");
+    let result = common::run(&[
+        path.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--target",
+        &server.url(),
+        "--ca",
+        ca.to_str().unwrap(),
+        "--duration",
+        "300ms",
+    ]);
+    drop(server);
+    result.map(|output| output.report)
+}
+
+fn certificate(names: &[&str], is_ca: rcgen::IsCa) -> wsoak::server::SelfSigned {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.is_ca = is_ca;
+    wsoak::server::SelfSigned::from_params(params).unwrap()
+}
+
+#[test]
+fn tls_failures_name_their_real_cause() {
+    // A self-signed CA certificate as the server's own (what `openssl req -x509` makes by
+    // default): --ca cannot fix it, so the hint must not send people back to --ca.
+    let ca_flagged = certificate(
+        &["localhost", "127.0.0.1"],
+        rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained),
+    );
+    let message = format!("{:#}", run_with_certificate(ca_flagged).unwrap_err());
+    assert!(message.contains("is a CA certificate"), "{message}");
+    assert!(message.contains("CA:FALSE"), "{message}");
+    assert!(!message.contains("pass --ca FILE"), "{message}");
+
+    // The leaf the hint recommends (the same, with CA:FALSE) works with --ca.
+    let leaf = certificate(&["localhost", "127.0.0.1"], rcgen::IsCa::ExplicitNoCa);
+    let r = run_with_certificate(leaf).unwrap();
+    assert_eq!(r.sessions.bound, 2);
+
+    // A certificate for another name says which names it has.
+    let elsewhere = certificate(&["example.test"], rcgen::IsCa::ExplicitNoCa);
+    let message = format!("{:#}", run_with_certificate(elsewhere).unwrap_err());
+    assert!(message.contains("example.test"), "{message}");
+    assert!(message.contains("subjectAltName"), "{message}");
+    assert!(!message.contains("pass --ca FILE"), "{message}");
+}

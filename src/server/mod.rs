@@ -970,6 +970,15 @@ impl Embedded {
     /// Starts a server on `listen` (port 0 for an ephemeral port) on a thread of its own.
     pub fn start(listen: SocketAddr, faults: Faults, tls: bool) -> std::io::Result<Embedded> {
         let certificate = tls.then(SelfSigned::generate).transpose()?;
+        Embedded::start_with(listen, faults, certificate)
+    }
+
+    /// Like [`Embedded::start`], serving `wss://` with this certificate when given.
+    pub fn start_with(
+        listen: SocketAddr,
+        faults: Faults,
+        certificate: Option<SelfSigned>,
+    ) -> std::io::Result<Embedded> {
         let config = ServerConfig {
             faults,
             tls: certificate.as_ref().map(SelfSigned::acceptor).transpose()?,
