@@ -148,8 +148,13 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         None => url.uri.to_string(),
     };
     let per_session_files = if embedded.is_some() { 2 } else { 1 };
+    // The metrics listener and the scrapes it serves at once.
+    let metrics_files = match args.metrics_listen {
+        Some(_) => 1 + report::prometheus::MAX_CONNECTIONS as u64,
+        None => 0,
+    };
     ensure_open_files(
-        u64::from(scenario.sessions) * per_session_files + 64,
+        u64::from(scenario.sessions) * per_session_files + 64 + metrics_files,
         embedded.is_some(),
     )?;
 
