@@ -571,26 +571,29 @@ pub async fn run(
                 tracker.spawn(async move {
                     let _permit = permit;
                     let deadline = Instant::now() + config.limits.handshake_timeout;
-                    match &config.tls {
-                        Some(acceptor) => {
-                            let accepted = tokio::select! {
-                                r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
-                                _ = stop.cancelled() => return,
-                            };
-                            match accepted {
-                                Ok(Ok(tls)) => {
-                                    serve_connection(tls, deadline, &config, &stats, &stop).await
-                                }
-                                Ok(Err(_)) => {
-                                    stats.handshake_failed.fetch_add(1, Relaxed);
-                                }
-                                Err(_) => {
-                                    stats.handshake_timeouts.fetch_add(1, Relaxed);
-                                }
-                            }
+                    // Nothing is set up for a connection (TLS state, handshake buffers)
+                    // until its client sends a first byte: a connection that never does
+                    // costs only this small task until the handshake timeout.
+                    // A peek, not `readable()`: readiness may be reported before any byte
+                    // has arrived, and a peek checks.
+                    let mut byte = [0u8; 1];
+                    let first = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, tcp.peek(&mut byte)) => r,
+                        _ = stop.cancelled() => return,
+                    };
+                    match first {
+                        Ok(Ok(1..)) => {}
+                        Ok(Ok(0) | Err(_)) => {
+                            stats.handshake_failed.fetch_add(1, Relaxed);
+                            return;
                         }
-                        None => serve_connection(tcp, deadline, &config, &stats, &stop).await,
+                        Err(_) => {
+                            stats.handshake_timeouts.fetch_add(1, Relaxed);
+                            return;
+                        }
                     }
+                    // Boxed for the same reason: the served connection's state is large.
+                    Box::pin(handshake_and_serve(tcp, deadline, &config, &stats, &stop)).await;
                 });
             }
         }
@@ -598,6 +601,33 @@ pub async fn run(
     stop.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+}
+
+/// TLS (when configured), then the WebSocket upgrade, both by `deadline`, then the
+/// protocol.
+async fn handshake_and_serve(
+    tcp: tokio::net::TcpStream,
+    deadline: Instant,
+    config: &ServerConfig,
+    stats: &Stats,
+    stop: &CancellationToken,
+) {
+    let Some(acceptor) = &config.tls else {
+        return serve_connection(tcp, deadline, config, stats, stop).await;
+    };
+    let accepted = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+        _ = stop.cancelled() => return,
+    };
+    match accepted {
+        Ok(Ok(tls)) => serve_connection(tls, deadline, config, stats, stop).await,
+        Ok(Err(_)) => {
+            stats.handshake_failed.fetch_add(1, Relaxed);
+        }
+        Err(_) => {
+            stats.handshake_timeouts.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// Small buffers: the server may share a process (and its memory) with the client.
