@@ -265,9 +265,11 @@ pub struct ServeArgs {
     /// it off. The default is six of the default 10 s heartbeat intervals.
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,
-    /// Most TCP connections open at once; more are closed at once, unserved, and counted
-    /// as `refused`. [default: the open-file limit less 64, so the server never runs out
-    /// of descriptors and a real client can always be served once others close]
+    /// Most TCP connections open at once. At the cap, a new connection closes the oldest
+    /// one still in its handshake (`evicted`), so a flood of idle sockets cannot lock
+    /// real clients out; when every open connection is served, it is closed at once
+    /// instead (`refused`). [default: the open-file limit less 64, so the server never
+    /// runs out of descriptors]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 }

@@ -522,14 +522,16 @@ fn a_server_restarted_on_the_same_port_is_one_reset_per_connection_then_refusals
 }
 
 /// `wsoak serve` with a small connection cap and short timeouts, flooded with idle TCP
-/// connections and idle WebSocket connections: the cap refuses the excess at once, the
-/// timeouts close the rest, each counted exactly by the server, and a real run
+/// connections and idle WebSocket connections: past the cap, the oldest connection still
+/// in its handshake makes room, so real clients still get in during the flood; the
+/// timeouts close the rest; each is counted exactly by the server, and a real run
 /// afterwards binds every session.
 #[test]
 fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     const CAP: u64 = 1000;
     const IDLE_WS: u64 = 50;
     const FLOOD: u64 = 1500;
+    const DURING: u64 = 10;
     let mut child = common::wsoak()
         .args([
             "serve",
@@ -557,16 +559,24 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     // WebSocket clients that finish the upgrade and then say nothing.
     let mut idle = Vec::new();
     let mut upgraded = Vec::new();
-    for _ in 0..IDLE_WS {
+    let mut upgrade = || {
         let tcp = std::net::TcpStream::connect(addr).unwrap();
         idle.push(tcp.try_clone().unwrap());
         let (ws, _) = tokio_tungstenite::tungstenite::client(url.as_str(), tcp).unwrap();
         upgraded.push(ws);
+    };
+    for _ in 0..IDLE_WS {
+        upgrade();
     }
-    // TCP connections that never start a handshake: past the cap, refused at once.
+    // TCP connections that never start a handshake: past the cap, each evicts the
+    // oldest of them.
     let flood: Vec<_> = (0..FLOOD)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
+    // The server is full of idle connections, and real clients still get in.
+    for _ in 0..DURING {
+        upgrade();
+    }
     // Every one is closed by the server: at once, or after its timeout.
     let waited = Instant::now();
     for mut tcp in idle.into_iter().chain(flood) {
@@ -616,12 +626,16 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     assert!(child.wait().unwrap().success());
     let stats: wsoak::server::ServerStats =
         serde_json::from_str(rest.lines().last().unwrap()).unwrap();
-    assert_eq!(stats.idle_timeouts, IDLE_WS, "{stats:?}");
-    assert_eq!(stats.refused, IDLE_WS + FLOOD - CAP, "{stats:?}");
-    assert_eq!(stats.handshake_timeouts, CAP - IDLE_WS, "{stats:?}");
+    let idle_ws = IDLE_WS + DURING;
+    assert_eq!(stats.idle_timeouts, idle_ws, "{stats:?}");
+    // The flood past the cap, and each real client during it, evicted one flood socket.
+    assert_eq!(stats.evicted, IDLE_WS + FLOOD - CAP + DURING, "{stats:?}");
+    assert_eq!(stats.handshake_timeouts, CAP - idle_ws, "{stats:?}");
+    // Nothing was refused: there was always a handshake to evict.
+    assert_eq!(stats.refused, 0, "{stats:?}");
     assert_eq!(stats.handshake_failed, 0);
-    assert_eq!(stats.connections, IDLE_WS + r.connects.succeeded);
-    assert_eq!(stats.peers["127.0.0.1"], IDLE_WS + FLOOD + r.connects.attempted);
+    assert_eq!(stats.connections, idle_ws + r.connects.succeeded);
+    assert_eq!(stats.peers["127.0.0.1"], idle_ws + FLOOD + r.connects.attempted);
 }
 
 /// A run's first connect against a `wss://` server with `certificate`, trusting it with

@@ -225,8 +225,11 @@ pub struct Stats {
     handshake_timeouts: AtomicU64,
     /// Connections closed because the client sent nothing for [`Limits::idle_timeout`].
     idle_timeouts: AtomicU64,
-    /// TCP connections closed at once because [`Limits::max_connections`] were open.
+    /// TCP connections closed at once because [`Limits::max_connections`] were open and
+    /// none of them was still in its handshake.
     refused: AtomicU64,
+    /// Connections still in their handshake closed to make room for a new one.
+    evicted: AtomicU64,
 }
 
 /// Most keys any of the server's other count maps (`subprotocols`, `close_codes`,
@@ -313,9 +316,14 @@ pub struct ServerStats {
     /// Connections closed because the client sent nothing for `--idle-timeout`.
     #[serde(default)]
     pub idle_timeouts: u64,
-    /// TCP connections closed at once, unserved, because `--max-connections` were open.
+    /// TCP connections closed at once, unserved, because `--max-connections` were open
+    /// and every one of them had finished its handshake.
     #[serde(default)]
     pub refused: u64,
+    /// Connections still in their handshake closed, oldest first, to make room for a new
+    /// one when `--max-connections` were open.
+    #[serde(default)]
+    pub evicted: u64,
 }
 
 /// A few statistics of a histogram of holds, in milliseconds (µs resolution). Empty:
@@ -389,6 +397,7 @@ impl Stats {
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             idle_timeouts: self.idle_timeouts.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
         }
     }
 
@@ -543,6 +552,7 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let mut handshaking = Handshaking::default();
     let config = Arc::new(config);
     let open = Arc::new(Semaphore::new(
         config.limits.max_connections.min(MAX_CONNECTIONS_CEILING),
@@ -558,15 +568,30 @@ pub async fn run(
                     continue;
                 };
                 stats.count_peer(peer.ip());
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    // Closed unserved, before any work: a flood of connections costs a
-                    // descriptor for a moment, never a task, and the cap keeps the
-                    // descriptors real clients need.
+                let permit = match open.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    // Full. A connection still in its handshake after every newer one
+                    // is the likeliest to be a flood, so the oldest makes room; a real
+                    // client finishes in milliseconds and is never the oldest for long.
+                    // It gives its slot back at once (see `Pending::admit`).
+                    Err(_) if handshaking.evict_oldest() => {
+                        stats.evicted.fetch_add(1, Relaxed);
+                        tokio::time::timeout(Duration::from_secs(1), open.clone().acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    }
+                    Err(_) => None,
+                };
+                let Some(permit) = permit else {
+                    // Closed unserved, before any work: every open connection is served,
+                    // and the cap keeps the descriptors this process needs.
                     stats.refused.fetch_add(1, Relaxed);
                     drop(tcp);
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
+                let pending = handshaking.enter(&stop);
                 let (config, stats, stop) = (config.clone(), stats.clone(), stop.clone());
                 tracker.spawn(async move {
                     let _permit = permit;
@@ -579,7 +604,7 @@ pub async fn run(
                     let mut byte = [0u8; 1];
                     let first = tokio::select! {
                         r = tokio::time::timeout_at(deadline, tcp.peek(&mut byte)) => r,
-                        _ = stop.cancelled() => return,
+                        _ = pending.evict.cancelled() => return,
                     };
                     match first {
                         Ok(Ok(1..)) => {}
@@ -593,7 +618,8 @@ pub async fn run(
                         }
                     }
                     // Boxed for the same reason: the served connection's state is large.
-                    Box::pin(handshake_and_serve(tcp, deadline, &config, &stats, &stop)).await;
+                    let serving = handshake_and_serve(tcp, deadline, &pending, &config, &stats, &stop);
+                    Box::pin(serving).await;
                 });
             }
         }
@@ -603,24 +629,93 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
 }
 
+/// The connections still in their handshake, oldest first, each with the token that
+/// evicts it.
+#[derive(Default)]
+struct Handshaking {
+    /// Evict tokens by connection number (accept order).
+    pending: Arc<Mutex<BTreeMap<u64, CancellationToken>>>,
+    /// The next connection's number.
+    next: u64,
+}
+
+impl Handshaking {
+    /// Registers a new connection; it leaves the registry when its handshake ends, one
+    /// way or another.
+    fn enter(&mut self, stop: &CancellationToken) -> Pending {
+        let id = self.next;
+        self.next += 1;
+        // A child of the server's stop token: stopping the server also ends handshakes.
+        let evict = stop.child_token();
+        self.pending
+            .lock()
+            .expect("not poisoned")
+            .insert(id, evict.clone());
+        Pending {
+            id,
+            evict,
+            registry: self.pending.clone(),
+        }
+    }
+
+    /// Evicts the oldest connection still in its handshake; false if there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        // Cancelled under the lock, so that `Pending::admit` sees either the connection
+        // still registered and cancelled, or already gone and never cancelled.
+        pending.pop_first().map(|(_, evict)| evict.cancel()).is_some()
+    }
+}
+
+/// One connection's place in [`Handshaking`].
+struct Pending {
+    /// The connection's number.
+    id: u64,
+    /// Cancelled when the connection is evicted (or the server stops).
+    evict: CancellationToken,
+    /// Where it is registered.
+    registry: Arc<Mutex<BTreeMap<u64, CancellationToken>>>,
+}
+
+impl Pending {
+    /// The handshake is done: the connection can no longer be evicted. False if it was
+    /// evicted first, in which case it must close, as its slot was promised to a newer
+    /// connection.
+    fn admit(&self) -> bool {
+        let mut registry = self.registry.lock().expect("not poisoned");
+        registry.remove(&self.id);
+        !self.evict.is_cancelled()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.id);
+    }
+}
+
 /// TLS (when configured), then the WebSocket upgrade, both by `deadline`, then the
 /// protocol.
 async fn handshake_and_serve(
     tcp: tokio::net::TcpStream,
     deadline: Instant,
+    pending: &Pending,
     config: &ServerConfig,
     stats: &Stats,
     stop: &CancellationToken,
 ) {
     let Some(acceptor) = &config.tls else {
-        return serve_connection(tcp, deadline, config, stats, stop).await;
+        return serve_connection(tcp, deadline, pending, config, stats, stop).await;
     };
     let accepted = tokio::select! {
         r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
-        _ = stop.cancelled() => return,
+        _ = pending.evict.cancelled() => return,
     };
     match accepted {
-        Ok(Ok(tls)) => serve_connection(tls, deadline, config, stats, stop).await,
+        Ok(Ok(tls)) => serve_connection(tls, deadline, pending, config, stats, stop).await,
         Ok(Err(_)) => {
             stats.handshake_failed.fetch_add(1, Relaxed);
         }
@@ -652,6 +747,7 @@ const UNKNOWN: &str = r#"{"msgType":"error","code":"400","success":false,"msg":"
 async fn serve_connection<S>(
     stream: S,
     handshake_deadline: Instant,
+    pending: &Pending,
     config: &ServerConfig,
     stats: &Stats,
     stop: &CancellationToken,
@@ -704,10 +800,11 @@ async fn serve_connection<S>(
     ));
     let handshake = tokio::select! {
         r = handshake => r,
-        _ = stop.cancelled() => return,
+        _ = pending.evict.cancelled() => return,
     };
     let mut ws = match handshake {
-        Ok(Ok(ws)) => ws,
+        Ok(Ok(ws)) if pending.admit() => ws,
+        Ok(Ok(_)) => return, // evicted as it finished: its slot is promised away
         Ok(Err(_)) => {
             stats.handshake_failed.fetch_add(1, Relaxed);
             return;
@@ -1323,6 +1420,59 @@ mod tests {
         assert_eq!(s.heartbeat_hold_ms.count, 3);
         assert!(s.heartbeat_hold_ms.min.unwrap() >= 30.0, "{s:?}");
         assert_eq!(s.close_codes.get(&1005), Some(&2));
+    }
+
+    #[tokio::test]
+    async fn when_full_the_oldest_handshake_makes_room_and_served_connections_never_do() {
+        let listener = bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let server = tokio::spawn(run(
+            listener,
+            ServerConfig {
+                faults: Faults::default(),
+                tls: None,
+                limits,
+            },
+            stats.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let connect = || async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await
+        };
+        let closed_at_once = |mut tcp: tokio::net::TcpStream| async move {
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+            matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+        };
+        use tokio::io::AsyncReadExt as _;
+        // One served connection, one silent TCP connection: full.
+        let (mut served, _) = connect().await.unwrap();
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A real client still gets in: the silent one, still in its handshake, makes room.
+        let (mut second, _) = connect().await.unwrap();
+        assert!(closed_at_once(silent).await);
+        // Now both are served: a newcomer is refused, and the served ones stay.
+        let newcomer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_at_once(newcomer).await);
+        for ws in [&mut served, &mut second] {
+            ws.send(Message::Text(r#"{"type":"heartBeat"}"#.into()))
+                .await
+                .unwrap();
+            assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        }
+        stop.cancel();
+        server.await.unwrap();
+        let s = stats.snapshot();
+        assert_eq!((s.evicted, s.refused, s.connections), (1, 1, 2));
+        assert_eq!((s.handshake_failed, s.handshake_timeouts), (0, 0));
     }
 
     #[test]
