@@ -691,7 +691,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         eprintln!(
             "limits: handshake {}, idle {}, at most {} connections",
             units::format_duration(limits.handshake_timeout),
-            limits.idle_timeout.map_or("off".into(), units::format_duration),
+            limits
+                .idle_timeout
+                .map_or("off".into(), units::format_duration),
             limits.max_connections
         );
         let _ = std::io::stdout().flush();

@@ -1059,9 +1059,7 @@ fn normal_close() -> CloseFrame {
 /// reset) or a broken socket (protocol violations, oversized or non-UTF-8 messages).
 fn closed_cause(kind: ErrorKind) -> Cause {
     match kind {
-        ErrorKind::Socket | ErrorKind::FrameTooLarge | ErrorKind::InvalidUtf8 => {
-            Cause::SocketError
-        }
+        ErrorKind::Socket | ErrorKind::FrameTooLarge | ErrorKind::InvalidUtf8 => Cause::SocketError,
         _ => Cause::ServerClose,
     }
 }
@@ -1171,10 +1169,7 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
             {
                 Some(tls) => ConnectFailure {
                     kind: ErrorKind::Tls,
-                    detail: format!(
-                        "TLS handshake failed: {io} ({})",
-                        crate::tls::explain(tls)
-                    ),
+                    detail: format!("TLS handshake failed: {io} ({})", crate::tls::explain(tls)),
                 },
                 None => ConnectFailure {
                     kind: ErrorKind::ConnectIo,

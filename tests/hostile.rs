@@ -339,7 +339,11 @@ fn run_against(url: &str, sessions: u32) -> Report {
     assert_eq!(common::schema::errors_of(&written), Vec::<String>::new());
     let r = output.report;
     for kind in wsoak::metrics::ErrorKind::ALL {
-        assert!(r.errors.contains_key(kind.name()), "{} missing", kind.name());
+        assert!(
+            r.errors.contains_key(kind.name()),
+            "{} missing",
+            kind.name()
+        );
     }
     assert_eq!(
         r.connects.attempted,
@@ -510,10 +514,7 @@ fn a_server_restarted_on_the_same_port_is_one_reset_per_connection_then_refusals
     assert_eq!(again.get(|c| &c.handshakes), 5);
     let refused = r.errors["connect_refused"];
     assert!(refused >= 5 * 3, "{:?}", r.errors);
-    assert_faults(
-        &r,
-        &[("server_reset", 5), ("connect_refused", refused)],
-    );
+    assert_faults(&r, &[("server_reset", 5), ("connect_refused", refused)]);
     assert_eq!(r.reconnects.total, 5, "{:?}", r.reconnects);
     assert_eq!(r.reconnects.by_cause["server_close"], 5);
     assert_eq!(r.connects.succeeded, 10);
@@ -549,7 +550,11 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     let addr: SocketAddr = url
         .trim_start_matches("ws://")
         .trim_end_matches('/')
@@ -590,7 +595,11 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
                 Err(_) => break false,
             }
         };
-        assert!(closed, "a connection was still open after {:?}", waited.elapsed());
+        assert!(
+            closed,
+            "a connection was still open after {:?}",
+            waited.elapsed()
+        );
     }
     assert!(waited.elapsed() < Duration::from_secs(8));
     drop(upgraded);
@@ -635,7 +644,10 @@ fn idle_connections_are_closed_by_the_timeouts_and_real_clients_still_bind() {
     assert_eq!(stats.refused, 0, "{stats:?}");
     assert_eq!(stats.handshake_failed, 0);
     assert_eq!(stats.connections, idle_ws + r.connects.succeeded);
-    assert_eq!(stats.peers["127.0.0.1"], idle_ws + FLOOD + r.connects.attempted);
+    assert_eq!(
+        stats.peers["127.0.0.1"],
+        idle_ws + FLOOD + r.connects.attempted
+    );
 }
 
 /// A run's first connect against a `wss://` server with `certificate`, trusting it with

@@ -23,8 +23,8 @@ mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::pin;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -663,7 +663,10 @@ impl Handshaking {
         let mut pending = self.pending.lock().expect("not poisoned");
         // Cancelled under the lock, so that `Pending::admit` sees either the connection
         // still registered and cancelled, or already gone and never cancelled.
-        pending.pop_first().map(|(_, evict)| evict.cancel()).is_some()
+        pending
+            .pop_first()
+            .map(|(_, evict)| evict.cancel())
+            .is_some()
     }
 }
 
@@ -690,10 +693,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.registry
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.id);
+        self.registry.lock().expect("not poisoned").remove(&self.id);
     }
 }
 
