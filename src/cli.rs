@@ -279,4 +279,20 @@ pub struct ServeArgs {
     /// Stop after this long.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Close a TCP connection that has not finished TLS and the WebSocket upgrade within
+    /// this long. Counted as `handshake_timeouts`.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+    /// Close a connection that sends nothing (no message, ping or close) for this long,
+    /// or whose reply cannot be written for as long. Counted as `idle_timeouts`. 0s turns
+    /// it off. The default is six of the default 10 s heartbeat intervals.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// Most TCP connections open at once. At the cap, a new connection closes the oldest
+    /// one still in its handshake (`evicted`), so a flood of idle sockets cannot lock
+    /// real clients out; when every open connection is served, it is closed at once
+    /// instead (`refused`). [default: the open-file limit less 64, so the server never
+    /// runs out of descriptors]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 }

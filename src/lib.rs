@@ -172,8 +172,13 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         None => url.redacted(),
     };
     let per_session_files = if embedded.is_some() { 2 } else { 1 };
+    // The metrics listener and the scrapes it serves at once.
+    let metrics_files = match args.metrics_listen {
+        Some(_) => 1 + report::prometheus::MAX_CONNECTIONS as u64,
+        None => 0,
+    };
     ensure_open_files(
-        u64::from(scenario.sessions) * per_session_files + 64,
+        u64::from(scenario.sessions) * per_session_files + 64 + metrics_files,
         embedded.is_some(),
     )?;
 
@@ -678,6 +683,24 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// Descriptors `wsoak serve` keeps for itself (listener, runtime, stdio) below its
+/// open-file limit when it picks its own connection cap.
+const SERVE_RESERVED_FILES: u64 = 64;
+
+/// `wsoak serve`'s timeouts and connection cap, from its flags and the open-file limit.
+fn serve_limits(args: &ServeArgs) -> server::Limits {
+    let max_connections = args.max_connections.unwrap_or_else(|| {
+        raise_open_files_limit().map_or(server::MAX_CONNECTIONS_CEILING as u64, |limit| {
+            limit.saturating_sub(SERVE_RESERVED_FILES).max(1)
+        })
+    });
+    server::Limits {
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+    }
+}
+
 /// `wsoak serve`: the reference server on its own.
 fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     use std::io::Write as _;
@@ -694,6 +717,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     if let Err((key, message)) = faults.validate() {
         bail!("--{}: {message}", key.replace('_', "-"));
     }
+    if args.handshake_timeout.is_zero() {
+        bail!("--handshake-timeout: must be longer than 0s");
+    }
+    let limits = serve_limits(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -717,9 +744,18 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
                 .as_ref()
                 .map(server::SelfSigned::acceptor)
                 .transpose()?,
+            limits,
         };
         let scheme = if args.tls { "wss" } else { "ws" };
         say!("listening on {scheme}://{addr}/");
+        eprintln!(
+            "limits: handshake {}, idle {}, at most {} connections",
+            units::format_duration(limits.handshake_timeout),
+            limits
+                .idle_timeout
+                .map_or("off".into(), units::format_duration),
+            limits.max_connections
+        );
         let _ = std::io::stdout().flush();
         let stats = Arc::new(server::Stats::default());
         let duration = args.duration;

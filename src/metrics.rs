@@ -173,7 +173,14 @@ names! {
         ServerReset = "server_reset",
         /// A WebSocket protocol violation or I/O error on an open socket.
         Socket = "socket",
-        /// A message arrived that is not JSON while a step waited for a JSON reply.
+        /// The server sent a frame or message larger than the client accepts (1 MiB): the
+        /// socket is dropped, as a page's would be.
+        FrameTooLarge = "frame_too_large",
+        /// The server sent a text message that is not valid UTF-8: the socket is dropped,
+        /// as RFC 6455 requires.
+        InvalidUtf8 = "invalid_utf8",
+        /// A message arrived that is not JSON, in any state (waiting for a step's reply or
+        /// bound). The socket is kept.
         InvalidJson = "invalid_json",
         /// A script hook hit a sandbox limit (operations, sizes, call depth). Also counted
         /// under `script.<hook>`.

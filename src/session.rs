@@ -612,10 +612,7 @@ impl Session {
                             }
                         }
                     }
-                    Incoming::NotJson => {
-                        ctx.count(Counter::MessagesUnmatched);
-                        ctx.error(ErrorKind::InvalidJson);
-                    }
+                    Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
                     Incoming::Control => {}
                     Incoming::Closed(kind) => {
                         ctx.error(kind);
@@ -1058,9 +1055,11 @@ fn normal_close() -> CloseFrame {
     }
 }
 
+/// The reconnect cause of a socket lost with `kind`: the server's doing (a close or a
+/// reset) or a broken socket (protocol violations, oversized or non-UTF-8 messages).
 fn closed_cause(kind: ErrorKind) -> Cause {
     match kind {
-        ErrorKind::Socket => Cause::SocketError,
+        ErrorKind::Socket | ErrorKind::FrameTooLarge | ErrorKind::InvalidUtf8 => Cause::SocketError,
         _ => Cause::ServerClose,
     }
 }
@@ -1090,12 +1089,30 @@ fn incoming(ctx: &Context, item: Option<Result<Message, tungstenite::Error>>) ->
         {
             return Incoming::Closed(ErrorKind::ServerReset)
         }
-        Some(Err(_)) => return Incoming::Closed(ErrorKind::Socket),
+        Some(Err(e)) => return Incoming::Closed(lost_kind(e)),
     };
     ctx.count(Counter::MessagesReceived);
     match serde_json::from_slice(data) {
         Ok(value) => Incoming::Json(value),
-        Err(_) => Incoming::NotJson,
+        Err(_) => {
+            // Counted here, for every state alike: whoever waits decides what else it
+            // means (an unmatched message), not whether it is an error.
+            ctx.error(ErrorKind::InvalidJson);
+            Incoming::NotJson
+        }
+    }
+}
+
+/// How a socket error that is not the peer going away is counted.
+fn lost_kind(e: &tungstenite::Error) -> ErrorKind {
+    use tungstenite::error::CapacityError;
+    use tungstenite::Error as E;
+    match e {
+        // tungstenite reports a frame over `max_frame_size` and a message over
+        // `max_message_size` alike.
+        E::Capacity(CapacityError::MessageTooLong { .. }) => ErrorKind::FrameTooLarge,
+        E::Utf8(_) => ErrorKind::InvalidUtf8,
+        _ => ErrorKind::Socket,
     }
 }
 
@@ -1146,22 +1163,18 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
     use tungstenite::Error as E;
     match e {
         E::Io(io) => {
-            let tls = io
+            match io
                 .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-            if tls {
-                ConnectFailure {
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => ConnectFailure {
                     kind: ErrorKind::Tls,
-                    detail: format!(
-                        "TLS handshake failed: {io} (pass --ca FILE to trust a test CA, or \
-                         --insecure to skip certificate verification)"
-                    ),
-                }
-            } else {
-                ConnectFailure {
+                    detail: format!("TLS handshake failed: {io} ({})", crate::tls::explain(tls)),
+                },
+                None => ConnectFailure {
                     kind: ErrorKind::ConnectIo,
                     detail: format!("connection failed during the handshake: {io}"),
-                }
+                },
             }
         }
         E::Tls(tls) => ConnectFailure {
@@ -1210,6 +1223,28 @@ mod tests {
             ErrorKind::SourcePortsExhausted.name(),
             "source_ports_exhausted"
         );
+    }
+
+    #[test]
+    fn a_socket_lost_to_bad_data_names_why_and_is_a_socket_error() {
+        use tungstenite::error::{CapacityError, ProtocolError};
+        let too_long = tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+            size: 2 << 20,
+            max_size: 1 << 20,
+        });
+        let utf8 = tungstenite::Error::Utf8("invalid utf-8 sequence".into());
+        let garbage = tungstenite::Error::Protocol(ProtocolError::InvalidOpcode(13));
+        assert_eq!(lost_kind(&too_long), ErrorKind::FrameTooLarge);
+        assert_eq!(lost_kind(&utf8), ErrorKind::InvalidUtf8);
+        assert_eq!(lost_kind(&garbage), ErrorKind::Socket);
+        for kind in [
+            ErrorKind::FrameTooLarge,
+            ErrorKind::InvalidUtf8,
+            ErrorKind::Socket,
+        ] {
+            assert_eq!(closed_cause(kind), Cause::SocketError);
+        }
+        assert_eq!(closed_cause(ErrorKind::ServerReset), Cause::ServerClose);
     }
 }
 

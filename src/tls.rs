@@ -76,6 +76,54 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// What to do about a failed TLS handshake, naming the real cause: a hint that says
+/// "pass --ca" for a certificate that --ca cannot fix sends people in circles.
+pub fn explain(e: &rustls::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let insecure = "or --insecure to skip verification on a test rig";
+    match e {
+        E::InvalidCertificate(C::UnknownIssuer) => format!(
+            "no trusted CA signed the server's certificate: pass --ca FILE with the CA that \
+             did (for a self-signed certificate, the certificate itself), {insecure}"
+        ),
+        // rustls's message already lists the names the certificate has.
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "connect by a name or address the certificate lists in its subjectAltName, or \
+             make one that lists this host, {insecure}"
+        ),
+        E::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => "the certificate is outside its validity period: renew it, or check this \
+              machine's clock"
+            .to_string(),
+        // webpki's error travels as text inside rustls's `Other`: rustls has no variant
+        // for it, and webpki is not a dependency of ours to downcast to.
+        E::InvalidCertificate(C::Other(other))
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            format!(
+                "the server's certificate is a CA certificate (basicConstraints CA:TRUE, what \
+                 `openssl req -x509` makes by default) used as the server's own; TLS clients \
+                 refuse that even when --ca trusts it. Make a leaf certificate instead, e.g. \
+                 `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                 -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost -addext \
+                 subjectAltName=DNS:localhost,IP:127.0.0.1 -addext \
+                 basicConstraints=critical,CA:FALSE` and pass cert.pem to --ca, or sign a \
+                 leaf with that CA, {insecure}"
+            )
+        }
+        E::InvalidCertificate(_) => format!("the server's certificate was refused, {insecure}"),
+        E::AlertReceived(alert) => format!(
+            "the server ended the handshake with the alert {alert:?}: it may not support \
+             TLS 1.2 or 1.3 with these ciphers, or may want a client certificate"
+        ),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "the server did not answer in TLS: is it a plain ws:// server?".to_string()
+        }
+        _ => format!("check the server's TLS setup, {insecure}"),
+    }
+}
+
 /// `--insecure`: accepts every certificate, still checks handshake signatures so that
 /// the TLS work measured is the real work.
 #[derive(Debug)]

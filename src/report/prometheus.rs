@@ -147,58 +147,115 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Scrapes served at once. A scraper is one Prometheus or a person with curl; the cap
+/// bounds the descriptors the listener can take from the run's open-file budget (the
+/// run counts `MAX_CONNECTIONS + 1` for it), and later connections wait in the backlog,
+/// holding no descriptor of ours, until one is done.
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// The longest one scrape may take, reading the request to writing the reply: a client
+/// that stalls must not hold one of the few slots for long.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `/metrics` from `listener` until the task is dropped. Each connection gets
 /// the latest exposition and is closed.
 pub async fn serve(listener: TcpListener, exposition: Exposition) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
+        // A slot first, then accept: past the cap, connections stay in the backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // the semaphore is never closed
+        };
+        let Ok((socket, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: back off briefly instead of spinning
+            // on an error that will not go away by itself at once.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let exposition = exposition.clone();
         tokio::spawn(async move {
-            let mut request = [0u8; 2048];
-            let mut read = 0;
-            // Read the request head (bounded), then answer.
-            while read < request.len() {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    socket.read(&mut request[read..]),
-                )
-                .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => read += n,
-                }
-                if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&request[..read]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let response = if path == "/metrics" || path.starts_with("/metrics?") {
-                let body = exposition.lock().map(|t| t.clone()).unwrap_or_default();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                let body = "wsoak serves /metrics\n";
-                format!(
-                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            let _slot = slot;
+            let _ = tokio::time::timeout(SCRAPE_TIMEOUT, scrape(socket, exposition)).await;
         });
     }
+}
+
+/// Answers one HTTP request: the exposition for `/metrics`, 404 otherwise.
+async fn scrape(mut socket: tokio::net::TcpStream, exposition: Exposition) {
+    let mut request = [0u8; 2048];
+    let mut read = 0;
+    // Read the request head (bounded), then answer.
+    while read < request.len() {
+        match socket.read(&mut request[read..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+        if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&request[..read]);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let response = if path == "/metrics" || path.starts_with("/metrics?") {
+        let body = exposition.lock().map(|t| t.clone()).unwrap_or_default();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        let body = "wsoak serves /metrics\n";
+        format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn at_most_a_few_scrapes_are_served_at_once_and_the_rest_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let exposition: Exposition = Arc::new(Mutex::new("wsoak_up 1\n".into()));
+        let server = tokio::spawn(serve(listener, exposition));
+        // Clients that connect and say nothing take every slot.
+        let mut silent = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut scraper = tokio::net::TcpStream::connect(addr).await.unwrap();
+        scraper
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            scraper.read_to_end(&mut reply),
+        )
+        .await;
+        assert!(waited.is_err(), "answered while every slot was taken");
+        // One silent client leaves: its slot goes to the waiting scraper.
+        drop(silent.pop());
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            scraper.read_to_end(&mut reply),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let text = String::from_utf8_lossy(&reply[..n]);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with("wsoak_up 1\n"), "{text}");
+        server.abort();
+    }
 
     #[test]
     fn exposition_names_follow_conventions() {

@@ -24,6 +24,7 @@ mod tls;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -211,7 +213,30 @@ pub struct Stats {
     headers: Mutex<BTreeMap<String, u64>>,
     /// Header pairs not recorded because the cap was reached.
     headers_over_cap: AtomicU64,
+    /// Subprotocol agreements not recorded because [`MAX_KEYS`] names were kept.
+    subprotocols_over_cap: AtomicU64,
+    /// Close frames not recorded by code because [`MAX_KEYS`] codes were kept.
+    close_codes_over_cap: AtomicU64,
+    /// Stalled connections not recorded in `unanswered_at_close` because [`MAX_KEYS`]
+    /// counts were kept.
+    unanswered_at_close_over_cap: AtomicU64,
+    /// TCP connections that did not finish TLS and the WebSocket upgrade within
+    /// [`Limits::handshake_timeout`].
+    handshake_timeouts: AtomicU64,
+    /// Connections closed because the client sent nothing for [`Limits::idle_timeout`].
+    idle_timeouts: AtomicU64,
+    /// TCP connections closed at once because [`Limits::max_connections`] were open and
+    /// none of them was still in its handshake.
+    refused: AtomicU64,
+    /// Connections still in their handshake closed to make room for a new one.
+    evicted: AtomicU64,
 }
+
+/// Most keys any of the server's other count maps (`subprotocols`, `close_codes`,
+/// `unanswered_at_close`) keeps: each key is chosen by a client (a subprotocol name, a
+/// close code, how long it let a stall run), so without a cap a client could grow the
+/// server's memory without end. Counts past the cap go to the map's `*_over_cap`.
+pub const MAX_KEYS: usize = 64;
 
 /// Most distinct client addresses `peers` names; the rest are counted under "other", so
 /// a server open to the world keeps bounded memory.
@@ -274,6 +299,31 @@ pub struct ServerStats {
     /// Header pairs seen after the 32 kept were full: counted, not recorded.
     #[serde(default)]
     pub headers_over_cap: u64,
+    /// Agreed subprotocols not recorded because 64 names were kept.
+    #[serde(default)]
+    pub subprotocols_over_cap: u64,
+    /// Close frames not recorded by code because 64 codes were kept.
+    #[serde(default)]
+    pub close_codes_over_cap: u64,
+    /// Stalled connections not recorded in `unanswered_at_close` because 64 counts were
+    /// kept.
+    #[serde(default)]
+    pub unanswered_at_close_over_cap: u64,
+    /// TCP connections closed because they did not finish TLS and the WebSocket upgrade
+    /// in time (`--handshake-timeout`). Not also in `handshake_failed`.
+    #[serde(default)]
+    pub handshake_timeouts: u64,
+    /// Connections closed because the client sent nothing for `--idle-timeout`.
+    #[serde(default)]
+    pub idle_timeouts: u64,
+    /// TCP connections closed at once, unserved, because `--max-connections` were open
+    /// and every one of them had finished its handshake.
+    #[serde(default)]
+    pub refused: u64,
+    /// Connections still in their handshake closed, oldest first, to make room for a new
+    /// one when `--max-connections` were open.
+    #[serde(default)]
+    pub evicted: u64,
 }
 
 /// A few statistics of a histogram of holds, in milliseconds (µs resolution). Empty:
@@ -341,6 +391,13 @@ impl Stats {
             peers: self.peers.lock().expect("not poisoned").clone(),
             headers: self.headers.lock().expect("not poisoned").clone(),
             headers_over_cap: self.headers_over_cap.load(Relaxed),
+            subprotocols_over_cap: self.subprotocols_over_cap.load(Relaxed),
+            close_codes_over_cap: self.close_codes_over_cap.load(Relaxed),
+            unanswered_at_close_over_cap: self.unanswered_at_close_over_cap.load(Relaxed),
+            handshake_timeouts: self.handshake_timeouts.load(Relaxed),
+            idle_timeouts: self.idle_timeouts.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
         }
     }
 
@@ -357,14 +414,36 @@ impl Stats {
     fn record_headers(&self, pairs: Vec<String>) {
         let mut headers = self.headers.lock().expect("not poisoned");
         for pair in pairs {
-            if let Some(n) = headers.get_mut(&pair) {
-                *n += 1;
-            } else if headers.len() < MAX_HEADERS {
-                headers.insert(pair, 1);
-            } else {
-                self.headers_over_cap.fetch_add(1, Relaxed);
-            }
+            count_capped(&mut headers, pair, MAX_HEADERS, &self.headers_over_cap);
         }
+    }
+
+    /// Records the subprotocol a connection agreed to, within the cap.
+    fn record_subprotocol(&self, protocol: String) {
+        let mut subprotocols = self.subprotocols.lock().expect("not poisoned");
+        count_capped(
+            &mut subprotocols,
+            protocol,
+            MAX_KEYS,
+            &self.subprotocols_over_cap,
+        );
+    }
+
+    /// Records a client's close frame by code, within the cap.
+    fn record_close_code(&self, code: u16) {
+        let mut codes = self.close_codes.lock().expect("not poisoned");
+        count_capped(&mut codes, code, MAX_KEYS, &self.close_codes_over_cap);
+    }
+
+    /// Records how many heartbeats a stalled connection left unanswered, within the cap.
+    fn record_unanswered(&self, unanswered: u64) {
+        let mut map = self.unanswered_at_close.lock().expect("not poisoned");
+        count_capped(
+            &mut map,
+            unanswered,
+            MAX_KEYS,
+            &self.unanswered_at_close_over_cap,
+        );
     }
 
     /// Counts one accepted connection from `peer`.
@@ -389,6 +468,56 @@ impl Stats {
     }
 }
 
+/// Adds one to `key`'s count if the map has it or has room for it; otherwise counts the
+/// miss in `over_cap`, so a client choosing ever-new keys cannot grow the map.
+fn count_capped<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, cap: usize, over_cap: &AtomicU64) {
+    if let Some(n) = map.get_mut(&key) {
+        *n += 1;
+    } else if map.len() < cap {
+        map.insert(key, 1);
+    } else {
+        over_cap.fetch_add(1, Relaxed);
+    }
+}
+
+/// What keeps a server open to broken or hostile clients within bounded descriptors and
+/// memory: every connection either makes progress or is closed, and the number open at
+/// once is capped below the open-file limit, so real clients are still accepted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// A TCP connection that has not finished TLS and the WebSocket upgrade within this
+    /// long is closed and counted (`handshake_timeouts`).
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing at all (no message, ping or close) for this long
+    /// is closed and counted (`idle_timeouts`); `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Most TCP connections open at once, handshaking or served; past it a new
+    /// connection is closed at once and counted (`refused`).
+    pub max_connections: usize,
+}
+
+/// The handshake timeout unless told otherwise: a real client finishes TCP, TLS and the
+/// upgrade in milliseconds, even on a loaded machine; ten seconds leaves room for a
+/// thousand clients handshaking at once on one core, and frees a stuck socket quickly.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for Limits {
+    /// The embedded server's limits: the handshake timeout only. Its only clients are
+    /// the run's own sessions, already counted in the run's open-file budget, and a
+    /// scenario may heartbeat less often than any idle timeout chosen here (or not at
+    /// all), so it neither caps connections nor closes quiet ones.
+    fn default() -> Limits {
+        Limits {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: None,
+            max_connections: MAX_CONNECTIONS_CEILING,
+        }
+    }
+}
+
+/// The most connections a semaphore can stand for (tokio's `Semaphore::MAX_PERMITS`).
+pub const MAX_CONNECTIONS_CEILING: usize = usize::MAX >> 3;
+
 /// Everything a server needs to run.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -396,6 +525,8 @@ pub struct ServerConfig {
     pub faults: Faults,
     /// TLS, for `wss://`.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
 }
 
 /// Binds a listener with a backlog deep enough for thousands of simultaneous connects
@@ -421,7 +552,11 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let mut handshaking = Handshaking::default();
     let config = Arc::new(config);
+    let open = Arc::new(Semaphore::new(
+        config.limits.max_connections.min(MAX_CONNECTIONS_CEILING),
+    ));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -433,18 +568,58 @@ pub async fn run(
                     continue;
                 };
                 stats.count_peer(peer.ip());
+                let permit = match open.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    // Full. A connection still in its handshake after every newer one
+                    // is the likeliest to be a flood, so the oldest makes room; a real
+                    // client finishes in milliseconds and is never the oldest for long.
+                    // It gives its slot back at once (see `Pending::admit`).
+                    Err(_) if handshaking.evict_oldest() => {
+                        stats.evicted.fetch_add(1, Relaxed);
+                        tokio::time::timeout(Duration::from_secs(1), open.clone().acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    }
+                    Err(_) => None,
+                };
+                let Some(permit) = permit else {
+                    // Closed unserved, before any work: every open connection is served,
+                    // and the cap keeps the descriptors this process needs.
+                    stats.refused.fetch_add(1, Relaxed);
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
+                let pending = handshaking.enter(&stop);
                 let (config, stats, stop) = (config.clone(), stats.clone(), stop.clone());
                 tracker.spawn(async move {
-                    match &config.tls {
-                        Some(acceptor) => match acceptor.accept(tcp).await {
-                            Ok(tls) => serve_connection(tls, &config.faults, &stats, &stop).await,
-                            Err(_) => {
-                                stats.handshake_failed.fetch_add(1, Relaxed);
-                            }
-                        },
-                        None => serve_connection(tcp, &config.faults, &stats, &stop).await,
+                    let _permit = permit;
+                    let deadline = Instant::now() + config.limits.handshake_timeout;
+                    // Nothing is set up for a connection (TLS state, handshake buffers)
+                    // until its client sends a first byte: a connection that never does
+                    // costs only this small task until the handshake timeout.
+                    // A peek, not `readable()`: readiness may be reported before any byte
+                    // has arrived, and a peek checks.
+                    let mut byte = [0u8; 1];
+                    let first = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, tcp.peek(&mut byte)) => r,
+                        _ = pending.evict.cancelled() => return,
+                    };
+                    match first {
+                        Ok(Ok(1..)) => {}
+                        Ok(Ok(0) | Err(_)) => {
+                            stats.handshake_failed.fetch_add(1, Relaxed);
+                            return;
+                        }
+                        Err(_) => {
+                            stats.handshake_timeouts.fetch_add(1, Relaxed);
+                            return;
+                        }
                     }
+                    // Boxed for the same reason: the served connection's state is large.
+                    let serving = handshake_and_serve(tcp, deadline, &pending, &config, &stats, &stop);
+                    Box::pin(serving).await;
                 });
             }
         }
@@ -452,6 +627,102 @@ pub async fn run(
     stop.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+}
+
+/// The connections still in their handshake, oldest first, each with the token that
+/// evicts it.
+#[derive(Default)]
+struct Handshaking {
+    /// Evict tokens by connection number (accept order).
+    pending: Arc<Mutex<BTreeMap<u64, CancellationToken>>>,
+    /// The next connection's number.
+    next: u64,
+}
+
+impl Handshaking {
+    /// Registers a new connection; it leaves the registry when its handshake ends, one
+    /// way or another.
+    fn enter(&mut self, stop: &CancellationToken) -> Pending {
+        let id = self.next;
+        self.next += 1;
+        // A child of the server's stop token: stopping the server also ends handshakes.
+        let evict = stop.child_token();
+        self.pending
+            .lock()
+            .expect("not poisoned")
+            .insert(id, evict.clone());
+        Pending {
+            id,
+            evict,
+            registry: self.pending.clone(),
+        }
+    }
+
+    /// Evicts the oldest connection still in its handshake; false if there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        // Cancelled under the lock, so that `Pending::admit` sees either the connection
+        // still registered and cancelled, or already gone and never cancelled.
+        pending
+            .pop_first()
+            .map(|(_, evict)| evict.cancel())
+            .is_some()
+    }
+}
+
+/// One connection's place in [`Handshaking`].
+struct Pending {
+    /// The connection's number.
+    id: u64,
+    /// Cancelled when the connection is evicted (or the server stops).
+    evict: CancellationToken,
+    /// Where it is registered.
+    registry: Arc<Mutex<BTreeMap<u64, CancellationToken>>>,
+}
+
+impl Pending {
+    /// The handshake is done: the connection can no longer be evicted. False if it was
+    /// evicted first, in which case it must close, as its slot was promised to a newer
+    /// connection.
+    fn admit(&self) -> bool {
+        let mut registry = self.registry.lock().expect("not poisoned");
+        registry.remove(&self.id);
+        !self.evict.is_cancelled()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.registry.lock().expect("not poisoned").remove(&self.id);
+    }
+}
+
+/// TLS (when configured), then the WebSocket upgrade, both by `deadline`, then the
+/// protocol.
+async fn handshake_and_serve(
+    tcp: tokio::net::TcpStream,
+    deadline: Instant,
+    pending: &Pending,
+    config: &ServerConfig,
+    stats: &Stats,
+    stop: &CancellationToken,
+) {
+    let Some(acceptor) = &config.tls else {
+        return serve_connection(tcp, deadline, pending, config, stats, stop).await;
+    };
+    let accepted = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+        _ = pending.evict.cancelled() => return,
+    };
+    match accepted {
+        Ok(Ok(tls)) => serve_connection(tls, deadline, pending, config, stats, stop).await,
+        Ok(Err(_)) => {
+            stats.handshake_failed.fetch_add(1, Relaxed);
+        }
+        Err(_) => {
+            stats.handshake_timeouts.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// Small buffers: the server may share a process (and its memory) with the client.
@@ -471,10 +742,19 @@ const BIND_CARD_ACK: &str = r#"{"msgType":"bindCard_ack","code":"200","success":
 const HEARTBEAT_ACK: &str = r#"{"msgType":"heartBeat_ack"}"#;
 const UNKNOWN: &str = r#"{"msgType":"error","code":"400","success":false,"msg":"unknown type"}"#;
 
-async fn serve_connection<S>(stream: S, faults: &Faults, stats: &Stats, stop: &CancellationToken)
-where
+/// Serves one connection: the WebSocket upgrade (which must be done by
+/// `handshake_deadline`), then the protocol until either side ends it.
+async fn serve_connection<S>(
+    stream: S,
+    handshake_deadline: Instant,
+    pending: &Pending,
+    config: &ServerConfig,
+    stats: &Stats,
+    stop: &CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let faults = &config.faults;
     // Agree to the first subprotocol the client offers, as a typical backend does (a
     // client that asked for one and got none fails its handshake).
     let mut agreed: Option<String> = None;
@@ -512,21 +792,32 @@ where
         }
         Ok(response)
     };
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config())).await
-    else {
-        stats.handshake_failed.fetch_add(1, Relaxed);
-        return;
+    // Boxed: the handshake's state is large and lives only until the upgrade, so it
+    // should not sit in every served connection's future.
+    let handshake = Box::pin(tokio::time::timeout_at(
+        handshake_deadline,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config())),
+    ));
+    let handshake = tokio::select! {
+        r = handshake => r,
+        _ = pending.evict.cancelled() => return,
+    };
+    let mut ws = match handshake {
+        Ok(Ok(ws)) if pending.admit() => ws,
+        Ok(Ok(_)) => return, // evicted as it finished: its slot is promised away
+        Ok(Err(_)) => {
+            stats.handshake_failed.fetch_add(1, Relaxed);
+            return;
+        }
+        Err(_) => {
+            stats.handshake_timeouts.fetch_add(1, Relaxed);
+            return;
+        }
     };
     stats.connections.fetch_add(1, Relaxed);
     stats.record_headers(headers);
     if let Some(protocol) = agreed {
-        *stats
-            .subprotocols
-            .lock()
-            .expect("not poisoned")
-            .entry(protocol)
-            .or_default() += 1;
+        stats.record_subprotocol(cut(&protocol, MAX_HEADER_TEXT).to_owned());
     }
     let born = Instant::now();
     let far = born + Duration::from_secs(86_400 * 365);
@@ -541,16 +832,20 @@ where
     let mut heartbeats = 0u64;
     let finish = |stalled: bool, unanswered: u64| {
         if stalled {
-            *stats
-                .unanswered_at_close
-                .lock()
-                .expect("not poisoned")
-                .entry(unanswered)
-                .or_default() += 1;
+            stats.record_unanswered(unanswered);
         }
     };
+    // Reset by every frame read: a client that sends nothing, not even a ping, for
+    // `idle_timeout` holds a descriptor for nothing.
+    let idle_timeout = config.limits.idle_timeout;
+    let mut idle = pin!(sleep_until(idle_timeout.map_or(far, |d| born + d)));
     loop {
         tokio::select! {
+            _ = &mut idle, if idle_timeout.is_some() => {
+                stats.idle_timeouts.fetch_add(1, Relaxed);
+                finish(stalled, unanswered);
+                return;
+            }
             _ = sleep_until(drop_at), if faults.drop_after.is_some() => {
                 stats.dropped.fetch_add(1, Relaxed);
                 finish(stalled, unanswered);
@@ -567,7 +862,7 @@ where
                     r#"{{"msgType":"order_push","orderId":"o-{pushed}","ts":{}}}"#,
                     unix_ms()
                 );
-                if ws.send(Message::Text(push.into())).await.is_err() {
+                if !send_within(&mut ws, Message::Text(push.into()), idle_timeout).await {
                     finish(stalled, unanswered);
                     return;
                 }
@@ -578,7 +873,11 @@ where
                 finish(stalled, unanswered);
                 return;
             }
-            message = ws.next() => match message {
+            message = ws.next() => {
+                if let (Some(Ok(_)), Some(after)) = (&message, idle_timeout) {
+                    idle.as_mut().reset(Instant::now() + after);
+                }
+                match message {
                 Some(Ok(Message::Text(text))) => {
                     // Holds are measured from here: the message has been read.
                     let read_at = Instant::now();
@@ -632,7 +931,7 @@ where
                     } else {
                         Utf8Bytes::from_static(reply)
                     };
-                    if ws.send(Message::Text(reply)).await.is_err() {
+                    if !send_within(&mut ws, Message::Text(reply), idle_timeout).await {
                         finish(stalled, unanswered);
                         return;
                     }
@@ -645,10 +944,12 @@ where
                 }
                 Some(Ok(Message::Close(frame))) => {
                     let code = frame.map_or(1005, |f| u16::from(f.code));
-                    *stats.close_codes.lock().expect("not poisoned").entry(code).or_default() += 1;
+                    stats.record_close_code(code);
                     finish(stalled, unanswered);
-                    // Let tungstenite send the close reply; it ends the stream after.
-                    while let Some(Ok(_)) = ws.next().await {}
+                    // Let tungstenite send the close reply; it ends the stream after. A
+                    // client that never closes its side is not waited for long.
+                    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+                    let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
                     return;
                 }
                 Some(Ok(_)) => {} // pings are answered by tungstenite; binary is ignored
@@ -656,8 +957,32 @@ where
                     finish(stalled, unanswered);
                     return;
                 }
+                }
             }
         }
+    }
+}
+
+/// How long a connection's close handshake may take before the socket is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends one message; false if it failed, or if it could not be written within `within`
+/// (a client that stopped reading must not hold its connection forever: with the idle
+/// timeout on, a reply that cannot be written for as long is a dead peer).
+async fn send_within<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    message: Message,
+    within: Option<Duration>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match within {
+        Some(within) => matches!(
+            tokio::time::timeout(within, ws.send(message)).await,
+            Ok(Ok(()))
+        ),
+        None => ws.send(message).await.is_ok(),
     }
 }
 
@@ -772,9 +1097,19 @@ impl Embedded {
     /// Starts a server on `listen` (port 0 for an ephemeral port) on a thread of its own.
     pub fn start(listen: SocketAddr, faults: Faults, tls: bool) -> std::io::Result<Embedded> {
         let certificate = tls.then(SelfSigned::generate).transpose()?;
+        Embedded::start_with(listen, faults, certificate)
+    }
+
+    /// Like [`Embedded::start`], serving `wss://` with this certificate when given.
+    pub fn start_with(
+        listen: SocketAddr,
+        faults: Faults,
+        certificate: Option<SelfSigned>,
+    ) -> std::io::Result<Embedded> {
         let config = ServerConfig {
             faults,
             tls: certificate.as_ref().map(SelfSigned::acceptor).transpose()?,
+            limits: Limits::default(),
         };
         let stats = Arc::new(Stats::default());
         let stop = CancellationToken::new();
@@ -969,6 +1304,30 @@ mod tests {
     }
 
     #[test]
+    fn every_count_map_is_capped_and_counts_what_went_over() {
+        let stats = Stats::default();
+        for i in 0..MAX_KEYS + 10 {
+            stats.record_subprotocol(format!("p{i}"));
+            stats.record_close_code(3000 + i as u16);
+            stats.record_unanswered(i as u64);
+        }
+        // Keys already kept still count once the map is full.
+        stats.record_subprotocol("p0".into());
+        stats.record_close_code(3000);
+        stats.record_unanswered(0);
+        let s = stats.snapshot();
+        assert_eq!(s.subprotocols.len(), MAX_KEYS);
+        assert_eq!(s.close_codes.len(), MAX_KEYS);
+        assert_eq!(s.unanswered_at_close.len(), MAX_KEYS);
+        assert_eq!(s.subprotocols["p0"], 2);
+        assert_eq!(s.close_codes[&3000], 2);
+        assert_eq!(s.unanswered_at_close[&0], 2);
+        assert_eq!(s.subprotocols_over_cap, 10);
+        assert_eq!(s.close_codes_over_cap, 10);
+        assert_eq!(s.unanswered_at_close_over_cap, 10);
+    }
+
+    #[test]
     fn holds_are_summarised_in_ms() {
         let stats = Stats::default();
         assert_eq!(stats.snapshot().heartbeat_hold_ms, HoldSummary::default());
@@ -1026,7 +1385,11 @@ mod tests {
         let stop = CancellationToken::new();
         let server = tokio::spawn(run(
             listener,
-            ServerConfig { faults, tls: None },
+            ServerConfig {
+                faults,
+                tls: None,
+                limits: Limits::default(),
+            },
             stats.clone(),
             stop.clone().cancelled_owned(),
         ));
@@ -1057,6 +1420,59 @@ mod tests {
         assert_eq!(s.heartbeat_hold_ms.count, 3);
         assert!(s.heartbeat_hold_ms.min.unwrap() >= 30.0, "{s:?}");
         assert_eq!(s.close_codes.get(&1005), Some(&2));
+    }
+
+    #[tokio::test]
+    async fn when_full_the_oldest_handshake_makes_room_and_served_connections_never_do() {
+        let listener = bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let server = tokio::spawn(run(
+            listener,
+            ServerConfig {
+                faults: Faults::default(),
+                tls: None,
+                limits,
+            },
+            stats.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let connect = || async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await
+        };
+        let closed_at_once = |mut tcp: tokio::net::TcpStream| async move {
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+            matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+        };
+        use tokio::io::AsyncReadExt as _;
+        // One served connection, one silent TCP connection: full.
+        let (mut served, _) = connect().await.unwrap();
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A real client still gets in: the silent one, still in its handshake, makes room.
+        let (mut second, _) = connect().await.unwrap();
+        assert!(closed_at_once(silent).await);
+        // Now both are served: a newcomer is refused, and the served ones stay.
+        let newcomer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_at_once(newcomer).await);
+        for ws in [&mut served, &mut second] {
+            ws.send(Message::Text(r#"{"type":"heartBeat"}"#.into()))
+                .await
+                .unwrap();
+            assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        }
+        stop.cancel();
+        server.await.unwrap();
+        let s = stats.snapshot();
+        assert_eq!((s.evicted, s.refused, s.connections), (1, 1, 2));
+        assert_eq!((s.handshake_failed, s.handshake_timeouts), (0, 0));
     }
 
     #[test]

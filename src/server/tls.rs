@@ -22,11 +22,19 @@ impl SelfSigned {
             "127.0.0.1".to_string(),
             "::1".to_string(),
         ];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+        let params = rcgen::CertificateParams::new(names).map_err(std::io::Error::other)?;
+        SelfSigned::from_params(params)
+    }
+
+    /// Generates a new key pair and a certificate with these parameters, e.g. one with
+    /// `is_ca` set, to see what a client makes of a badly made certificate.
+    pub fn from_params(params: rcgen::CertificateParams) -> std::io::Result<SelfSigned> {
+        let key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
+        let cert = params.self_signed(&key).map_err(std::io::Error::other)?;
         Ok(SelfSigned {
-            der: certified.cert.der().clone(),
-            pem: certified.cert.pem(),
-            key: certified.signing_key.serialize_der(),
+            der: cert.der().clone(),
+            pem: cert.pem(),
+            key: key.serialize_der(),
         })
     }
 

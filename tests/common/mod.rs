@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+pub mod schema;
+
 use clap::Parser;
 use wsoak::cli::{Cli, Command as Sub};
 
