@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::load::Shape;
 use crate::metrics::{Active, Counter, Gauges, Recorder, Snapshot, State};
-use crate::progress::Progress;
+use crate::progress::{Progress, View};
 use crate::report::{hlog, prometheus, IntervalLine, Meta, Report};
 use crate::session::{self, ConnectFailure, Context, Plan};
 
@@ -173,6 +173,120 @@ struct Pending {
     gauges: Gauges,
 }
 
+/// Puts shards' snapshots together into whole intervals. An interval is complete when
+/// every shard still running at it has sent its snapshot; complete intervals come out in
+/// order, whatever order the snapshots arrived in. Pure: no clock, no I/O.
+struct Assembler {
+    /// Intervals some shards have reported, by number.
+    pending: BTreeMap<u64, Pending>,
+    /// Per shard: the number of its last snapshot, once it has sent it.
+    ended_at: Vec<Option<u64>>,
+    /// The next interval to come out.
+    next_seq: u64,
+    /// Per shard: sessions per state in its newest snapshot.
+    latest: Vec<Gauges>,
+}
+
+impl Assembler {
+    fn new(shards: usize) -> Assembler {
+        Assembler {
+            pending: BTreeMap::new(),
+            ended_at: vec![None; shards],
+            next_seq: 0,
+            latest: vec![[0; State::COUNT]; shards],
+        }
+    }
+
+    /// Takes in one shard's snapshot.
+    fn add(&mut self, snapshot: &Snapshot) {
+        self.latest[snapshot.shard] = snapshot.gauges;
+        if snapshot.last {
+            self.ended_at[snapshot.shard] = Some(snapshot.seq);
+        }
+        let entry = self.pending.entry(snapshot.seq).or_default();
+        entry.recorder.merge(&snapshot.recorder);
+        entry.shards += 1;
+        for (sum, v) in entry.gauges.iter_mut().zip(&snapshot.gauges) {
+            *sum += v;
+        }
+    }
+
+    /// The next interval, once every shard still running at it has reported it.
+    fn next_complete(&mut self) -> Option<(u64, Pending)> {
+        let seq = self.next_seq;
+        let expected = self
+            .ended_at
+            .iter()
+            .filter(|e| e.is_none_or(|last| last >= seq))
+            .count();
+        if self.pending.get(&seq)?.shards < expected {
+            return None;
+        }
+        self.next_seq += 1;
+        self.pending.remove(&seq).map(|p| (seq, p))
+    }
+
+    /// What is left when the run is cut short: incomplete intervals, in order.
+    fn rest(self) -> impl Iterator<Item = (u64, Pending)> {
+        self.pending.into_iter()
+    }
+
+    /// Sessions per state now, summed over the shards' newest snapshots.
+    fn gauges(&self) -> Gauges {
+        sum_gauges(&self.latest)
+    }
+}
+
+/// Where every complete interval goes: the interval logs, the live view and the
+/// Prometheus exposition.
+struct Sinks {
+    /// `intervals.jsonl` and `latency.hlog`, written by their own thread.
+    writer: Option<IntervalWriter>,
+    /// The live view.
+    view: View,
+    /// The text `/metrics` serves, when it is served.
+    exposition: Option<prometheus::Exposition>,
+    /// When the load started.
+    started: Instant,
+    /// The same, on the wall clock, for the hlog's `StartTime`.
+    started_at: SystemTime,
+    /// Run time at the end of the previous interval: the next one's start.
+    last_emitted: Duration,
+    /// The process's CPU time at the end of the previous interval.
+    cpu_before: Option<Duration>,
+}
+
+impl Sinks {
+    /// Hands one complete interval to every sink. `total` is the run so far, `level` the
+    /// load shape's target now.
+    fn emit(&mut self, seq: u64, interval: &Pending, peak: i64, total: &Recorder, level: f64) {
+        let elapsed = self.started.elapsed();
+        let cpu_now = crate::report::process_cpu();
+        let cpu = cpu_now
+            .zip(self.cpu_before)
+            .map(|(now, before)| now.saturating_sub(before));
+        self.cpu_before = cpu_now;
+        let (recorder, gauges) = (&interval.recorder, &interval.gauges);
+        self.view.update(recorder, gauges, elapsed, level);
+        if let Some(exposition) = &self.exposition {
+            let text = prometheus::render(total, gauges);
+            if let Ok(mut shared) = exposition.lock() {
+                *shared = text;
+            }
+        }
+        if let Some(writer) = &self.writer {
+            let line = IntervalLine::build(seq, elapsed, recorder, gauges, peak, cpu);
+            let histograms = hlog::Interval {
+                start: self.last_emitted,
+                length: elapsed.saturating_sub(self.last_emitted),
+                histograms: tagged_histograms(recorder),
+            };
+            writer.write(line, histograms, self.started_at);
+        }
+        self.last_emitted = elapsed;
+    }
+}
+
 impl Aggregator<'_> {
     /// Returns the result, and whether a second signal cut the shutdown short.
     async fn run(
@@ -223,18 +337,21 @@ impl Aggregator<'_> {
             interrupted: self.stop.is_cancelled(),
             aborted_by: None,
         };
-        let started = Instant::now();
         let deadline = tokio::time::sleep(scenario.duration);
         tokio::pin!(deadline);
         let grace = tokio::time::sleep(Duration::MAX / 4);
         tokio::pin!(grace);
         let mut total = Recorder::new();
-        let mut gauges = vec![[0i64; State::COUNT]; self.shards];
-        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-        let mut ended_at: Vec<Option<u64>> = vec![None; self.shards];
-        let mut next_seq = 0u64;
-        let mut cpu_before = crate::report::process_cpu();
-        let mut last_emitted = Duration::ZERO;
+        let mut assembler = Assembler::new(self.shards);
+        let mut sinks = Sinks {
+            writer: self.writer.take(),
+            view,
+            exposition,
+            started: Instant::now(),
+            started_at: meta.started_at,
+            last_emitted: Duration::ZERO,
+            cpu_before: crate::report::process_cpu(),
+        };
         let mut stopping = self.stop.is_cancelled();
         let mut cut_short = false;
         if stopping {
@@ -251,61 +368,21 @@ impl Aggregator<'_> {
             tokio::select! {
                 snapshot = rx.recv() => {
                     let Some(snapshot) = snapshot else { break };
-                    gauges[snapshot.shard] = snapshot.gauges;
-                    if snapshot.last {
-                        ended_at[snapshot.shard] = Some(snapshot.seq);
-                    }
                     total.merge(&snapshot.recorder);
-                    let entry = pending.entry(snapshot.seq).or_default();
-                    entry.recorder.merge(&snapshot.recorder);
-                    entry.shards += 1;
-                    for (sum, v) in entry.gauges.iter_mut().zip(&snapshot.gauges) {
-                        *sum += v;
-                    }
-                    // Emit every interval all live shards have reported, in order.
-                    loop {
-                        let expected = ended_at
-                            .iter()
-                            .filter(|e| e.is_none_or(|last| last >= next_seq))
-                            .count();
-                        let complete = pending.get(&next_seq).is_some_and(|p| p.shards >= expected);
-                        if !complete {
-                            break;
-                        }
-                        let interval = pending.remove(&next_seq).expect("checked above");
-                        let summed = interval.gauges;
+                    assembler.add(&snapshot);
+                    while let Some((seq, interval)) = assembler.next_complete() {
                         let peak = self.active.take_interval_peak();
                         meta.peak_active = meta.peak_active.max(peak);
-                        let elapsed = started.elapsed();
-                        let cpu_now = crate::report::process_cpu();
-                        let cpu = cpu_now.zip(cpu_before).map(|(now, before)| now.saturating_sub(before));
-                        cpu_before = cpu_now;
-                        let line = IntervalLine::build(next_seq, elapsed, &interval.recorder, &summed, peak, cpu);
-                        let histograms = hlog::Interval {
-                            start: last_emitted,
-                            length: elapsed.saturating_sub(last_emitted),
-                            histograms: tagged_histograms(&interval.recorder),
-                        };
-                        last_emitted = elapsed;
-                        let level = scenario.shape.level_at(elapsed);
-                        view.update(&interval.recorder, &summed, elapsed, level);
-                        if let Some(exposition) = &exposition {
-                            let text = prometheus::render(&total, &summed);
-                            if let Ok(mut shared) = exposition.lock() {
-                                *shared = text;
-                            }
-                        }
-                        if let Some(writer) = &self.writer {
-                            writer.write(line, histograms, meta.started_at);
-                        }
-                        next_seq += 1;
+                        let level = scenario.shape.level_at(sinks.started.elapsed());
+                        sinks.emit(seq, &interval, peak, &total, level);
                         if !stopping && meta.aborted_by.is_none() {
+                            let elapsed = sinks.started.elapsed();
                             if let Some(check) = failing_abort(&abort_checks, &total, &meta, elapsed) {
                                 meta.aborted_by = Some(check);
                                 stopping = true;
                                 self.stop.cancel();
                                 grace.as_mut().reset(Instant::now() + self.grace);
-                                view.stopping();
+                                sinks.view.stopping();
                             }
                         }
                     }
@@ -314,7 +391,7 @@ impl Aggregator<'_> {
                     stopping = true;
                     self.stop.cancel();
                     grace.as_mut().reset(Instant::now() + self.grace);
-                    view.stopping();
+                    sinks.view.stopping();
                 }
                 _ = signals.next() => {
                     if stopping {
@@ -327,7 +404,7 @@ impl Aggregator<'_> {
                     meta.interrupted = true;
                     self.stop.cancel();
                     grace.as_mut().reset(Instant::now() + self.grace);
-                    view.stopping();
+                    sinks.view.stopping();
                 }
                 _ = &mut grace, if stopping => {
                     // Sessions had their grace period; report what arrived.
@@ -336,36 +413,28 @@ impl Aggregator<'_> {
                 }
             }
         }
-        // Whatever is still pending (a cut-short stop) becomes the last lines.
-        for (seq, interval) in pending {
-            if let Some(writer) = &self.writer {
-                let elapsed = started.elapsed();
-                let peak = self.active.take_interval_peak();
-                let line = IntervalLine::build(
-                    seq,
-                    elapsed,
-                    &interval.recorder,
-                    &interval.gauges,
-                    peak,
-                    None,
-                );
-                let histograms = hlog::Interval {
-                    start: last_emitted,
-                    length: elapsed.saturating_sub(last_emitted),
-                    histograms: tagged_histograms(&interval.recorder),
-                };
-                last_emitted = elapsed;
-                writer.write(line, histograms, meta.started_at);
-            }
+        let gauges_now = assembler.gauges();
+        // Whatever is still incomplete (a cut-short stop) becomes the last lines.
+        for (seq, interval) in assembler.rest() {
+            let peak = self.active.take_interval_peak();
+            let level = scenario.shape.level_at(sinks.started.elapsed());
+            sinks.emit(seq, &interval, peak, &total, level);
         }
+        let Sinks {
+            writer,
+            mut view,
+            exposition,
+            started,
+            ..
+        } = sinks;
         view.finish();
         if let Some(task) = metrics_task {
             task.abort();
         }
         meta.elapsed = started.elapsed();
         meta.peak_active = meta.peak_active.max(self.active.run_peak());
-        let lost_intervals = self.writer.take().map_or(0, IntervalWriter::finish);
-        let exposition = exposition.map(|_| prometheus::render(&total, &sum_gauges(&gauges)));
+        let lost_intervals = writer.map_or(0, IntervalWriter::finish);
+        let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now));
         Ok((
             RunResult {
                 total,
@@ -407,11 +476,10 @@ fn sum_gauges(per_shard: &[Gauges]) -> Gauges {
     sum
 }
 
-/// Ctrl-C and SIGTERM, as a stream: the first asks for a graceful stop, the second for
-/// an immediate one.
-/// The signals that stop a run: Ctrl-C (SIGINT), SIGTERM, and SIGHUP, which a closed
-/// terminal or a restarting supervisor sends and which would otherwise end the process
-/// without a report.
+/// The signals that stop a run, as a stream: Ctrl-C (SIGINT), SIGTERM, and SIGHUP, which
+/// a closed terminal or a restarting supervisor sends and which would otherwise end the
+/// process without a report. The first asks for a graceful stop, the second for an
+/// immediate one.
 struct Signals {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
@@ -810,6 +878,55 @@ mod tests {
             running: Arc::new(AtomicU32::new(0)),
             active: Arc::default(),
         })
+    }
+
+    fn snapshot(shard: usize, seq: u64, last: bool, sent: u64) -> Snapshot {
+        let mut recorder = Recorder::new();
+        for _ in 0..sent {
+            recorder.count(Counter::HeartbeatsSent);
+        }
+        let mut gauges = [0; State::COUNT];
+        gauges[State::Bound.index()] = 10 * (shard as i64 + 1);
+        Snapshot {
+            shard,
+            recorder,
+            gauges,
+            seq,
+            last,
+        }
+    }
+
+    #[test]
+    fn intervals_come_out_whole_and_in_order() {
+        let mut a = Assembler::new(2);
+        // Shard 1 runs ahead: its intervals 0 and 1 wait for shard 0's.
+        a.add(&snapshot(1, 0, false, 5));
+        a.add(&snapshot(1, 1, false, 6));
+        assert!(a.next_complete().is_none());
+        a.add(&snapshot(0, 0, false, 1));
+        let (seq, first) = a.next_complete().unwrap();
+        assert_eq!((seq, first.shards), (0, 2));
+        assert_eq!(first.recorder.counter(Counter::HeartbeatsSent), 6);
+        assert_eq!(first.gauges[State::Bound.index()], 30);
+        assert!(
+            a.next_complete().is_none(),
+            "interval 1 still waits for shard 0"
+        );
+        // Shard 0 ends with interval 1: from interval 2 on, shard 1 alone completes them.
+        a.add(&snapshot(0, 1, true, 2));
+        let (seq, second) = a.next_complete().unwrap();
+        assert_eq!(
+            (seq, second.recorder.counter(Counter::HeartbeatsSent)),
+            (1, 8)
+        );
+        a.add(&snapshot(1, 2, false, 7));
+        assert_eq!(a.next_complete().unwrap().0, 2);
+        // A cut-short stop leaves what never completed, in order.
+        a.add(&snapshot(1, 4, false, 1));
+        assert!(a.next_complete().is_none(), "interval 3 never came");
+        assert_eq!(a.gauges()[State::Bound.index()], 30);
+        let rest: Vec<u64> = a.rest().map(|(seq, _)| seq).collect();
+        assert_eq!(rest, vec![4]);
     }
 
     #[test]
