@@ -42,6 +42,7 @@ macro_rules! say_raw {
 }
 
 pub mod cli;
+pub mod faults;
 pub mod heartbeat;
 pub mod load;
 pub mod metrics;

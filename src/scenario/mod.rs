@@ -23,10 +23,10 @@ use tokio_tungstenite::tungstenite::http::Uri;
 pub use matcher::Matcher;
 pub use template::{Template, Vars};
 
+use crate::faults::Faults;
 use crate::load::{Churn, RateStage, Shape, Spread, Stage};
 use crate::report::threshold::Threshold;
 use crate::script::{Hook, Limits, OnError, Script};
-use crate::server::Faults;
 use crate::units;
 
 /// A scenario that could not be loaded. Each variant names the file; where the problem has
