@@ -54,6 +54,7 @@ pub mod script;
 pub mod server;
 pub mod session;
 pub mod source;
+pub mod threshold;
 pub mod tls;
 pub mod units;
 

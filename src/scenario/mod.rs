@@ -25,8 +25,8 @@ pub use template::{Template, Vars};
 
 use crate::faults::Faults;
 use crate::load::{Churn, RateStage, Shape, Spread, Stage};
-use crate::report::threshold::Threshold;
 use crate::script::{Hook, Limits, OnError, Script};
+use crate::threshold::Threshold;
 use crate::units;
 
 /// A scenario that could not be loaded. Each variant names the file; where the problem has
