@@ -1,37 +1,88 @@
 //! Raw → model: checks every value of a [`RawScenario`] and compiles it into a
-//! [`Scenario`] (templates, matchers, card data, load shape, thresholds). Errors name the
-//! key path; `at` turns it into a place. It must not read the scenario file itself (the
-//! loaders in `mod.rs` do), only the data files it names.
+//! [`Scenario`] (templates, matchers, card data, load shape, thresholds), one function per
+//! section of the file. Errors name the key path; `at` turns it into a place.
+//!
+//! The sections are compiled in a fixed order, and the first error wins: keep the order
+//! when adding one, so a file with two mistakes keeps reporting the same one. It must not
+//! read the scenario file itself (the loaders in `mod.rs` do), only the data files it
+//! names.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::raw::{
-    default_duration, default_max_delay, default_sessions, RawScenario, RawStep, RawThreshold,
+    default_duration, default_max_delay, default_sessions, RawChurn, RawConnect, RawData,
+    RawHeartbeat, RawLoad, RawReconnect, RawScenario, RawStep, RawThreshold,
 };
 use super::{
     Cards, Connect, Heartbeat, Matcher, Overrides, Reconnect, Scenario, ScenarioError, Step,
     Target, Template,
 };
+use crate::faults::Faults;
 use crate::load::{Churn, Shape, Spread};
 use crate::script::{Hook, Script};
 use crate::threshold::Threshold;
 use crate::units;
+
+/// Places an error at a key path (`["heartbeat", "timeout"]`) in the file.
+type At<'a> = &'a dyn Fn(&[&str], String) -> ScenarioError;
 
 /// The error for `{{ heartbeat.seq }}` outside the heartbeat.
 const SEQ_ONLY_IN_HEARTBEAT: &str =
     "`{{ heartbeat.seq }}` numbers heartbeats: it can only be used in `heartbeat.send` and \
      `heartbeat.expect`";
 
+/// Compiles a parsed file. `path` names the file (its stem is the default name, its
+/// folder anchors data files); `script` is the hooks, already compiled.
 pub(super) fn compile(
     raw: RawScenario,
     path: &Path,
     overrides: &Overrides,
-    at: &dyn Fn(&[&str], String) -> ScenarioError,
+    at: At,
     script: Option<Script>,
 ) -> Result<Scenario, ScenarioError> {
-    let name = raw.name.unwrap_or_else(|| {
+    let name = name(raw.name, path, at)?;
+    let target = target(raw.target.as_deref(), overrides, at)?;
+    let shape = shape(raw.load.as_ref(), raw.sessions, raw.ramp_up, overrides, at)?;
+    let duration = duration(raw.duration, raw.load.is_some(), &shape, overrides, at)?;
+    let churn = churn(raw.churn.as_ref(), at)?;
+    let thresholds = thresholds(&raw.thresholds, overrides, at)?;
+    let cards = cards(raw.data.as_ref(), path, at)?;
+    let messages = Messages {
+        at,
+        columns: cards.as_ref().map(|c| c.columns.as_slice()).unwrap_or(&[]),
+        script: script.as_ref(),
+    };
+    let auth = step(&messages, raw.auth, "auth", Hook::Auth)?;
+    let bind_card = step(&messages, raw.bind_card, "bind_card", Hook::BindCard)?;
+    let heartbeat = heartbeat(&messages, raw.heartbeat)?;
+    let reconnect = reconnect(raw.reconnect, &heartbeat, at)?;
+    let connect = connect(raw.connect, at)?;
+    faults(&raw.server, &target, at)?;
+    Ok(Scenario {
+        name,
+        source: path.to_path_buf(),
+        target,
+        sessions: shape.max_sessions(),
+        duration,
+        shape,
+        churn,
+        thresholds,
+        connect,
+        cards,
+        auth,
+        bind_card,
+        heartbeat,
+        reconnect,
+        server: raw.server,
+        script: script.map(Arc::new),
+    })
+}
+
+/// `name`, defaulting to the file's stem: it names the report directory, so no slashes.
+fn name(raw: Option<String>, path: &Path, at: At) -> Result<String, ScenarioError> {
+    let name = raw.unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "scenario".into())
@@ -42,108 +93,132 @@ pub(super) fn compile(
             "must be non-empty and contain no slashes".into(),
         ));
     }
-    let target = match (&overrides.target, &raw.target) {
+    Ok(name)
+}
+
+/// `target`, unless `--target` replaces it; the embedded server without either.
+fn target(raw: Option<&str>, overrides: &Overrides, at: At) -> Result<Target, ScenarioError> {
+    Ok(match (&overrides.target, raw) {
         (Some(t), _) => t.clone(),
         (None, Some(text)) => Target::parse(text).map_err(|m| at(&["target"], m))?,
         (None, None) => Target::Embedded,
-    };
-    let shape = match &raw.load {
-        None => {
-            let sessions = overrides
-                .sessions
-                .or(raw.sessions)
-                .unwrap_or(default_sessions());
-            if sessions == 0 {
-                return Err(at(&["sessions"], "must be at least 1".into()));
-            }
-            let ramp_up = overrides.ramp_up.or(raw.ramp_up).unwrap_or_default();
-            Shape::ramp_and_hold(sessions, ramp_up)
+    })
+}
+
+/// The load shape: `sessions` and `ramp_up` (which `--sessions` and `--ramp-up`
+/// replace), or `load` with closed-model `stages` or an open-model `arrival`.
+fn shape(
+    load: Option<&RawLoad>,
+    sessions: Option<u32>,
+    ramp_up: Option<Duration>,
+    overrides: &Overrides,
+    at: At,
+) -> Result<Shape, ScenarioError> {
+    let Some(load) = load else {
+        let sessions = overrides
+            .sessions
+            .or(sessions)
+            .unwrap_or(default_sessions());
+        if sessions == 0 {
+            return Err(at(&["sessions"], "must be at least 1".into()));
         }
-        Some(load) => {
-            if raw.sessions.is_some() || raw.ramp_up.is_some() {
+        let ramp_up = overrides.ramp_up.or(ramp_up).unwrap_or_default();
+        return Ok(Shape::ramp_and_hold(sessions, ramp_up));
+    };
+    if sessions.is_some() || ramp_up.is_some() {
+        return Err(at(
+            &["load"],
+            "use either `sessions`/`ramp_up` or `load`, not both".into(),
+        ));
+    }
+    if overrides.sessions.is_some() || overrides.ramp_up.is_some() {
+        return Err(at(
+            &["load"],
+            "--sessions and --ramp-up apply to `sessions:` scenarios; this one sets `load:`".into(),
+        ));
+    }
+    match (&load.stages, &load.arrival) {
+        (Some(stages), None) => {
+            if stages.is_empty() || stages.iter().all(|s| s.target == 0) {
                 return Err(at(
-                    &["load"],
-                    "use either `sessions`/`ramp_up` or `load`, not both".into(),
+                    &["load", "stages"],
+                    "needs at least one stage with a target above 0".into(),
                 ));
             }
-            if overrides.sessions.is_some() || overrides.ramp_up.is_some() {
+            Ok(Shape::Closed {
+                stages: stages.clone(),
+            })
+        }
+        (None, Some(arrival)) => {
+            let rates = std::iter::once(arrival.rate).chain(arrival.stages.iter().map(|s| s.rate));
+            if rates.clone().any(|r| !r.is_finite() || r < 0.0) || rates.clone().all(|r| r == 0.0) {
                 return Err(at(
-                    &["load"],
-                    "--sessions and --ramp-up apply to `sessions:` scenarios; this one sets \
-                     `load:`"
-                        .into(),
+                    &["load", "arrival"],
+                    "rates are arrivals per second: at least one above 0, none negative".into(),
                 ));
             }
-            match (&load.stages, &load.arrival) {
-                (Some(stages), None) => {
-                    if stages.is_empty() || stages.iter().all(|s| s.target == 0) {
-                        return Err(at(
-                            &["load", "stages"],
-                            "needs at least one stage with a target above 0".into(),
-                        ));
-                    }
-                    Shape::Closed {
-                        stages: stages.clone(),
-                    }
-                }
-                (None, Some(arrival)) => {
-                    let rates =
-                        std::iter::once(arrival.rate).chain(arrival.stages.iter().map(|s| s.rate));
-                    if rates.clone().any(|r| !r.is_finite() || r < 0.0)
-                        || rates.clone().all(|r| r == 0.0)
-                    {
-                        return Err(at(
-                            &["load", "arrival"],
-                            "rates are arrivals per second: at least one above 0, none negative"
-                                .into(),
-                        ));
-                    }
-                    if arrival.max_sessions == 0 {
-                        return Err(at(
-                            &["load", "arrival", "max_sessions"],
-                            "must be at least 1".into(),
-                        ));
-                    }
-                    Shape::Open {
-                        start_rate: arrival.rate,
-                        stages: arrival.stages.clone(),
-                        max_sessions: arrival.max_sessions,
-                    }
-                }
-                _ => {
-                    return Err(at(
-                        &["load"],
-                        "set exactly one of `stages` (closed model) or `arrival` (open model)"
-                            .into(),
-                    ))
-                }
+            if arrival.max_sessions == 0 {
+                return Err(at(
+                    &["load", "arrival", "max_sessions"],
+                    "must be at least 1".into(),
+                ));
             }
+            Ok(Shape::Open {
+                start_rate: arrival.rate,
+                stages: arrival.stages.clone(),
+                max_sessions: arrival.max_sessions,
+            })
         }
-    };
-    let sessions = shape.max_sessions();
-    let duration = match (overrides.duration, raw.duration) {
+        _ => Err(at(
+            &["load"],
+            "set exactly one of `stages` (closed model) or `arrival` (open model)".into(),
+        )),
+    }
+}
+
+/// `duration` (which `--duration` replaces); without either, the end of the `load`
+/// stages, or the default.
+fn duration(
+    raw: Option<Duration>,
+    has_load: bool,
+    shape: &Shape,
+    overrides: &Overrides,
+    at: At,
+) -> Result<Duration, ScenarioError> {
+    let duration = match (overrides.duration, raw) {
         (Some(d), _) | (None, Some(d)) => d,
-        (None, None) if raw.load.is_some() => shape.stages_end(),
+        (None, None) if has_load => shape.stages_end(),
         (None, None) => default_duration(),
     };
     if duration.is_zero() {
         return Err(at(&["duration"], "must be longer than 0s".into()));
     }
-    let churn = match &raw.churn {
-        None => None,
-        Some(c) => Some(Churn {
-            dwell: Spread::parse(&c.dwell).map_err(|m| at(&["churn", "dwell"], m))?,
-            away: c
-                .away
-                .as_deref()
-                .map(Spread::parse)
-                .transpose()
-                .map_err(|m| at(&["churn", "away"], m))?,
-            hidden: c.hidden,
-        }),
-    };
+    Ok(duration)
+}
+
+/// `churn`: pages leaving and coming back.
+fn churn(raw: Option<&RawChurn>, at: At) -> Result<Option<Churn>, ScenarioError> {
+    let Some(c) = raw else { return Ok(None) };
+    Ok(Some(Churn {
+        dwell: Spread::parse(&c.dwell).map_err(|m| at(&["churn", "dwell"], m))?,
+        away: c
+            .away
+            .as_deref()
+            .map(Spread::parse)
+            .transpose()
+            .map_err(|m| at(&["churn", "away"], m))?,
+        hidden: c.hidden,
+    }))
+}
+
+/// `thresholds`, then those `--threshold` adds.
+fn thresholds(
+    raw: &[RawThreshold],
+    overrides: &Overrides,
+    at: At,
+) -> Result<Vec<Threshold>, ScenarioError> {
     let mut thresholds = Vec::new();
-    for raw_threshold in &raw.thresholds {
+    for raw_threshold in raw {
         let threshold = match raw_threshold {
             RawThreshold::Check(check) => Threshold::parse(check),
             RawThreshold::Full(full) => Threshold::parse(&full.check).map(|mut t| {
@@ -156,87 +231,121 @@ pub(super) fn compile(
         thresholds.push(threshold);
     }
     thresholds.extend(overrides.thresholds.iter().cloned());
+    Ok(thresholds)
+}
 
-    let cards = match &raw.data {
-        Some(data) => {
-            let file = path.parent().unwrap_or(Path::new(".")).join(&data.cards);
-            Some(Cards::load(&file).map_err(|m| at(&["data", "cards"], m))?)
-        }
-        None => None,
-    };
-    let columns: &[String] = cards.as_ref().map(|c| c.columns.as_slice()).unwrap_or(&[]);
-    let env = |name: &str| std::env::var(name).ok();
+/// `data.cards`, relative to the scenario's folder.
+fn cards(raw: Option<&RawData>, path: &Path, at: At) -> Result<Option<Cards>, ScenarioError> {
+    let Some(data) = raw else { return Ok(None) };
+    let file = path.parent().unwrap_or(Path::new(".")).join(&data.cards);
+    Ok(Some(
+        Cards::load(&file).map_err(|m| at(&["data", "cards"], m))?,
+    ))
+}
 
-    let has = |hook: Hook| script.as_ref().is_some_and(|s| s.has(hook));
-    let send = |value: &Option<serde_json::Value>, key: &str, hook: Hook| match value {
-        Some(v) => Template::compile(v, columns, env)
-            .map(Some)
-            .map_err(|m| at(&[key, "send"], m)),
-        None if has(hook) => Ok(None),
-        None => Err(at(
-            &[key],
-            format!(
-                "needs `send`, or a script with `fn {}(session)`",
-                hook.name()
-            ),
-        )),
-    };
-    let step = |raw: Option<RawStep>, key: &str| -> Result<Option<Step>, ScenarioError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let hook = if key == "auth" {
-            Hook::Auth
-        } else {
-            Hook::BindCard
-        };
-        let send = send(&raw.send, key, hook)?;
-        let expect = raw
-            .expect
-            .as_ref()
-            .map(Matcher::compile)
-            .transpose()
-            .map_err(|m| at(&[key, "expect"], m))?;
-        let reject = raw
-            .reject
-            .as_ref()
-            .map(Matcher::compile)
-            .transpose()
-            .map_err(|m| at(&[key, "reject"], m))?;
-        if reject.is_some() && expect.is_none() {
-            return Err(at(
-                &[key, "reject"],
-                "a step with `reject` needs `expect` too".into(),
-            ));
-        }
-        if raw.timeout.is_zero() {
-            return Err(at(&[key, "timeout"], "must be longer than 0s".into()));
-        }
-        if send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
-            return Err(at(&[key, "send"], SEQ_ONLY_IN_HEARTBEAT.into()));
-        }
-        for (matcher, field) in [(&expect, "expect"), (&reject, "reject")] {
-            if matcher.as_ref().is_some_and(Matcher::has_seq) {
-                return Err(at(&[key, field], SEQ_ONLY_IN_HEARTBEAT.into()));
-            }
-        }
-        Ok(Some(Step {
-            send,
-            expect,
-            reject,
-            timeout: raw.timeout,
-        }))
-    };
-    let auth = step(raw.auth, "auth")?;
-    let bind_card = step(raw.bind_card, "bind_card")?;
+/// What compiling a step's or the heartbeat's messages needs: where errors go, the card
+/// columns templates may name, and which hooks the script defines.
+struct Messages<'a> {
+    /// Places errors.
+    at: At<'a>,
+    /// The card data's column names (none without card data).
+    columns: &'a [String],
+    /// The hooks, when the scenario has a script.
+    script: Option<&'a Script>,
+}
 
-    let hb = raw.heartbeat;
+impl Messages<'_> {
+    /// Whether the script defines `hook`.
+    fn has(&self, hook: Hook) -> bool {
+        self.script.is_some_and(|s| s.has(hook))
+    }
+
+    /// A `send` template, or `None` when the script's `hook` builds the message.
+    fn send(
+        &self,
+        value: &Option<serde_json::Value>,
+        key: &str,
+        hook: Hook,
+    ) -> Result<Option<Template>, ScenarioError> {
+        match value {
+            Some(v) => Template::compile(v, self.columns, env)
+                .map(Some)
+                .map_err(|m| (self.at)(&[key, "send"], m)),
+            None if self.has(hook) => Ok(None),
+            None => Err((self.at)(
+                &[key],
+                format!(
+                    "needs `send`, or a script with `fn {}(session)`",
+                    hook.name()
+                ),
+            )),
+        }
+    }
+}
+
+/// Environment variables, for `{{ env.NAME }}`.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A request/reply step (`auth`, `bind_card`), whose message `hook` may build instead.
+fn step(
+    messages: &Messages,
+    raw: Option<RawStep>,
+    key: &str,
+    hook: Hook,
+) -> Result<Option<Step>, ScenarioError> {
+    let at = messages.at;
+    let Some(raw) = raw else { return Ok(None) };
+    let send = messages.send(&raw.send, key, hook)?;
+    let expect = raw
+        .expect
+        .as_ref()
+        .map(Matcher::compile)
+        .transpose()
+        .map_err(|m| at(&[key, "expect"], m))?;
+    let reject = raw
+        .reject
+        .as_ref()
+        .map(Matcher::compile)
+        .transpose()
+        .map_err(|m| at(&[key, "reject"], m))?;
+    if reject.is_some() && expect.is_none() {
+        return Err(at(
+            &[key, "reject"],
+            "a step with `reject` needs `expect` too".into(),
+        ));
+    }
+    if raw.timeout.is_zero() {
+        return Err(at(&[key, "timeout"], "must be longer than 0s".into()));
+    }
+    if send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
+        return Err(at(&[key, "send"], SEQ_ONLY_IN_HEARTBEAT.into()));
+    }
+    for (matcher, field) in [(&expect, "expect"), (&reject, "reject")] {
+        if matcher.as_ref().is_some_and(Matcher::has_seq) {
+            return Err(at(&[key, field], SEQ_ONLY_IN_HEARTBEAT.into()));
+        }
+    }
+    Ok(Some(Step {
+        send,
+        expect,
+        reject,
+        timeout: raw.timeout,
+    }))
+}
+
+/// `heartbeat`: its timetable, its message and the ack that makes it healthy.
+fn heartbeat(messages: &Messages, hb: RawHeartbeat) -> Result<Heartbeat, ScenarioError> {
+    let at = messages.at;
     if hb.interval < Duration::from_millis(1) {
         return Err(at(
             &["heartbeat", "interval"],
             "must be at least 1ms".into(),
         ));
     }
-    let hb_timeout = hb.timeout.unwrap_or(hb.interval);
-    if hb_timeout.is_zero() || hb_timeout > hb.interval {
+    let timeout = hb.timeout.unwrap_or(hb.interval);
+    if timeout.is_zero() || timeout > hb.interval {
         return Err(at(
             &["heartbeat", "timeout"],
             format!(
@@ -246,15 +355,15 @@ pub(super) fn compile(
             ),
         ));
     }
-    let hb_send = send(&hb.send, "heartbeat", Hook::Heartbeat)?;
-    let hb_expect = hb
+    let send = messages.send(&hb.send, "heartbeat", Hook::Heartbeat)?;
+    let expect = hb
         .expect
         .as_ref()
         .map(Matcher::compile)
         .transpose()
         .map_err(|m| at(&["heartbeat", "expect"], m))?;
-    if hb_expect.as_ref().is_some_and(Matcher::has_seq) {
-        if has(Hook::HeartbeatReply) {
+    if expect.as_ref().is_some_and(Matcher::has_seq) {
+        if messages.has(Hook::HeartbeatReply) {
             return Err(at(
                 &["heartbeat", "expect"],
                 "the script's `heartbeat_reply` judges acks, so `expect` cannot match \
@@ -262,7 +371,7 @@ pub(super) fn compile(
                     .into(),
             ));
         }
-        if !hb_send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
+        if !send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
             return Err(at(
                 &["heartbeat", "expect"],
                 "matches `{{ heartbeat.seq }}`, but `heartbeat.send` does not carry it: \
@@ -271,33 +380,39 @@ pub(super) fn compile(
             ));
         }
     }
-    let heartbeat = Heartbeat {
+    Ok(Heartbeat {
         interval: hb.interval,
-        send: hb_send,
-        expect: hb_expect,
-        timeout: hb_timeout,
+        send,
+        expect,
+        timeout,
         max_failures: hb.max_failures,
-    };
+    })
+}
 
-    let rc = raw.reconnect;
+/// `reconnect`: the delay defaults to the heartbeat interval.
+fn reconnect(rc: RawReconnect, heartbeat: &Heartbeat, at: At) -> Result<Reconnect, ScenarioError> {
     if !(0.0..=1.0).contains(&rc.jitter) {
         return Err(at(
             &["reconnect", "jitter"],
             "must be between 0 and 1".into(),
         ));
     }
-    let reconnect = Reconnect {
+    Ok(Reconnect {
         // The article has no backoff: its retry rhythm is the heartbeat interval.
         delay: rc.delay.unwrap_or(heartbeat.interval),
         backoff: rc.backoff,
         max_delay: rc.max_delay.unwrap_or_else(default_max_delay),
         jitter: rc.jitter,
-    };
+    })
+}
 
+/// `connect`: the handshake's timeout, headers (with `{{ env.NAME }}` resolved once,
+/// here) and subprotocols.
+fn connect(raw: RawConnect, at: At) -> Result<Connect, ScenarioError> {
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
     let mut headers = Vec::new();
     let mut from_env = Vec::new();
-    for (key, value) in raw.connect.headers {
-        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    for (key, value) in raw.headers {
         let (value, secret) = resolve_header(&value, env)
             .map_err(|m| at(&["connect", "headers", &key], format!("`{key}`: {m}")))?;
         if secret {
@@ -317,14 +432,23 @@ pub(super) fn compile(
         })?;
         headers.push((key, value));
     }
-    if raw.connect.timeout.is_zero() {
+    if raw.timeout.is_zero() {
         return Err(at(&["connect", "timeout"], "must be longer than 0s".into()));
     }
+    Ok(Connect {
+        timeout: raw.timeout,
+        headers,
+        from_env,
+        subprotocols: raw.subprotocols,
+    })
+}
 
-    if let Err((key, message)) = raw.server.validate() {
+/// `server`: faults for the embedded reference server, which only it can act on.
+fn faults(faults: &Faults, target: &Target, at: At) -> Result<(), ScenarioError> {
+    if let Err((key, message)) = faults.validate() {
         return Err(at(&["server", key], message));
     }
-    if target != Target::Embedded && raw.server.is_active() {
+    if *target != Target::Embedded && faults.is_active() {
         // Faults only mean something for the embedded server; say so rather than ignore.
         return Err(at(
             &["server"],
@@ -333,30 +457,7 @@ pub(super) fn compile(
                 .into(),
         ));
     }
-
-    Ok(Scenario {
-        name,
-        source: path.to_path_buf(),
-        target,
-        sessions,
-        duration,
-        shape,
-        churn,
-        thresholds,
-        connect: Connect {
-            timeout: raw.connect.timeout,
-            headers,
-            from_env,
-            subprotocols: raw.connect.subprotocols,
-        },
-        cards,
-        auth,
-        bind_card,
-        heartbeat,
-        reconnect,
-        server: raw.server,
-        script: script.map(Arc::new),
-    })
+    Ok(())
 }
 
 /// Resolves `{{ env.NAME }}` in a header value, once, at load. Returns the value and
