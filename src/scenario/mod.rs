@@ -232,22 +232,20 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario,
     compile(raw, path, overrides, &at, script)
 }
 
-/// Reads and compiles the hooks file a YAML scenario names.
+/// Reads and compiles the hooks file a YAML scenario names: relative to the scenario, a
+/// regular file of at most [`input::SCRIPT_MAX_BYTES`].
 fn load_script(
     scenario: &Path,
     file: &Path,
     options: &RawScriptFull,
 ) -> Result<Script, ScenarioError> {
-    let (path, text) =
-        crate::script::read(scenario, file).map_err(|source| ScenarioError::Read {
-            path: scenario
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(file)
-                .display()
-                .to_string(),
+    let path = scenario.parent().unwrap_or(Path::new(".")).join(file);
+    let text = input::read_text_capped(&path, input::SCRIPT_MAX_BYTES).map_err(|source| {
+        ScenarioError::Read {
+            path: path.display().to_string(),
             source,
-        })?;
+        }
+    })?;
     Script::compile(&text, options.limits.unwrap_or_default(), options.on_error).map_err(
         |e| match e.line {
             Some(line) => ScenarioError::At {
