@@ -1,6 +1,7 @@
-//! Raw → model: checks every value of a [`RawScenario`] and compiles it into a
-//! [`Scenario`] (templates, matchers, card data, load shape, thresholds), one function per
-//! section of the file. Errors name the key path; `at` turns it into a place.
+//! Raw → model: checks every value of a [`RawScenario`], applies the command line's
+//! [`Overrides`], and compiles it into a [`Scenario`] (templates, matchers, card data,
+//! load shape, thresholds), one function per section of the file. Errors name the key
+//! path; `at` turns it into a place.
 //!
 //! The sections are compiled in a fixed order, and the first error wins: keep the order
 //! when adding one, so a file with two mistakes keeps reporting the same one. It must not
@@ -11,19 +12,36 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cards::Cards;
+use super::error::ScenarioError;
+use super::matcher::Matcher;
+use super::model::{Connect, Heartbeat, Reconnect, Scenario, Step};
 use super::raw::{
     default_duration, default_max_delay, default_sessions, RawChurn, RawConnect, RawData,
     RawHeartbeat, RawLoad, RawReconnect, RawScenario, RawStep, RawThreshold,
 };
-use super::{
-    Cards, Connect, Heartbeat, Matcher, Overrides, Reconnect, Scenario, ScenarioError, Step,
-    Target, Template,
-};
+use super::target::Target;
+use super::template::Template;
 use crate::faults::Faults;
 use crate::load::{Churn, Shape, Spread};
 use crate::script::{Hook, Script};
 use crate::threshold::Threshold;
 use crate::units;
+
+/// Values from the command line that replace the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--sessions`.
+    pub sessions: Option<u32>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--target`.
+    pub target: Option<Target>,
+    /// `--threshold`, added to the file's.
+    pub thresholds: Vec<Threshold>,
+    /// `--ramp-up`.
+    pub ramp_up: Option<Duration>,
+}
 
 /// Places an error at a key path (`["heartbeat", "timeout"]`) in the file.
 type At<'a> = &'a dyn Fn(&[&str], String) -> ScenarioError;

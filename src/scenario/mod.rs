@@ -3,12 +3,13 @@
 //! hand back an immutable [`Scenario`], shared by every shard; nothing in it is parsed
 //! again during the run.
 //!
-//! The parts, one job each: `raw` (the serde model of the file, `deny_unknown_fields`,
-//! so a typo is an error), `compile` (raw → model: every value checked, templates and
-//! matchers compiled, card data loaded), `model` (the compiled [`Scenario`] and its
-//! parts), `target` ([`Target`], [`redact`]), `cards` (the CSV feeder), `locate` (key
-//! path → line and column), `error` ([`ScenarioError`]), `template`, `matcher` and
-//! [`input`] (capped, regular-file reads).
+//! The parts, one job each, and each imports only those below it (never this face):
+//! `raw` (the serde model of the file, `deny_unknown_fields`, so a typo is an error),
+//! `compile` (raw + [`Overrides`] → model: every value checked, templates and matchers
+//! compiled, card data loaded), `model` (the compiled [`Scenario`] and its parts),
+//! `target` ([`Target`], [`redact`]), `cards` (the CSV feeder), `locate` (key path →
+//! line and column), `error` ([`ScenarioError`]), `template`, `matcher` and [`input`]
+//! (capped, regular-file reads).
 //!
 //! This module must not do network I/O or start anything, and must not import the
 //! report or the server: thresholds and faults are shared vocabulary
@@ -26,9 +27,9 @@ mod target;
 mod template;
 
 use std::path::Path;
-use std::time::Duration;
 
 pub use cards::Cards;
+pub use compile::Overrides;
 pub use error::ScenarioError;
 pub use matcher::Matcher;
 pub use model::{Backoff, Connect, Heartbeat, Reconnect, Scenario, Step};
@@ -36,25 +37,9 @@ pub use target::{redact, Target, TargetUrl};
 pub use template::{Template, Vars};
 
 use crate::script::{Limits, OnError, Script};
-use crate::threshold::Threshold;
 use compile::compile;
 use locate::locate;
 use raw::{RawScenario, RawScript, RawScriptFull};
-
-/// Values from the command line that replace the file's.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--sessions`.
-    pub sessions: Option<u32>,
-    /// `--duration`.
-    pub duration: Option<Duration>,
-    /// `--target`.
-    pub target: Option<Target>,
-    /// `--threshold`, added to the file's.
-    pub thresholds: Vec<Threshold>,
-    /// `--ramp-up`.
-    pub ramp_up: Option<Duration>,
-}
 
 /// Reads, parses, compiles and validates a scenario file (YAML, or a `.rhai` script whose
 /// `scenario()` returns the same settings), then applies `overrides`.
@@ -272,6 +257,8 @@ fn strip_location(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The smallest scenario that parses.

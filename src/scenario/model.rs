@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Cards, Matcher, Target, Template};
+use super::cards::Cards;
+use super::matcher::Matcher;
+use super::target::Target;
+use super::template::Template;
 use crate::faults::Faults;
 use crate::load::{Churn, Shape};
 use crate::script::Script;

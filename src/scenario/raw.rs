@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Backoff;
+use super::model::Backoff;
 use crate::faults::Faults;
 use crate::load::{RateStage, Stage};
 use crate::script::{Limits, OnError};
