@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::threshold::Threshold;
 use crate::scenario::Target;
 use crate::source::Sources;
+use crate::threshold::Threshold;
 use crate::units::{parse_duration, parse_fraction};
 
 /// Parses `--target` like `Target::parse`, but never quotes the raw value back (clap's

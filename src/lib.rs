@@ -42,6 +42,7 @@ macro_rules! say_raw {
 }
 
 pub mod cli;
+pub mod faults;
 pub mod heartbeat;
 pub mod load;
 pub mod metrics;
@@ -53,6 +54,7 @@ pub mod script;
 pub mod server;
 pub mod session;
 pub mod source;
+pub mod threshold;
 pub mod tls;
 pub mod units;
 

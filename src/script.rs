@@ -16,7 +16,6 @@
 //! reconnect, leave) it asks for through the `session` object; the session engine carries
 //! it out after the call returns. The session owns every await.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -561,15 +560,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
-}
-
-/// Loads a script file relative to the scenario that names it: a regular file of at most
-/// [`crate::scenario::input::SCRIPT_MAX_BYTES`].
-pub fn read(scenario: &Path, file: &Path) -> std::io::Result<(std::path::PathBuf, String)> {
-    let path = scenario.parent().unwrap_or(Path::new(".")).join(file);
-    let text =
-        crate::scenario::input::read_text_capped(&path, crate::scenario::input::SCRIPT_MAX_BYTES)?;
-    Ok((path, text))
 }
 
 #[cfg(test)]
