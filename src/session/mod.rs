@@ -9,12 +9,14 @@
 //! measured from the *scheduled* send time, so a late tester or a slow server shows up in
 //! the percentiles instead of vanishing (coordinated omission).
 
-use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr};
+mod context;
+
+pub use context::{Context, Plan};
+
+use std::net::IpAddr;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,13 +26,12 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::load::Shape;
-use crate::metrics::{Active, Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+use crate::metrics::{Cause, Counter, ErrorKind, Metric, State};
 use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
 use crate::script::{Effect, Hook, OnError, SessionHandle};
 use crate::source;
@@ -103,26 +104,6 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// How the sessions of a run reach the target. Built once, shared by every shard.
-pub struct Plan {
-    /// The scenario being run.
-    pub scenario: Arc<Scenario>,
-    /// The target's address, resolved once at start so reconnect storms do no DNS.
-    pub addr: SocketAddr,
-    /// Local addresses to connect from, spread over the sessions by id (see
-    /// [`crate::source`]); empty: the kernel chooses. Checked at start.
-    pub sources: Vec<IpAddr>,
-    /// The handshake request (URL, headers, subprotocols); cloned per connect.
-    pub request: ClientRequestBuilder,
-    /// For `wss://`: the run's TLS client and the name to verify.
-    pub tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls_pki_types::ServerName<'static>,
-    )>,
-    /// Socket buffers sized for many clients, not tungstenite's server-sized defaults.
-    pub ws_config: WebSocketConfig,
-}
-
 /// Buffer sizes for one client socket. tungstenite's 128 KiB read buffer per socket would
 /// cost 1.3 GiB at 10k sessions; mini-program messages are a few hundred bytes.
 pub fn client_ws_config() -> WebSocketConfig {
@@ -132,50 +113,6 @@ pub fn client_ws_config() -> WebSocketConfig {
         .max_write_buffer_size(64 * 1024)
         .max_message_size(Some(1 << 20))
         .max_frame_size(Some(1 << 20))
-}
-
-/// What every session on one shard shares. Lives as long as the shard.
-pub struct Context {
-    /// The run's plan.
-    pub plan: Arc<Plan>,
-    /// The shard's measurements for the current interval; swapped out by the shard.
-    pub recorder: RefCell<Recorder>,
-    /// Live sessions per state on this shard.
-    pub gauges: Cell<Gauges>,
-    /// Cancelled when the run ends: sessions close politely and return.
-    pub stop: CancellationToken,
-    /// Sessions running on every shard, for the open model's `max_sessions` cap.
-    pub running: Arc<AtomicU32>,
-    /// Open sockets on every shard, for an exact `peak_active`.
-    pub active: Arc<Active>,
-}
-
-impl Context {
-    pub(crate) fn record(&self, metric: Metric, latency: Duration) {
-        self.recorder.borrow_mut().record(metric, latency);
-    }
-    pub(crate) fn count(&self, counter: Counter) {
-        self.recorder.borrow_mut().count(counter);
-    }
-    pub(crate) fn error(&self, kind: ErrorKind) {
-        self.recorder.borrow_mut().error(kind);
-    }
-    fn shift(&self, from: Option<State>, to: Option<State>) {
-        let mut g = self.gauges.get();
-        if let Some(s) = from {
-            g[s.index()] -= 1;
-        }
-        if let Some(s) = to {
-            g[s.index()] += 1;
-        }
-        self.gauges.set(g);
-        let open = |s: Option<State>| s.is_some_and(State::is_open);
-        match (open(from), open(to)) {
-            (false, true) => self.active.add(1),
-            (true, false) => self.active.add(-1),
-            _ => {}
-        }
-    }
 }
 
 /// Why the first connect of a run failed: reported to the runner, which stops the run
@@ -1251,6 +1188,12 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::metrics::Recorder;
+    use std::cell::{Cell, RefCell};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
+    use tokio_util::sync::CancellationToken;
 
     /// Every idle session keeps its whole future in memory; connect, auth, bindCard and
     /// close are boxed so that only the heartbeat state is paid for by idle sessions.
@@ -1296,7 +1239,13 @@ mod size_tests {
 #[cfg(test)]
 mod clock_tests {
     use super::*;
+    use crate::metrics::Recorder;
+    use std::cell::{Cell, RefCell};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
     use tokio::time::advance;
+    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
+    use tokio_util::sync::CancellationToken;
 
     const MS: u64 = 1_000; // µs
 
