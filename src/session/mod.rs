@@ -10,16 +10,17 @@
 //! the percentiles instead of vanishing (coordinated omission).
 
 mod context;
+mod page;
 mod transport;
 
 pub use context::{Context, Plan};
 pub use transport::{client_ws_config, ConnectFailure, Stream};
 
+use page::{Outcome, Session, EVER_AUTHENTICATED, EVER_BOUND, EVER_CONNECTED};
 use transport::{closed_cause, incoming, Incoming, Ws};
 
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -30,57 +31,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Metric, State};
-use crate::scenario::{Matcher, Scenario, Step, Template, Vars};
+use crate::scenario::{Matcher, Scenario, Step, Template};
 use crate::script::{Effect, Hook, OnError, SessionHandle};
 use crate::source;
-
-/// What ended one connection's life.
-enum Outcome {
-    /// Drop the socket and run the flow again.
-    Reconnect(Cause),
-    /// The page left (`onUnload`): the socket is closed.
-    Left,
-    /// The run is over.
-    Stopped,
-}
-
-/// Session milestones, recorded once per session ("sessions that ever …").
-const EVER_CONNECTED: u8 = 1;
-const EVER_AUTHENTICATED: u8 = 2;
-const EVER_BOUND: u8 = 4;
-
-/// One simulated page.
-struct Session {
-    /// The shard's shared context.
-    ctx: Rc<Context>,
-    /// Session id, from 0; picks the card row and the heartbeat phase.
-    id: u32,
-    /// Current state, mirrored in the shard's gauges.
-    state: Option<State>,
-    /// Milestones reached at least once (`EVER_*` bits).
-    ever: u8,
-    /// Reconnect attempts since the session was last bound.
-    attempt: u32,
-    /// When the current reconnect episode began (the connection was lost), until the
-    /// session is bound again; `None` outside an episode.
-    failed_at: Option<Instant>,
-    /// The heartbeat message, rendered once when it has per-session placeholders.
-    heartbeat: Option<Utf8Bytes>,
-    /// When the load shape ends this session (a ramp down); `None`: at the run's end.
-    until: Option<Instant>,
-    /// When the current visit ends (churn's dwell, or `until`).
-    leave_at: Option<Instant>,
-    /// What the script's hooks see as `session`, when the scenario has a script.
-    script: Option<SessionHandle>,
-    /// A hook asked the page to leave for good.
-    leave_requested: bool,
-    /// A hook declared the current heartbeat failed (`session.fail()` while bound).
-    fail_requested: bool,
-    /// Heartbeats this session has sent, over all its connections: the last one's
-    /// `{{ heartbeat.seq }}`. 32 bits fit beside the other small fields, and last 136
-    /// years at one heartbeat a second.
-    heartbeat_seq: u32,
-}
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
 /// earlier. `gate`, for the run's first session, reports the outcome of its first connect.
@@ -123,13 +76,6 @@ pub async fn run(
     // Gauges and the running count are settled in `Drop`, even if the task panics.
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.ctx.shift(self.state.take(), None);
-        self.ctx.running.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// A session's card row as a Rhai map, for `session.card`.
 pub fn card_map(scenario: &Scenario, id: u32) -> rhai::Map {
     let Some(cards) = &scenario.cards else {
@@ -155,32 +101,6 @@ impl Session {
         }
         if self.apply_effects() == Some(OnError::Leave) {
             self.leave_requested = true;
-        }
-    }
-
-    fn set_state(&mut self, state: Option<State>) {
-        self.ctx.shift(self.state, state);
-        self.state = state;
-    }
-
-    fn reach(&mut self, milestone: u8, counter: Counter) {
-        if self.ever & milestone == 0 {
-            self.ever |= milestone;
-            self.ctx.count(counter);
-        }
-    }
-
-    fn vars(&self) -> Vars<'_> {
-        Vars {
-            session_id: self.id,
-            card: self
-                .ctx
-                .plan
-                .scenario
-                .cards
-                .as_ref()
-                .map(|c| c.row(self.id)),
-            heartbeat_seq: u64::from(self.heartbeat_seq),
         }
     }
 
@@ -225,21 +145,6 @@ impl Session {
                 (None, Shape::Open { .. }) => return,
             }
             ctx.count(Counter::SessionsReturned);
-        }
-    }
-
-    /// When the visit starting now ends: after a dwell time, or when the shape ends it.
-    fn visit_end(&self) -> Option<Instant> {
-        let dwell = self
-            .ctx
-            .plan
-            .scenario
-            .churn
-            .as_ref()
-            .map(|c| Instant::now() + c.dwell.sample(fastrand::f64()));
-        match (dwell, self.until) {
-            (Some(d), Some(u)) => Some(d.min(u)),
-            (d, u) => d.or(u),
         }
     }
 
@@ -822,26 +727,6 @@ impl Session {
             self.heartbeat = Some(template.render(self.vars()));
         }
         self.heartbeat.clone().expect("rendered above")
-    }
-
-    /// At a dwell's end: with the scenario's `hidden` share, the user only opened a
-    /// web-view (`onHide`), so the socket stays and a new dwell begins. Never when the
-    /// load shape itself ends the session.
-    fn stays_hidden(&mut self) -> bool {
-        let shape_ends = self.until.is_some_and(|u| Instant::now() >= u);
-        let hidden = self
-            .ctx
-            .plan
-            .scenario
-            .churn
-            .as_ref()
-            .map_or(0.0, |c| c.hidden);
-        if shape_ends || fastrand::f64() >= hidden {
-            return false;
-        }
-        self.ctx.count(Counter::SessionsHidden);
-        self.leave_at = self.visit_end();
-        true
     }
 }
 
