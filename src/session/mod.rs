@@ -12,6 +12,7 @@
 mod context;
 mod hooks;
 mod page;
+mod step;
 mod transport;
 
 pub use context::{Context, Plan};
@@ -32,7 +33,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Metric, State};
-use crate::scenario::{Matcher, Step};
+use crate::scenario::Matcher;
 use crate::script::{Hook, SessionHandle};
 use crate::source;
 
@@ -254,89 +255,6 @@ impl Session {
         }
         self.attempt = 0;
         self.heartbeats(&mut ws).await
-    }
-
-    /// Sends a step's message and waits for the reply it expects.
-    async fn exchange(
-        &mut self,
-        ws: &mut Ws,
-        step: &Step,
-        metric: Metric,
-        (build, judge): (Hook, Hook),
-        (timeout_kind, reject_kind, reject_cause): (ErrorKind, ErrorKind, Cause),
-    ) -> Result<(), Outcome> {
-        let ctx = self.ctx.clone();
-        let message = match self.message(build, step.send.as_ref()) {
-            Ok(message) => message,
-            Err(action) => return Err(self.after_hook_error(ws, action).await),
-        };
-        if let Some(outcome) = self.requested(ws).await {
-            return Err(outcome);
-        }
-        let sent_at = Instant::now();
-        if ws.send(Message::Text(message)).await.is_err() {
-            ctx.error(ErrorKind::SendFailed);
-            return Err(Outcome::Reconnect(Cause::SocketError));
-        }
-        let scripted = self.has(judge);
-        if step.expect.is_none() && !scripted {
-            ctx.record(metric, sent_at.elapsed());
-            return Ok(());
-        }
-        let deadline = pin!(sleep_until(sent_at + step.timeout));
-        let mut deadline = deadline;
-        loop {
-            tokio::select! {
-                _ = &mut deadline => {
-                    ctx.error(timeout_kind);
-                    return Err(Outcome::Reconnect(Cause::Timeout));
-                }
-                _ = ctx.stop.cancelled() => {
-                    Box::pin(transport::close(&self.ctx, ws)).await;
-                    return Err(Outcome::Stopped);
-                }
-                item = ws.next() => match incoming(&ctx, item) {
-                    Incoming::Json(value) => {
-                        let verdict = if scripted {
-                            match self.judge(judge, &value) {
-                                Ok(verdict) => verdict,
-                                Err(action) => return Err(self.after_hook_error(ws, action).await),
-                            }
-                        } else if step.expect.as_ref().is_some_and(|e| e.matches(&value)) {
-                            Some(true)
-                        } else if step.reject.as_ref().is_some_and(|r| r.matches(&value)) {
-                            Some(false)
-                        } else {
-                            None
-                        };
-                        if let Some(outcome) = self.requested(ws).await {
-                            return Err(outcome);
-                        }
-                        match verdict {
-                            Some(true) => {
-                                ctx.record(metric, sent_at.elapsed());
-                                return Ok(());
-                            }
-                            Some(false) => {
-                                ctx.error(reject_kind);
-                                return Err(Outcome::Reconnect(reject_cause));
-                            }
-                            None => {
-                                if let Some(outcome) = self.unmatched(ws, &value).await {
-                                    return Err(outcome);
-                                }
-                            }
-                        }
-                    }
-                    Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
-                    Incoming::Control => {}
-                    Incoming::Closed(kind) => {
-                        ctx.error(kind);
-                        return Err(Outcome::Reconnect(closed_cause(kind)));
-                    }
-                }
-            }
-        }
     }
 
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,

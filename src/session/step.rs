@@ -1,0 +1,103 @@
+//! The request/reply step runner: send a step's message, then wait for the reply it
+//! expects, measured from the send, until the step's timeout.
+//!
+//! It owns one exchange on an open socket and how it ends (accepted, rejected, timed out,
+//! the socket lost, a hook's request). It must not know which step it runs or what comes
+//! next: the lifecycle picks the steps and their order, and moves the session's state.
+
+use std::pin::pin;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::page::{Outcome, Session};
+use super::transport::{self, closed_cause, incoming, Incoming, Ws};
+use crate::metrics::{Cause, Counter, ErrorKind, Metric};
+use crate::scenario::Step;
+use crate::script::Hook;
+
+impl Session {
+    /// Sends a step's message and waits for the reply it expects.
+    pub(super) async fn exchange(
+        &mut self,
+        ws: &mut Ws,
+        step: &Step,
+        metric: Metric,
+        (build, judge): (Hook, Hook),
+        (timeout_kind, reject_kind, reject_cause): (ErrorKind, ErrorKind, Cause),
+    ) -> Result<(), Outcome> {
+        let ctx = self.ctx.clone();
+        let message = match self.message(build, step.send.as_ref()) {
+            Ok(message) => message,
+            Err(action) => return Err(self.after_hook_error(ws, action).await),
+        };
+        if let Some(outcome) = self.requested(ws).await {
+            return Err(outcome);
+        }
+        let sent_at = Instant::now();
+        if ws.send(Message::Text(message)).await.is_err() {
+            ctx.error(ErrorKind::SendFailed);
+            return Err(Outcome::Reconnect(Cause::SocketError));
+        }
+        let scripted = self.has(judge);
+        if step.expect.is_none() && !scripted {
+            ctx.record(metric, sent_at.elapsed());
+            return Ok(());
+        }
+        let deadline = pin!(sleep_until(sent_at + step.timeout));
+        let mut deadline = deadline;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => {
+                    ctx.error(timeout_kind);
+                    return Err(Outcome::Reconnect(Cause::Timeout));
+                }
+                _ = ctx.stop.cancelled() => {
+                    Box::pin(transport::close(&self.ctx, ws)).await;
+                    return Err(Outcome::Stopped);
+                }
+                item = ws.next() => match incoming(&ctx, item) {
+                    Incoming::Json(value) => {
+                        let verdict = if scripted {
+                            match self.judge(judge, &value) {
+                                Ok(verdict) => verdict,
+                                Err(action) => return Err(self.after_hook_error(ws, action).await),
+                            }
+                        } else if step.expect.as_ref().is_some_and(|e| e.matches(&value)) {
+                            Some(true)
+                        } else if step.reject.as_ref().is_some_and(|r| r.matches(&value)) {
+                            Some(false)
+                        } else {
+                            None
+                        };
+                        if let Some(outcome) = self.requested(ws).await {
+                            return Err(outcome);
+                        }
+                        match verdict {
+                            Some(true) => {
+                                ctx.record(metric, sent_at.elapsed());
+                                return Ok(());
+                            }
+                            Some(false) => {
+                                ctx.error(reject_kind);
+                                return Err(Outcome::Reconnect(reject_cause));
+                            }
+                            None => {
+                                if let Some(outcome) = self.unmatched(ws, &value).await {
+                                    return Err(outcome);
+                                }
+                            }
+                        }
+                    }
+                    Incoming::NotJson => ctx.count(Counter::MessagesUnmatched),
+                    Incoming::Control => {}
+                    Incoming::Closed(kind) => {
+                        ctx.error(kind);
+                        return Err(Outcome::Reconnect(closed_cause(kind)));
+                    }
+                }
+            }
+        }
+    }
+}
