@@ -20,6 +20,7 @@ pub use hooks::card_map;
 pub use transport::{client_ws_config, ConnectFailure, Stream};
 
 use page::{Outcome, Session, EVER_AUTHENTICATED, EVER_BOUND, EVER_CONNECTED};
+use step::StepNames;
 use transport::{closed_cause, incoming, Incoming, Ws};
 
 use std::pin::pin;
@@ -221,14 +222,8 @@ impl Session {
 
         if let Some(step) = &scenario.auth {
             self.set_state(Some(State::Authenticating));
-            let kinds = (
-                ErrorKind::AuthTimeout,
-                ErrorKind::AuthRejected,
-                Cause::AuthRejected,
-            );
             // Boxed, like every step that is not the steady state (see `connection`).
-            let hooks = (Hook::Auth, Hook::AuthReply);
-            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::Auth, hooks, kinds));
+            let exchange = Box::pin(self.exchange(&mut ws, step, StepNames::AUTH));
             if let Err(outcome) = exchange.await {
                 return outcome;
             }
@@ -237,13 +232,7 @@ impl Session {
 
         if let Some(step) = &scenario.bind_card {
             self.set_state(Some(State::Binding));
-            let kinds = (
-                ErrorKind::BindCardTimeout,
-                ErrorKind::BindCardRejected,
-                Cause::BindCardRejected,
-            );
-            let hooks = (Hook::BindCard, Hook::BindCardReply);
-            let exchange = Box::pin(self.exchange(&mut ws, step, Metric::BindCard, hooks, kinds));
+            let exchange = Box::pin(self.exchange(&mut ws, step, StepNames::BIND_CARD));
             if let Err(outcome) = exchange.await {
                 return outcome;
             }

@@ -17,16 +17,64 @@ use crate::metrics::{Cause, Counter, ErrorKind, Metric};
 use crate::scenario::Step;
 use crate::script::Hook;
 
+/// What tells one request/reply step from another, beside its scenario text: the latency
+/// it is measured under, the hooks that build and judge it, and how its failures are
+/// counted. Plain data, one value per step, so that an ordered list of steps could be run
+/// by one loop.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepNames {
+    /// The latency recorded, from the send, when the reply is accepted.
+    pub(super) metric: Metric,
+    /// The hook that builds the message, when the script defines it.
+    pub(super) build: Hook,
+    /// The hook that judges replies, when the script defines it.
+    pub(super) judge: Hook,
+    /// Counted when no reply is accepted within the step's timeout.
+    pub(super) timeout: ErrorKind,
+    /// Counted when the reply is a rejection.
+    pub(super) rejected: ErrorKind,
+    /// The reconnect cause of a rejection.
+    pub(super) cause: Cause,
+}
+
+impl StepNames {
+    /// The `auth` step.
+    pub(super) const AUTH: Self = Self {
+        metric: Metric::Auth,
+        build: Hook::Auth,
+        judge: Hook::AuthReply,
+        timeout: ErrorKind::AuthTimeout,
+        rejected: ErrorKind::AuthRejected,
+        cause: Cause::AuthRejected,
+    };
+
+    /// The `bind_card` step.
+    pub(super) const BIND_CARD: Self = Self {
+        metric: Metric::BindCard,
+        build: Hook::BindCard,
+        judge: Hook::BindCardReply,
+        timeout: ErrorKind::BindCardTimeout,
+        rejected: ErrorKind::BindCardRejected,
+        cause: Cause::BindCardRejected,
+    };
+}
+
 impl Session {
     /// Sends a step's message and waits for the reply it expects.
     pub(super) async fn exchange(
         &mut self,
         ws: &mut Ws,
         step: &Step,
-        metric: Metric,
-        (build, judge): (Hook, Hook),
-        (timeout_kind, reject_kind, reject_cause): (ErrorKind, ErrorKind, Cause),
+        names: StepNames,
     ) -> Result<(), Outcome> {
+        let StepNames {
+            metric,
+            build,
+            judge,
+            timeout: timeout_kind,
+            rejected: reject_kind,
+            cause: reject_cause,
+        } = names;
         let ctx = self.ctx.clone();
         let message = match self.message(build, step.send.as_ref()) {
             Ok(message) => message,
