@@ -2,12 +2,25 @@
 //! when heartbeats fail or the socket goes away, until the run stops (`onUnload`).
 //!
 //! A session is a local task on its shard's current-thread runtime. It owns every await,
-//! timer and socket of its page, and records into the shard's [`Recorder`] without locks.
-//! It must never block: no file I/O, no `std::thread::sleep`, no locks held across awaits.
+//! timer and socket of its page, and records into the shard's
+//! [`Recorder`](crate::metrics::Recorder) without locks. It must never block: no file I/O,
+//! no `std::thread::sleep`, no locks held across awaits.
 //!
 //! Heartbeats run on a fixed timetable with a per-session phase, and their latency is
 //! measured from the *scheduled* send time, so a late tester or a slow server shows up in
 //! the percentiles instead of vanishing (coordinated omission).
+//!
+//! This file owns the page's lifecycle: [`run`], the visits of churn, the reconnect
+//! episodes of one visit, and one connection from connect to its steps and heartbeats.
+//! It decides what happens next and in which state; the work itself is done below it,
+//! one job per file, and none of them imports this one:
+//!
+//! - `step`: one request/reply step (auth, bindCard) on an open socket;
+//! - `beat`: the heartbeat loop of a bound connection;
+//! - `hooks`: calling the scenario's script hooks and doing what they ask;
+//! - `transport`: the socket: connect, classify what it yields, close;
+//! - `page`: the `Session`'s fields and the small rules on them;
+//! - `context`: what sessions share: the run's [`Plan`], the shard's [`Context`].
 
 mod beat;
 mod context;
@@ -20,9 +33,6 @@ pub use context::{Context, Plan};
 pub use hooks::card_map;
 pub use transport::{client_ws_config, ConnectFailure, Stream};
 
-use page::{Outcome, Session, EVER_AUTHENTICATED, EVER_BOUND, EVER_CONNECTED};
-use step::StepNames;
-
 use std::rc::Rc;
 
 use tokio::sync::oneshot;
@@ -32,6 +42,8 @@ use crate::load::Shape;
 use crate::metrics::{Cause, Counter, ErrorKind, Metric, State};
 use crate::script::{Hook, SessionHandle};
 use crate::source;
+use page::{Outcome, Session, EVER_AUTHENTICATED, EVER_BOUND, EVER_CONNECTED};
+use step::StepNames;
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
 /// earlier. `gate`, for the run's first session, reports the outcome of its first connect.
