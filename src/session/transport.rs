@@ -112,6 +112,86 @@ pub struct ConnectFailure {
     pub detail: String,
 }
 
+/// TCP connect (from the source address `from`, when given), TLS when the URL says
+/// `wss://`, then the WebSocket handshake.
+pub(super) async fn connect(plan: &Plan, from: Option<IpAddr>) -> Result<Ws, ConnectFailure> {
+    let tcp = source::connect(plan.addr, from)
+        .await
+        .map_err(|e| ConnectFailure {
+            kind: connect_error_kind(&e),
+            detail: match from {
+                Some(from) => format!("TCP connect to {} from {from}: {e}", plan.addr),
+                None => format!("TCP connect to {}: {e}", plan.addr),
+            },
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let stream = match &plan.tls {
+        None => Stream::Plain(tcp),
+        Some((connector, name)) => {
+            let tls = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| describe_handshake_error(tungstenite::Error::Io(e)))?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(
+        plan.request.clone(),
+        stream,
+        Some(plan.ws_config),
+    )
+    .await
+    .map_err(describe_handshake_error)?;
+    Ok(ws)
+}
+
+/// How a failed TCP connect is counted.
+fn connect_error_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        // connect() found no free ephemeral port for this (source, destination) pair.
+        std::io::ErrorKind::AddrNotAvailable => ErrorKind::SourcePortsExhausted,
+        _ => ErrorKind::ConnectIo,
+    }
+}
+
+/// How a failed TLS or WebSocket handshake is counted, and what went wrong, for people.
+fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
+    use tungstenite::Error as E;
+    match e {
+        E::Io(io) => {
+            match io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => ConnectFailure {
+                    kind: ErrorKind::Tls,
+                    detail: format!("TLS handshake failed: {io} ({})", crate::tls::explain(tls)),
+                },
+                None => ConnectFailure {
+                    kind: ErrorKind::ConnectIo,
+                    detail: format!("connection failed during the handshake: {io}"),
+                },
+            }
+        }
+        E::Tls(tls) => ConnectFailure {
+            kind: ErrorKind::Tls,
+            detail: format!("TLS: {tls}"),
+        },
+        E::Http(response) => ConnectFailure {
+            kind: ErrorKind::Handshake,
+            detail: format!(
+                "the server refused the WebSocket upgrade with HTTP {}",
+                response.status()
+            ),
+        },
+        other => ConnectFailure {
+            kind: ErrorKind::Handshake,
+            detail: format!("WebSocket handshake failed: {other}"),
+        },
+    }
+}
+
 /// What arrived on the socket.
 pub(super) enum Incoming {
     /// A text or binary message that parsed as JSON.
@@ -122,45 +202,6 @@ pub(super) enum Incoming {
     Control,
     /// The socket is gone.
     Closed(ErrorKind),
-}
-
-/// `onUnload`: close with 1000 and wait briefly for the server's close reply.
-pub(super) async fn close(ctx: &Context, ws: &mut Ws) {
-    let polite = async {
-        ws.close(Some(normal_close())).await?;
-        while let Some(item) = ws.next().await {
-            item?;
-        }
-        Ok::<_, tungstenite::Error>(())
-    };
-    match timeout(Duration::from_secs(2), polite).await {
-        Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => {
-            ctx.count(Counter::SessionsClosed)
-        }
-        _ => {}
-    }
-}
-
-/// Discards a socket whose heartbeats failed: a close frame, best effort, without
-/// waiting on a peer that has stopped answering.
-pub(super) async fn abandon(ws: &mut Ws) {
-    let _ = timeout(Duration::from_millis(100), ws.close(Some(normal_close()))).await;
-}
-
-fn normal_close() -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::Normal,
-        reason: Utf8Bytes::from_static(""),
-    }
-}
-
-/// The reconnect cause of a socket lost with `kind`: the server's doing (a close or a
-/// reset) or a broken socket (protocol violations, oversized or non-UTF-8 messages).
-pub(super) fn closed_cause(kind: ErrorKind) -> Cause {
-    match kind {
-        ErrorKind::Socket | ErrorKind::FrameTooLarge | ErrorKind::InvalidUtf8 => Cause::SocketError,
-        _ => Cause::ServerClose,
-    }
 }
 
 /// Classifies what the socket yielded.
@@ -218,82 +259,43 @@ fn lost_kind(e: &tungstenite::Error) -> ErrorKind {
     }
 }
 
-/// TCP connect (from the source address `from`, when given), TLS when the URL says
-/// `wss://`, then the WebSocket handshake.
-pub(super) async fn connect(plan: &Plan, from: Option<IpAddr>) -> Result<Ws, ConnectFailure> {
-    let tcp = source::connect(plan.addr, from)
-        .await
-        .map_err(|e| ConnectFailure {
-            kind: connect_error_kind(&e),
-            detail: match from {
-                Some(from) => format!("TCP connect to {} from {from}: {e}", plan.addr),
-                None => format!("TCP connect to {}: {e}", plan.addr),
-            },
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let stream = match &plan.tls {
-        None => Stream::Plain(tcp),
-        Some((connector, name)) => {
-            let tls = connector
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| describe_handshake_error(tungstenite::Error::Io(e)))?;
-            Stream::Tls(Box::new(tls))
-        }
-    };
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(
-        plan.request.clone(),
-        stream,
-        Some(plan.ws_config),
-    )
-    .await
-    .map_err(describe_handshake_error)?;
-    Ok(ws)
-}
-
-/// How a failed TCP connect is counted.
-fn connect_error_kind(e: &std::io::Error) -> ErrorKind {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-        // connect() found no free ephemeral port for this (source, destination) pair.
-        std::io::ErrorKind::AddrNotAvailable => ErrorKind::SourcePortsExhausted,
-        _ => ErrorKind::ConnectIo,
+/// The reconnect cause of a socket lost with `kind`: the server's doing (a close or a
+/// reset) or a broken socket (protocol violations, oversized or non-UTF-8 messages).
+pub(super) fn closed_cause(kind: ErrorKind) -> Cause {
+    match kind {
+        ErrorKind::Socket | ErrorKind::FrameTooLarge | ErrorKind::InvalidUtf8 => Cause::SocketError,
+        _ => Cause::ServerClose,
     }
 }
 
-fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
-    use tungstenite::Error as E;
-    match e {
-        E::Io(io) => {
-            match io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                Some(tls) => ConnectFailure {
-                    kind: ErrorKind::Tls,
-                    detail: format!("TLS handshake failed: {io} ({})", crate::tls::explain(tls)),
-                },
-                None => ConnectFailure {
-                    kind: ErrorKind::ConnectIo,
-                    detail: format!("connection failed during the handshake: {io}"),
-                },
-            }
+/// `onUnload`: close with 1000 and wait briefly for the server's close reply.
+pub(super) async fn close(ctx: &Context, ws: &mut Ws) {
+    let polite = async {
+        ws.close(Some(normal_close())).await?;
+        while let Some(item) = ws.next().await {
+            item?;
         }
-        E::Tls(tls) => ConnectFailure {
-            kind: ErrorKind::Tls,
-            detail: format!("TLS: {tls}"),
-        },
-        E::Http(response) => ConnectFailure {
-            kind: ErrorKind::Handshake,
-            detail: format!(
-                "the server refused the WebSocket upgrade with HTTP {}",
-                response.status()
-            ),
-        },
-        other => ConnectFailure {
-            kind: ErrorKind::Handshake,
-            detail: format!("WebSocket handshake failed: {other}"),
-        },
+        Ok::<_, tungstenite::Error>(())
+    };
+    match timeout(Duration::from_secs(2), polite).await {
+        Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => {
+            ctx.count(Counter::SessionsClosed)
+        }
+        _ => {}
+    }
+}
+
+/// Discards a socket whose heartbeats failed: a close frame, best effort, without
+/// waiting on a peer that has stopped answering.
+pub(super) async fn abandon(ws: &mut Ws) {
+    let _ = timeout(Duration::from_millis(100), ws.close(Some(normal_close()))).await;
+}
+
+/// The close frame a leaving page sends: 1000, no reason.
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: Utf8Bytes::from_static(""),
     }
 }
 
