@@ -5,7 +5,8 @@
 //!
 //! It owns the line between the session and [`crate::script`]. It must not decide when a
 //! hook runs (the lifecycle, the steps and the heartbeat loop do), and it holds no state
-//! of its own: what a hook asks for is left on the [`Session`] for its caller.
+//! of its own: what a hook asks for becomes a flag on the [`Session`] or an [`Outcome`]
+//! (the socket closed or abandoned first) for its caller to return.
 
 use std::time::Duration;
 

@@ -2,8 +2,9 @@
 //! expects, measured from the send, until the step's timeout.
 //!
 //! It owns one exchange on an open socket and how it ends (accepted, rejected, timed out,
-//! the socket lost, a hook's request). It must not know which step it runs or what comes
-//! next: the lifecycle picks the steps and their order, and moves the session's state.
+//! the socket lost, a hook's request). The runner must not know which step it runs or
+//! what comes next: all that tells steps apart comes in as data ([`StepNames`]), and the
+//! lifecycle picks the steps, their order and the session's state.
 
 use std::pin::pin;
 
