@@ -3,15 +3,15 @@
 
 use anyhow::bail;
 
-use super::{load_report, report_path};
+use super::rundir::RunDir;
 use crate::cli::CompareArgs;
 use crate::report;
 use crate::{EXIT_OK, EXIT_THRESHOLDS};
 
 /// `wsoak compare`: exit 1 on a regression beyond tolerance.
 pub(crate) fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
-    let (base_path, cur_path) = (report_path(&args.baseline), report_path(&args.current));
-    let (baseline, current) = (load_report(&base_path)?, load_report(&cur_path)?);
+    let (base, cur) = (RunDir::find(&args.baseline), RunDir::find(&args.current));
+    let (baseline, current) = (base.read_report()?, cur.read_report()?);
     let options = report::compare::Options {
         tolerance: args.tolerance,
         per_metric: args.tolerance_for.iter().cloned().collect(),
@@ -30,8 +30,8 @@ pub(crate) fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
     say_raw!(
         "{}",
         report::compare::render(
-            &base_path.display().to_string(),
-            &cur_path.display().to_string(),
+            &base.report().display().to_string(),
+            &cur.report().display().to_string(),
             &rows
         )
     );

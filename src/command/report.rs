@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 
-use super::{load_report, report_path};
+use super::rundir::RunDir;
 use crate::cli::ReportArgs;
 use crate::report::{self, Report};
 use crate::{EXIT_OK, EXIT_THRESHOLDS};
@@ -11,8 +11,9 @@ use crate::{EXIT_OK, EXIT_THRESHOLDS};
 /// `wsoak report`: re-renders the summary and HTML from a run's files, rebuilding
 /// report.json from the interval logs when the run never wrote it.
 pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
-    let path = report_path(&args.run);
-    let info_path = report::sibling(&path, "run.json");
+    let dir = RunDir::find(&args.run);
+    let path = dir.report();
+    let info_path = dir.info();
     let info: report::RunInfo =
         serde_json::from_str(&std::fs::read_to_string(&info_path).with_context(|| {
             format!(
@@ -23,14 +24,12 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         })?)
         .with_context(|| format!("{} is not a wsoak run.json", info_path.display()))?;
     let (lines, skipped_lines) =
-        report::read_intervals_prefix(&report::sibling(&path, "intervals.jsonl"))
-            .map_err(anyhow::Error::msg)?;
+        report::read_intervals_prefix(&dir.intervals()).map_err(anyhow::Error::msg)?;
     let until = lines.last().map_or(std::time::Duration::ZERO, |l| {
         std::time::Duration::from_secs_f64(l.t)
     });
     let (totals, skipped_histograms) =
-        report::hlog::read_totals_prefix(&report::sibling(&path, "latency.hlog"), until)
-            .map_err(anyhow::Error::msg)?;
+        report::hlog::read_totals_prefix(&dir.hlog(), until).map_err(anyhow::Error::msg)?;
     for note in skipped_lines.iter().chain(&skipped_histograms) {
         note!("wsoak: damaged log: {note}");
     }
@@ -48,7 +47,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let mut report = if path.exists() {
-        load_report(&path)?
+        dir.read_report()?
     } else {
         let meta = report::Meta {
             scenario: info.scenario.clone(),
@@ -74,9 +73,9 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
     };
     let passed = report.judge(&thresholds);
     report
-        .write(&path)
+        .write(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let html_path = report::sibling(&path, "report.html");
+    let html_path = dir.html();
     std::fs::write(
         &html_path,
         report::html::render(&report, &lines, &totals, &info.shape),

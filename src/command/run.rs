@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 
 use super::limits::ensure_open_files;
 use super::plan::plan;
+use super::rundir::RunDir;
 use crate::cli::RunArgs;
 use crate::progress::Progress;
 use crate::report::{self, Report};
@@ -60,18 +61,16 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             units::format_duration(scenario.duration)
         );
     }
-    let path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| report::default_path(&scenario.name, std::time::SystemTime::now()));
-    let intervals_path = report::intervals_path(&path);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
-    }
+    let dir = RunDir::new(
+        args.report.clone(),
+        &scenario.name,
+        std::time::SystemTime::now(),
+    );
+    dir.create()?;
+    let intervals_path = dir.intervals();
     let intervals = std::fs::File::create(&intervals_path)
         .with_context(|| format!("cannot create {}", intervals_path.display()))?;
-    let hlog_path = report::sibling(&path, "latency.hlog");
+    let hlog_path = dir.hlog();
     let hlog = std::fs::File::create(&hlog_path)
         .with_context(|| format!("cannot create {}", hlog_path.display()))?;
 
@@ -138,9 +137,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             .map(|t| t.check.clone())
             .collect(),
     };
-    let info_path = report::sibling(&path, "run.json");
-    std::fs::write(&info_path, serde_json::to_string_pretty(&info)? + "\n")
-        .with_context(|| format!("cannot write {}", info_path.display()))?;
+    dir.write_info(&info)?;
     let result = runner::run(
         plan,
         runner::RunOptions {
@@ -163,10 +160,11 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     let server_stats = embedded.map(server::Embedded::stop);
     let mut report = Report::build(&result.total, &result.meta, server_stats);
     let passed = report.judge(&scenario.thresholds);
+    let path = dir.report();
     report
         .write(&path)
         .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    let html_path = report::sibling(&path, "report.html");
+    let html_path = dir.html();
     let lines = report::read_intervals(&intervals_path).map_err(anyhow::Error::msg)?;
     let totals = runner::tagged_histograms(&result.total)
         .into_iter()
@@ -177,7 +175,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     )
     .with_context(|| format!("cannot write {}", html_path.display()))?;
     if let Some(exposition) = &result.exposition {
-        let prom_path = report::sibling(&path, "metrics.prom");
+        let prom_path = dir.metrics();
         std::fs::write(&prom_path, exposition)
             .with_context(|| format!("cannot write {}", prom_path.display()))?;
     }
@@ -199,7 +197,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     );
     Ok(RunOutput {
         report,
-        path,
+        path: path.to_path_buf(),
         intervals: intervals_path,
         passed,
     })
