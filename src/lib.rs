@@ -12,7 +12,8 @@
 //! - [`report`]: the JSON report and the text summary.
 //! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
 //! - [`command`]: one file per command (`run`, `check`, `serve`, `report`, `compare`),
-//!   each parsing nothing and validating then executing.
+//!   each parsing nothing and validating then executing; [`command::rundir`] names a
+//!   run's files for all of them.
 //!
 //! [`run`] is the whole program behind `main`: integration tests call it with
 //! `Cli::parse_from([...])` exactly as the binary does.

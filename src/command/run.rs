@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
+use super::finish::{self, Finish};
 use super::limits::ensure_open_files;
 use super::plan::plan;
 use super::rundir::RunDir;
 use crate::cli::RunArgs;
 use crate::progress::Progress;
-use crate::report::{self, Report};
+use crate::report::{self, Footprint, Report};
 use crate::scenario::{self, Overrides, Target};
-use crate::{runner, server, units, EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS};
+use crate::{runner, server, units};
 
 /// What `wsoak run` produced.
 #[derive(Debug)]
@@ -32,13 +33,7 @@ pub struct RunOutput {
 impl RunOutput {
     /// The process exit code this run earns: an internal error outranks the thresholds.
     pub fn exit_code(&self) -> u8 {
-        if !self.report.internal_errors.is_empty() {
-            EXIT_INTERNAL
-        } else if self.passed {
-            EXIT_OK
-        } else {
-            EXIT_THRESHOLDS
-        }
+        finish::exit_code(&self.report, self.passed)
     }
 }
 
@@ -158,38 +153,25 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         );
     }
     let server_stats = embedded.map(server::Embedded::stop);
-    let mut report = Report::build(&result.total, &result.meta, server_stats);
-    let passed = report.judge(&scenario.thresholds);
-    let path = dir.report();
-    report
-        .write(&path)
-        .with_context(|| format!("cannot write the report to {}", path.display()))?;
-    let html_path = dir.html();
-    let lines = report::read_intervals(&intervals_path).map_err(anyhow::Error::msg)?;
+    let report = Report::build_with(
+        &result.total,
+        &result.meta,
+        server_stats,
+        Footprint::measure(),
+    );
     let totals = runner::tagged_histograms(&result.total)
         .into_iter()
         .collect();
-    std::fs::write(
-        &html_path,
-        report::html::render(&report, &lines, &totals, &info.shape),
-    )
-    .with_context(|| format!("cannot write {}", html_path.display()))?;
-    if let Some(exposition) = &result.exposition {
-        let prom_path = dir.metrics();
-        std::fs::write(&prom_path, exposition)
-            .with_context(|| format!("cannot write {}", prom_path.display()))?;
+    let (report, passed) = Finish {
+        dir: &dir,
+        thresholds: &scenario.thresholds,
+        totals: &totals,
+        shape: &info.shape,
+        exposition: result.exposition.as_deref(),
     }
-    say_raw!("{}", report.summary());
-    if !report.internal_errors.is_empty() {
-        note!(
-            "wsoak: error: {} internal errors (wsoak itself failed; this run's numbers are not \
-             to be trusted, exit code 3). First: {}",
-            report.errors.get("internal").copied().unwrap_or(0),
-            report.internal_errors[0]
-        );
-    }
-    say!("report      {}", path.display());
-    say!("html        {}", html_path.display());
+    .complete(report, || {
+        report::read_intervals(&intervals_path).map_err(anyhow::Error::msg)
+    })?;
     say!(
         "intervals   {}  (latency log {})",
         intervals_path.display(),
@@ -197,7 +179,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     );
     Ok(RunOutput {
         report,
-        path: path.to_path_buf(),
+        path: dir.report().to_path_buf(),
         intervals: intervals_path,
         passed,
     })
