@@ -60,19 +60,12 @@ pub mod source;
 pub mod tls;
 pub mod units;
 
+// The exit codes live beside the commands that earn them, so that no command imports
+// this face; they are the crate's public vocabulary, hence `wsoak::EXIT_*`.
 pub use command::run::{run_scenario, RunOutput};
+pub use command::{EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 
 use crate::cli::{Cli, Command};
-
-/// Exit code: the run completed.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the run completed but a threshold failed (the report is written).
-pub const EXIT_THRESHOLDS: u8 = 1;
-/// Exit code: a usage or scenario error, or a target that cannot work.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: wsoak itself failed during the run (a caught panic, `errors.internal`). The
-/// report is written, but its numbers are not to be trusted, whatever the thresholds say.
-pub const EXIT_INTERNAL: u8 = 3;
 
 /// Runs a parsed command line; returns the process exit code. Errors are usage errors
 /// (exit 2), already worded for people.

@@ -3,10 +3,11 @@
 
 use anyhow::{bail, Context as _};
 
+use super::EXIT_OK;
 use crate::cli::CheckArgs;
 use crate::scenario::{self, Overrides, Scenario};
 use crate::script::{self, Hook};
-use crate::{session, units, EXIT_OK};
+use crate::{session, units};
 
 /// `wsoak check`: validates a scenario and describes what it would do.
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<u8> {

@@ -4,9 +4,9 @@
 use anyhow::bail;
 
 use super::rundir::RunDir;
+use super::{EXIT_OK, EXIT_THRESHOLDS};
 use crate::cli::CompareArgs;
 use crate::report;
-use crate::{EXIT_OK, EXIT_THRESHOLDS};
 
 /// `wsoak compare`: exit 1 on a regression beyond tolerance.
 pub(crate) fn compare(args: &CompareArgs) -> anyhow::Result<u8> {

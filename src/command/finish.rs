@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::rundir::RunDir;
+use super::{EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS};
 use crate::report::threshold::Threshold;
 use crate::report::{self, IntervalLine, Report};
-use crate::{EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS};
 
 /// What finishing a run needs besides its report.
 pub(crate) struct Finish<'a> {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 
 use super::limits::raise_open_files_limit;
+use super::EXIT_OK;
 use crate::cli::ServeArgs;
-use crate::{runner, server, units, EXIT_OK};
+use crate::{runner, server, units};
 
 /// Descriptors `wsoak serve` keeps for itself (listener, runtime, stdio) below its
 /// open-file limit when it picks its own connection cap.
