@@ -285,10 +285,41 @@ pub struct Meta {
     pub aborted_by: Option<String>,
 }
 
+/// The tester's footprint a report carries, measured (or recovered) by its caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Footprint {
+    /// Peak resident memory, KiB ([`Tester::peak_rss_kib`]).
+    pub peak_rss_kib: Option<u64>,
+    /// CPU time, seconds ([`Tester::cpu_s`]).
+    pub cpu_s: Option<f64>,
+}
+
+impl Footprint {
+    /// This process's footprint so far: peak RSS and CPU time.
+    pub fn measure() -> Footprint {
+        Footprint {
+            peak_rss_kib: peak_rss_kib(),
+            cpu_s: process_cpu().map(|d| round3(d.as_secs_f64())),
+        }
+    }
+}
+
 impl Report {
-    /// Builds a report from merged measurements. Thresholds are evaluated separately
-    /// ([`Report::judge`]) because they read the finished report.
+    /// Builds a report from merged measurements and this process's footprint now
+    /// ([`Footprint::measure`]): [`Report::build_with`] for a run still in flight.
     pub fn build(t: &Recorder, meta: &Meta, server: Option<ServerStats>) -> Report {
+        Report::build_with(t, meta, server, Footprint::measure())
+    }
+
+    /// Builds a report from merged measurements and the tester's footprint; reads
+    /// nothing else. Thresholds are evaluated separately ([`Report::judge`]) because
+    /// they read the finished report.
+    pub fn build_with(
+        t: &Recorder,
+        meta: &Meta,
+        server: Option<ServerStats>,
+        footprint: Footprint,
+    ) -> Report {
         let c = |counter: Counter| t.counter(counter);
         Report {
             schema: SCHEMA.into(),
@@ -364,8 +395,8 @@ impl Report {
             server,
             tester: Tester {
                 shards: meta.shards as u64,
-                peak_rss_kib: peak_rss_kib(),
-                cpu_s: process_cpu().map(|d| round3(d.as_secs_f64())),
+                peak_rss_kib: footprint.peak_rss_kib,
+                cpu_s: footprint.cpu_s,
             },
         }
     }
@@ -383,8 +414,10 @@ impl Report {
             interrupted: false,
             aborted_by: None,
         };
-        serde_json::to_value(Report::build(&Recorder::new(), &meta, None))
-            .expect("reports serialise")
+        // Measured, not left null: a `tester.*` threshold path is known only where this
+        // platform reports a value for it.
+        let report = Report::build_with(&Recorder::new(), &meta, None, Footprint::measure());
+        serde_json::to_value(report).expect("reports serialise")
     }
 
     /// Evaluates thresholds against this report and records the verdicts. Returns true

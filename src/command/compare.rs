@@ -1,0 +1,43 @@
+//! `wsoak compare`: per-metric deltas between two runs' reports; a regression beyond
+//! tolerance exits 1.
+
+use anyhow::bail;
+
+use super::rundir::RunDir;
+use super::{EXIT_OK, EXIT_THRESHOLDS};
+use crate::cli::CompareArgs;
+use crate::report;
+
+/// `wsoak compare`: exit 1 on a regression beyond tolerance.
+pub(crate) fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
+    let (base, cur) = (RunDir::find(&args.baseline), RunDir::find(&args.current));
+    let (baseline, current) = (base.read_report()?, cur.read_report()?);
+    let options = report::compare::Options {
+        tolerance: args.tolerance,
+        per_metric: args.tolerance_for.iter().cloned().collect(),
+        latency_floor_ms: args.latency_floor.as_secs_f64() * 1000.0,
+    };
+    let rows = report::compare::compare(&baseline, &current, &options);
+    let known: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+    for (metric, _) in &args.tolerance_for {
+        if !known.contains(&metric.as_str()) {
+            bail!(
+                "--tolerance-for {metric}: no such metric in these runs (they have: {})",
+                known.join(", ")
+            );
+        }
+    }
+    say_raw!(
+        "{}",
+        report::compare::render(
+            &base.report().display().to_string(),
+            &cur.report().display().to_string(),
+            &rows
+        )
+    );
+    Ok(if rows.iter().any(|r| r.regression) {
+        EXIT_THRESHOLDS
+    } else {
+        EXIT_OK
+    })
+}

@@ -1,0 +1,86 @@
+//! The one way a report is finished, for `wsoak run` and `wsoak report` alike: judge the
+//! thresholds, write report.json, render report.html (and metrics.prom when the run
+//! served one), print the summary and the internal-error line, and earn an exit code.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+
+use super::rundir::RunDir;
+use super::{EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS};
+use crate::report::threshold::Threshold;
+use crate::report::{self, IntervalLine, Report};
+
+/// What finishing a run needs besides its report.
+pub(crate) struct Finish<'a> {
+    /// Where the files go.
+    pub dir: &'a RunDir,
+    /// The checks to judge the report by.
+    pub thresholds: &'a [Threshold],
+    /// Each metric's whole-run histogram, for the HTML report.
+    pub totals: &'a BTreeMap<String, Histogram<u64>>,
+    /// The load shape, as described in run.json.
+    pub shape: &'a str,
+    /// The final Prometheus exposition, when the run served one.
+    pub exposition: Option<&'a str>,
+}
+
+impl Finish<'_> {
+    /// Judges, writes and prints `report`; returns it judged, and whether every
+    /// threshold passed. `intervals` is read only once report.json is written, so a log
+    /// that cannot be read never costs the report.
+    pub fn complete(
+        &self,
+        mut report: Report,
+        intervals: impl FnOnce() -> anyhow::Result<Vec<IntervalLine>>,
+    ) -> anyhow::Result<(Report, bool)> {
+        let passed = report.judge(self.thresholds);
+        let path = self.dir.report();
+        report
+            .write(path)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        let lines = intervals()?;
+        let html_path = self.dir.html();
+        std::fs::write(
+            &html_path,
+            report::html::render(&report, &lines, self.totals, self.shape),
+        )
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+        if let Some(exposition) = self.exposition {
+            let prom_path = self.dir.metrics();
+            std::fs::write(&prom_path, exposition)
+                .with_context(|| format!("cannot write {}", prom_path.display()))?;
+        }
+        say_raw!("{}", report.summary());
+        if !report.internal_errors.is_empty() {
+            note!(
+                "wsoak: error: {} internal errors (wsoak itself failed; this run's numbers are \
+                 not to be trusted, exit code 3). First: {}",
+                report.errors.get("internal").copied().unwrap_or(0),
+                report.internal_errors[0]
+            );
+        }
+        say!("report      {}", path.display());
+        say!("html        {}", html_path.display());
+        Ok((report, passed))
+    }
+}
+
+/// The exit code the thresholds alone earn.
+pub(crate) fn threshold_exit_code(passed: bool) -> u8 {
+    if passed {
+        EXIT_OK
+    } else {
+        EXIT_THRESHOLDS
+    }
+}
+
+/// The exit code a finished run earns: an internal error outranks the thresholds.
+pub(crate) fn exit_code(report: &Report, passed: bool) -> u8 {
+    if report.internal_errors.is_empty() {
+        threshold_exit_code(passed)
+    } else {
+        EXIT_INTERNAL
+    }
+}
