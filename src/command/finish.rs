@@ -67,20 +67,13 @@ impl Finish<'_> {
     }
 }
 
-/// The exit code the thresholds alone earn.
-pub(crate) fn threshold_exit_code(passed: bool) -> u8 {
-    if passed {
+/// The exit code a finished run earns: an internal error outranks the thresholds.
+pub(crate) fn exit_code(report: &Report, passed: bool) -> u8 {
+    if !report.internal_errors.is_empty() {
+        EXIT_INTERNAL
+    } else if passed {
         EXIT_OK
     } else {
         EXIT_THRESHOLDS
-    }
-}
-
-/// The exit code a finished run earns: an internal error outranks the thresholds.
-pub(crate) fn exit_code(report: &Report, passed: bool) -> u8 {
-    if report.internal_errors.is_empty() {
-        threshold_exit_code(passed)
-    } else {
-        EXIT_INTERNAL
     }
 }

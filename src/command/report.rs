@@ -62,7 +62,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             interrupted: true,
             aborted_by: None,
         };
-        let rebuilt = Report::build_with(
+        let rebuilt = Report::build(
             &report::rebuild(&lines, &totals),
             &meta,
             None,
@@ -75,7 +75,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         );
         rebuilt
     };
-    let (_, passed) = Finish {
+    let (report, passed) = Finish {
         dir: &dir,
         thresholds: &thresholds,
         totals: &totals,
@@ -84,9 +84,9 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         exposition: None,
     }
     .complete(report, || Ok(lines))?;
-    // By the thresholds alone, as `wsoak report` always has, even for a run with
-    // internal errors (which `wsoak run` exits 3 for).
-    Ok(finish::threshold_exit_code(passed))
+    // As `wsoak run` would: a run with internal errors is not to be trusted, whoever
+    // renders its report.
+    Ok(finish::exit_code(&report, passed))
 }
 
 /// The original run's footprint as far as its intervals recorded it: a lower bound, for

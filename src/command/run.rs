@@ -153,7 +153,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         );
     }
     let server_stats = embedded.map(server::Embedded::stop);
-    let report = Report::build_with(
+    let report = Report::build(
         &result.total,
         &result.meta,
         server_stats,

@@ -305,16 +305,10 @@ impl Footprint {
 }
 
 impl Report {
-    /// Builds a report from merged measurements and this process's footprint now
-    /// ([`Footprint::measure`]): [`Report::build_with`] for a run still in flight.
-    pub fn build(t: &Recorder, meta: &Meta, server: Option<ServerStats>) -> Report {
-        Report::build_with(t, meta, server, Footprint::measure())
-    }
-
     /// Builds a report from merged measurements and the tester's footprint; reads
     /// nothing else. Thresholds are evaluated separately ([`Report::judge`]) because
     /// they read the finished report.
-    pub fn build_with(
+    pub fn build(
         t: &Recorder,
         meta: &Meta,
         server: Option<ServerStats>,
@@ -416,7 +410,7 @@ impl Report {
         };
         // Measured, not left null: a `tester.*` threshold path is known only where this
         // platform reports a value for it.
-        let report = Report::build_with(&Recorder::new(), &meta, None, Footprint::measure());
+        let report = Report::build(&Recorder::new(), &meta, None, Footprint::measure());
         serde_json::to_value(report).expect("reports serialise")
     }
 
@@ -821,10 +815,10 @@ mod tests {
             aborted_by: None,
         };
         let mut recorder = Recorder::new();
-        let quiet = Report::build(&recorder, &meta, None).summary();
+        let quiet = Report::build(&recorder, &meta, None, Footprint::default()).summary();
         assert!(!quiet.contains("hint"), "{quiet}");
         recorder.error(ErrorKind::SourcePortsExhausted);
-        let report = Report::build(&recorder, &meta, None);
+        let report = Report::build(&recorder, &meta, None, Footprint::default());
         assert_eq!(report.errors["source_ports_exhausted"], 1);
         let summary = report.summary();
         assert!(
