@@ -9,6 +9,9 @@
 //! - [`source`]: which local address each session connects from, and the socket-level
 //!   bind behind it.
 //! - [`metrics`]: per-shard [`metrics::Recorder`]s, merged from [`metrics::Snapshot`]s.
+//! - [`threshold`] and [`faults`]: vocabulary the scenario shares with the report and the
+//!   server (threshold expressions, the reference server's fault settings), below all
+//!   three so that the input layer never imports the output layer.
 //! - [`report`]: the JSON report and the text summary.
 //! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
 //! - [`command`]: one file per command (`run`, `check`, `serve`, `report`, `compare`),

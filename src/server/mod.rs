@@ -3,9 +3,10 @@
 //!
 //! It answers `auth` with `auth_ack` (`code "200"`, `success true`), `bindCard` with
 //! `bindCard_ack` and `heartBeat` with `heartBeat_ack` (echoing a `seq` field when the
-//! heartbeat has one). [`Faults`] make it slow, drop connections, stall like a half-open
-//! peer, reject auths, or drop or hold single heartbeat acks. It runs standalone
-//! (`wsoak serve`) and in-process as the default target ([`Embedded`]).
+//! heartbeat has one), and any other `type` with `<type>_ack`, as a step. [`Faults`] make
+//! it slow, drop connections, stall like a half-open peer, reject auths, or drop or hold
+//! single heartbeat acks. It runs standalone (`wsoak serve`) and in-process as the
+//! default target ([`Embedded`]).
 //!
 //! Its counts are the ground truth that tests compare the client's report against, so
 //! every count is taken at the moment the server acts, never estimated. Where it holds a
@@ -105,6 +106,10 @@ pub struct Stats {
     headers_over_cap: AtomicU64,
     /// Subprotocol agreements not recorded because [`MAX_KEYS`] names were kept.
     subprotocols_over_cap: AtomicU64,
+    /// Messages received per `type` (at most [`MAX_KEYS`] types).
+    messages_by_type: Mutex<BTreeMap<String, u64>>,
+    /// Messages whose `type` was not recorded because 64 types were kept.
+    messages_by_type_over_cap: AtomicU64,
     /// Close frames not recorded by code because [`MAX_KEYS`] codes were kept.
     close_codes_over_cap: AtomicU64,
     /// Stalled connections not recorded in `unanswered_at_close` because [`MAX_KEYS`]
@@ -161,7 +166,7 @@ pub struct ServerStats {
     pub heartbeat_hold_ms: HoldSummary,
     /// Text messages received.
     pub messages: u64,
-    /// Messages that were not JSON with a known `type`.
+    /// Messages that were not JSON with a `type` (any `type` is answered: see `answer`).
     pub unknown: u64,
     /// Connections closed abruptly by `drop_after`.
     pub dropped: u64,
@@ -192,6 +197,13 @@ pub struct ServerStats {
     /// Agreed subprotocols not recorded because 64 names were kept.
     #[serde(default)]
     pub subprotocols_over_cap: u64,
+    /// Text messages received per JSON `type` (at most 64 types, names cut at 128 bytes),
+    /// so a scenario's steps can be reconciled with what the server saw, step by step.
+    #[serde(default)]
+    pub messages_by_type: BTreeMap<String, u64>,
+    /// Messages whose `type` was not recorded because 64 types were kept.
+    #[serde(default)]
+    pub messages_by_type_over_cap: u64,
     /// Close frames not recorded by code because 64 codes were kept.
     #[serde(default)]
     pub close_codes_over_cap: u64,
@@ -282,6 +294,8 @@ impl Stats {
             headers: self.headers.lock().expect("not poisoned").clone(),
             headers_over_cap: self.headers_over_cap.load(Relaxed),
             subprotocols_over_cap: self.subprotocols_over_cap.load(Relaxed),
+            messages_by_type: self.messages_by_type.lock().expect("not poisoned").clone(),
+            messages_by_type_over_cap: self.messages_by_type_over_cap.load(Relaxed),
             close_codes_over_cap: self.close_codes_over_cap.load(Relaxed),
             unanswered_at_close_over_cap: self.unanswered_at_close_over_cap.load(Relaxed),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
@@ -781,15 +795,13 @@ async fn serve_connection<S>(
                         }
                         continue;
                     }
-                    let reply = answer(text.as_str(), faults, stats);
-                    if reply.is_none() {
+                    let Some(reply) = answer(text.as_str(), faults, stats) else {
                         continue; // a pushAck: counted, not answered
-                    }
-                    let reply = reply.expect("checked above");
-                    if reply == BIND_CARD_ACK && next_push.is_none() {
+                    };
+                    if reply == Answer::BindCard && next_push.is_none() {
                         next_push = faults.push_every.map(|every| Instant::now() + every);
                     }
-                    let heartbeat = reply == HEARTBEAT_ACK;
+                    let heartbeat = reply == Answer::Heartbeat;
                     let fate = if heartbeat {
                         heartbeats += 1;
                         faults.heartbeat_fate(heartbeats)
@@ -816,11 +828,7 @@ async fn serve_connection<S>(
                             }
                         }
                     }
-                    let reply = if heartbeat {
-                        heartbeat_ack(text.as_str())
-                    } else {
-                        Utf8Bytes::from_static(reply)
-                    };
+                    let reply = reply.text(text.as_str());
                     if !send_within(&mut ws, Message::Text(reply), idle_timeout).await {
                         finish(stalled, unanswered);
                         return;
@@ -926,21 +934,63 @@ fn heartbeat_ack(heartbeat: &str) -> Utf8Bytes {
     }
 }
 
-/// Counts a message and picks the reply.
-fn answer(text: &str, faults: &Faults, stats: &Stats) -> Option<&'static str> {
-    match message_type(text).as_deref() {
+/// What the server replies to one message.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// `auth_ack`, or the rejection.
+    Auth(&'static str),
+    /// `bindCard_ack`: pushes start after it.
+    BindCard,
+    /// `heartBeat_ack`, subject to the ack faults.
+    Heartbeat,
+    /// Any other step: `{"msgType":"<type>_ack","code":"200","success":true}`.
+    Step(String),
+    /// Not JSON with a `type`: an error reply.
+    Unknown,
+}
+
+impl Answer {
+    fn text(&self, message: &str) -> Utf8Bytes {
+        match self {
+            Answer::Auth(text) => Utf8Bytes::from_static(text),
+            Answer::BindCard => Utf8Bytes::from_static(BIND_CARD_ACK),
+            Answer::Heartbeat => heartbeat_ack(message),
+            Answer::Step(kind) => {
+                let ack = serde_json::json!({
+                    "msgType": format!("{kind}_ack"),
+                    "code": "200",
+                    "success": true,
+                });
+                Utf8Bytes::from(ack.to_string())
+            }
+            Answer::Unknown => Utf8Bytes::from_static(UNKNOWN),
+        }
+    }
+}
+
+/// Counts a message and picks the reply (`None`: counted, not answered). A `type` the
+/// protocol does not name is acknowledged as a step, so a scenario with steps of its own
+/// runs against this server out of the box.
+fn answer(text: &str, faults: &Faults, stats: &Stats) -> Option<Answer> {
+    let kind = message_type(text);
+    if let Some(kind) = &kind {
+        let key = cut(kind, MAX_TYPE_TEXT).to_owned();
+        let mut counts = stats.messages_by_type.lock().expect("not poisoned");
+        count_capped(&mut counts, key, MAX_KEYS, &stats.messages_by_type_over_cap);
+    }
+    match kind.as_deref() {
         Some("auth") => {
             if stats.reject_next_auth(faults.reject_auth) {
                 stats.auth_rejected.fetch_add(1, Relaxed);
-                Some(AUTH_REJECT)
+                Some(Answer::Auth(AUTH_REJECT))
             } else {
                 stats.auth_ok.fetch_add(1, Relaxed);
-                Some(AUTH_ACK)
+                Some(Answer::Auth(AUTH_ACK))
             }
         }
         Some("bindCard") => {
             stats.bind_card.fetch_add(1, Relaxed);
-            Some(BIND_CARD_ACK)
+            Some(Answer::BindCard)
         }
         Some("pushAck") => {
             stats.push_acks.fetch_add(1, Relaxed);
@@ -948,14 +998,20 @@ fn answer(text: &str, faults: &Faults, stats: &Stats) -> Option<&'static str> {
         }
         Some("heartBeat") => {
             stats.heartbeats.fetch_add(1, Relaxed);
-            Some(HEARTBEAT_ACK)
+            Some(Answer::Heartbeat)
+        }
+        Some(other) if !other.is_empty() => {
+            Some(Answer::Step(cut(other, MAX_TYPE_TEXT).to_owned()))
         }
         _ => {
             stats.unknown.fetch_add(1, Relaxed);
-            Some(UNKNOWN)
+            Some(Answer::Unknown)
         }
     }
 }
+
+/// Longest message `type` the server records or echoes.
+const MAX_TYPE_TEXT: usize = 128;
 
 /// The first `max` bytes of `text`, cut at a character boundary.
 fn cut(text: &str, max: usize) -> &str {
@@ -1316,28 +1372,55 @@ mod tests {
     fn replies_follow_the_protocol() {
         let stats = Stats::default();
         let faults = Faults::default();
+        let reply = |message: &str| {
+            answer(message, &faults, &stats).map(|a| a.text(message).as_str().to_owned())
+        };
+        assert_eq!(reply(r#"{"type":"auth","token":"x"}"#).unwrap(), AUTH_ACK);
+        assert_eq!(reply(r#"{"type":"bindCard"}"#).unwrap(), BIND_CARD_ACK);
         assert_eq!(
-            answer(r#"{"type":"auth","token":"x"}"#, &faults, &stats),
-            Some(AUTH_ACK)
+            reply(r#"{"type":"heartBeat","msg":"this is heatbeat"}"#).unwrap(),
+            HEARTBEAT_ACK
         );
+        assert_eq!(reply("not json").unwrap(), UNKNOWN);
+        assert_eq!(reply(r#"{"type":"pushAck"}"#), None);
+        // Any other step is acknowledged after its own type.
+        let ack: serde_json::Value =
+            serde_json::from_str(&reply(r#"{"type":"subscribe","store":"s1"}"#).unwrap()).unwrap();
         assert_eq!(
-            answer(r#"{"type":"bindCard"}"#, &faults, &stats),
-            Some(BIND_CARD_ACK)
+            ack,
+            serde_json::json!({"msgType": "subscribe_ack", "code": "200", "success": true})
         );
-        assert_eq!(
-            answer(
-                r#"{"type":"heartBeat","msg":"this is heatbeat"}"#,
-                &faults,
-                &stats
-            ),
-            Some(HEARTBEAT_ACK)
-        );
-        assert_eq!(answer("not json", &faults, &stats), Some(UNKNOWN));
-        assert_eq!(answer(r#"{"type":"pushAck"}"#, &faults, &stats), None);
         let s = stats.snapshot();
         assert_eq!(
             (s.auth_ok, s.bind_card, s.heartbeats, s.unknown),
             (1, 1, 1, 1)
         );
+        let by_type: Vec<(&str, u64)> = s
+            .messages_by_type
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            by_type,
+            vec![
+                ("auth", 1),
+                ("bindCard", 1),
+                ("heartBeat", 1),
+                ("pushAck", 1),
+                ("subscribe", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn message_types_are_counted_up_to_a_bound() {
+        let stats = Stats::default();
+        let faults = Faults::default();
+        for i in 0..(MAX_KEYS + 10) {
+            answer(&format!(r#"{{"type":"t{i}"}}"#), &faults, &stats);
+        }
+        let s = stats.snapshot();
+        assert_eq!(s.messages_by_type.len(), MAX_KEYS);
+        assert_eq!(s.messages_by_type_over_cap, 10);
     }
 }
