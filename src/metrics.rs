@@ -228,8 +228,9 @@ impl ErrorKind {
 }
 
 impl State {
-    /// Whether a session in this state holds an open socket (counted in `peak_active`).
-    pub const fn is_open(self) -> bool {
+    /// Whether a session in this state is *active*: it holds an open socket (counted in
+    /// `peak_active`). The one definition of "active".
+    pub const fn is_active(self) -> bool {
         matches!(self, State::Authenticating | State::Binding | State::Bound)
     }
 }
@@ -288,6 +289,12 @@ pub fn new_histogram() -> Histogram<u64> {
 /// without end cannot grow memory without end.
 pub const MAX_CUSTOM: usize = 64;
 
+/// `errors["script.fail"]`: a script called `session.fail()`.
+pub const SCRIPT_FAIL: &str = "fail";
+/// `errors["script.metrics"]`: a script's metric was dropped because [`MAX_CUSTOM`] names
+/// were taken.
+pub const SCRIPT_METRICS: &str = "metrics";
+
 /// Most internal-error messages kept: the first ones say what went wrong; a thousand
 /// copies of them would say nothing more.
 pub const MAX_INTERNAL: usize = 8;
@@ -343,7 +350,8 @@ impl Recorder {
         }
     }
 
-    /// Counts a script hook failure.
+    /// Counts a script failure under `errors["script.<source>"]`: a hook's name, or
+    /// [`SCRIPT_FAIL`] or [`SCRIPT_METRICS`].
     pub fn script_error(&mut self, hook: &'static str, limit: bool) {
         *self.script_errors.entry(hook).or_default() += 1;
         if limit {
@@ -443,7 +451,7 @@ impl Recorder {
                 None if room => {
                     self.custom_counters.insert(name.clone(), *n);
                 }
-                None => *self.script_errors.entry("metrics").or_default() += n,
+                None => *self.script_errors.entry(SCRIPT_METRICS).or_default() += n,
             }
         }
         for (name, h) in &other.custom_latencies {
@@ -453,7 +461,7 @@ impl Recorder {
                 None if room => {
                     self.custom_latencies.insert(name.clone(), h.clone());
                 }
-                None => *self.script_errors.entry("metrics").or_default() += h.len(),
+                None => *self.script_errors.entry(SCRIPT_METRICS).or_default() += h.len(),
             }
         }
     }

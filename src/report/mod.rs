@@ -935,7 +935,7 @@ pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>
                 let known = crate::script::Hook::ALL
                     .iter()
                     .map(|h| h.name())
-                    .chain(["metrics", "fail"])
+                    .chain([crate::metrics::SCRIPT_METRICS, crate::metrics::SCRIPT_FAIL])
                     .find(|h| *h == hook);
                 if let Some(hook) = known {
                     *r.script_errors.entry(hook).or_default() += n;
@@ -966,7 +966,7 @@ pub fn peak_active(lines: &[IntervalLine]) -> i64 {
             l.peak_active.unwrap_or_else(|| {
                 State::ALL
                     .iter()
-                    .filter(|s| s.is_open())
+                    .filter(|s| s.is_active())
                     .map(|s| l.states.get(s.name()).copied().unwrap_or(0))
                     .sum::<i64>()
             })

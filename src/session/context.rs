@@ -74,7 +74,7 @@ impl Context {
             g[s.index()] += 1;
         }
         self.gauges.set(g);
-        let open = |s: Option<State>| s.is_some_and(State::is_open);
+        let open = |s: Option<State>| s.is_some_and(State::is_active);
         match (open(from), open(to)) {
             (false, true) => self.active.add(1),
             (true, false) => self.active.add(-1),

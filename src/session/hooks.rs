@@ -231,7 +231,7 @@ impl Session {
                     true
                 }
                 Effect::Fail => {
-                    recorder.script_error("fail", false);
+                    recorder.script_error(crate::metrics::SCRIPT_FAIL, false);
                     if self.state == Some(State::Bound) {
                         self.fail_requested = true;
                     } else {
@@ -242,7 +242,7 @@ impl Session {
                 }
             };
             if !kept {
-                recorder.script_error("metrics", false);
+                recorder.script_error(crate::metrics::SCRIPT_METRICS, false);
             }
         }
         wanted
