@@ -17,35 +17,13 @@
 //! - [`command`]: one file per command (`run`, `check`, `serve`, `report`, `compare`),
 //!   each parsing nothing and validating then executing; [`command::rundir`] names a
 //!   run's files for all of them.
+//! - [`out`]: printing for people, where a closed pipe is never an error.
 //!
 //! [`run`] is the whole program behind `main`: integration tests call it with
 //! `Cli::parse_from([...])` exactly as the binary does.
 
-/// Prints a line to stdout; a closed pipe (`wsoak check … | head`) is not an error.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// Prints a line to stderr (warnings, notes, the live view's lines); a closed stderr (a
-/// log tool that went away, `2>&1 | head`) is not an error, and never costs the report.
-#[macro_export]
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
-/// Prints to stdout without a newline; a closed pipe is not an error.
-macro_rules! say_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
+#[macro_use]
+pub mod out;
 
 pub mod cli;
 pub mod command;

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match wsoak::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            wsoak::note!("wsoak: error: {e:#}");
+            wsoak::out::note_line(format_args!("wsoak: error: {e:#}"));
             ExitCode::from(wsoak::EXIT_USAGE)
         }
     }

@@ -95,7 +95,7 @@ impl View {
                 bar.set_position(elapsed.as_millis() as u64);
                 bar.set_message(line);
             }
-            None => crate::note!(
+            None => note!(
                 "[{:>6.1}s/{:.0}s] {line}",
                 elapsed.as_secs_f64(),
                 self.duration.as_secs_f64()
@@ -137,7 +137,7 @@ impl View {
         match &self.bar {
             Some(bar) => bar.set_message("stopping: closing sessions with 1000"),
             None if self.mode == Progress::Lines => {
-                crate::note!("stopping: closing sessions with 1000")
+                note!("stopping: closing sessions with 1000")
             }
             None => {}
         }

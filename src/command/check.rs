@@ -7,7 +7,8 @@ use super::EXIT_OK;
 use crate::cli::CheckArgs;
 use crate::scenario::{self, Overrides, Scenario};
 use crate::script::{self, Hook};
-use crate::{session, units};
+use crate::session;
+use crate::units;
 
 /// `wsoak check`: validates a scenario and describes what it would do.
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<u8> {

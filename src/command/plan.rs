@@ -10,7 +10,8 @@ use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 use crate::cli::RunArgs;
 use crate::scenario::{Scenario, TargetUrl};
 use crate::session::{self, Plan};
-use crate::{source, tls};
+use crate::source;
+use crate::tls;
 
 /// Resolves the target and builds what every session needs to connect.
 pub(crate) fn plan(

@@ -14,8 +14,10 @@ use super::rundir::RunDir;
 use crate::cli::RunArgs;
 use crate::progress::Progress;
 use crate::report::{self, Footprint, Report};
+use crate::runner;
 use crate::scenario::{self, Overrides, Target};
-use crate::{runner, server, units};
+use crate::server;
+use crate::units;
 
 /// What `wsoak run` produced.
 #[derive(Debug)]

@@ -8,7 +8,9 @@ use anyhow::{bail, Context as _};
 use super::limits::raise_open_files_limit;
 use super::EXIT_OK;
 use crate::cli::ServeArgs;
-use crate::{runner, server, units};
+use crate::runner;
+use crate::server;
+use crate::units;
 
 /// Descriptors `wsoak serve` keeps for itself (listener, runtime, stdio) below its
 /// open-file limit when it picks its own connection cap.
