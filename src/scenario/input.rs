@@ -136,6 +136,10 @@ pub fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
         // starts a quoted scalar (after `:`, `,`, `[`, `{`, `-`, or at the start) or is
         // an apostrophe inside a plain one.
         let mut previous = None;
+        // The character just before, spaces included: a `#` starts a comment only at the
+        // start or after a space. Kept as a char, not found by slicing the line, because
+        // columns count characters and the line's bytes may not.
+        let mut last: Option<char> = None;
         while let Some(c) = chars.next() {
             column += 1;
             match quote {
@@ -158,7 +162,7 @@ pub fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
                     }
                 }
                 None => match c {
-                    '#' if previous.is_none() || line[..column - 1].ends_with([' ', '\t']) => break,
+                    '#' if last.is_none_or(|l| l == ' ' || l == '\t') => break,
                     '"' | '\'' if previous.is_none_or(|p| ":,[{-?".contains(p)) => quote = Some(c),
                     '[' | '{' => {
                         flow += 1;
@@ -173,6 +177,7 @@ pub fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
             if !c.is_whitespace() {
                 previous = Some(c);
             }
+            last = Some(c);
         }
     }
     None
@@ -189,6 +194,9 @@ mod tests {
         // Line 2: two block levels and three brackets; quoted and commented ones do not
         // count.
         assert_eq!(too_deep(real, 5), None);
+        // Columns count characters, not bytes: text beyond ASCII is no panic.
+        assert_eq!(too_deep("name: é#x\nb: 'ü\\' # [[[[[[\n", 2), None);
+        assert_eq!(too_deep("name: é [[[\n", 2), Some((1, 10)));
         assert_eq!(too_deep(real, 4), Some((2, 34)));
         assert_eq!(too_deep("thresholds:\n  - - - a\n", 4), Some((2, 3)));
         assert_eq!(too_deep("thresholds:\n  - - - a\n", 5), None);

@@ -2,7 +2,8 @@
 //! on a report it produced.
 //!
 //! The validator covers the subset of JSON Schema the file uses: `type`, `const`,
-//! `required`, `properties`, `additionalProperties`, `items`, `minimum` and local `$ref`.
+//! `required`, `properties`, `additionalProperties`, `items`, `maxItems`, `minimum` and
+//! local `$ref`.
 
 use serde_json::Value;
 
@@ -44,6 +45,19 @@ fn validate(schema: &Value, root: &Value, value: &Value, at: &str, errors: &mut 
         if v < min {
             errors.push(format!("{at}: {v} < {min}"));
         }
+    }
+    if let Some(elements) = value.as_array() {
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
+            if elements.len() as u64 > max {
+                errors.push(format!("{at}: {} items, more than {max}", elements.len()));
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            for (i, element) in elements.iter().enumerate() {
+                validate(items, root, element, &format!("{at}[{i}]"), errors);
+            }
+        }
+        return;
     }
     let Some(object) = value.as_object() else {
         return;
