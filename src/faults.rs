@@ -93,6 +93,13 @@ impl Faults {
         if self.slow_ack.is_some_and(|d| d.is_zero()) {
             return Err(("slow_ack", "must be longer than 0s".into()));
         }
+        // A push every 0s would send pushes in a busy loop.
+        if self
+            .push_every
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err(("push_every", "must be at least 1ms".into()));
+        }
         for (key, hold) in [("delay", self.delay), ("slow_ack", self.slow_ack)] {
             if hold.is_some_and(|d| d > MAX_HOLD) {
                 return Err((key, "must be at most 1h".into()));
@@ -149,6 +156,13 @@ mod tests {
     fn faults_that_make_no_sense_name_their_key() {
         let ms = |n| Some(Duration::from_millis(n));
         let key = |f: Faults| f.validate().unwrap_err().0;
+        assert_eq!(
+            key(Faults {
+                push_every: ms(0),
+                ..Faults::default()
+            }),
+            "push_every"
+        );
         assert_eq!(
             key(Faults {
                 drop_ack_every: Some(0),

@@ -138,14 +138,18 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     };
     let outcome = runtime.block_on(aggregator.run(rx, gate_rx));
     stop.cancel();
-    if let Ok((_, true)) = &outcome {
+    if let Ok((_, true, _)) = &outcome {
         // A second signal: leave the shards behind, the process is about to exit.
     } else {
         for thread in threads {
             let _ = thread.join();
         }
     }
-    outcome.map(|(result, _)| result)
+    outcome.map(|(mut result, _, writer)| {
+        // Waiting for the log writer blocks, so it happens here, off the runtime.
+        result.lost_intervals = writer.map_or(0, IntervalWriter::finish);
+        result
+    })
 }
 
 /// Merges shard snapshots into intervals and totals; owns the deadline and signals.
@@ -288,12 +292,13 @@ impl Sinks {
 }
 
 impl Aggregator<'_> {
-    /// Returns the result, and whether a second signal cut the shutdown short.
+    /// Returns the result, whether a second signal cut the shutdown short, and the
+    /// interval log writer, for the caller to finish off the runtime.
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Snapshot>,
         gate_rx: oneshot::Receiver<Result<(), ConnectFailure>>,
-    ) -> Result<(RunResult, bool), RunError> {
+    ) -> Result<(RunResult, bool, Option<IntervalWriter>), RunError> {
         let scenario = &self.plan.scenario;
         let (exposition, metrics_task) = match self.metrics.take() {
             Some(listener) => {
@@ -433,16 +438,16 @@ impl Aggregator<'_> {
         }
         meta.elapsed = started.elapsed();
         meta.peak_active = meta.peak_active.max(self.active.run_peak());
-        let lost_intervals = writer.map_or(0, IntervalWriter::finish);
         let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now));
         Ok((
             RunResult {
                 total,
                 meta,
-                lost_intervals,
+                lost_intervals: 0,
                 exposition,
             },
             cut_short,
+            writer,
         ))
     }
 }
@@ -564,6 +569,8 @@ struct Entry {
 struct IntervalWriter {
     tx: std::sync::mpsc::SyncSender<Entry>,
     thread: std::thread::JoinHandle<u64>,
+    /// Entries dropped because the queue was full (the disk far behind).
+    dropped: std::cell::Cell<u64>,
 }
 
 impl IntervalWriter {
@@ -601,21 +608,30 @@ impl IntervalWriter {
                 }
                 lost
             })?;
-        Ok(IntervalWriter { tx, thread })
+        Ok(IntervalWriter {
+            tx,
+            thread,
+            dropped: std::cell::Cell::new(0),
+        })
     }
 
     fn write(&self, line: IntervalLine, histograms: hlog::Interval, started_at: SystemTime) {
-        // A full queue means the disk is far behind; the entry is lost and counted below.
-        let _ = self.tx.try_send(Entry {
+        // A full queue means the disk is far behind; the entry is lost, and counted.
+        let sent = self.tx.try_send(Entry {
             line,
             histograms,
             started_at,
         });
+        if sent.is_err() {
+            self.dropped.set(self.dropped.get() + 1);
+        }
     }
 
+    /// Waits for the writer to finish the queue; returns the entries lost. Blocks: call
+    /// it outside any async runtime.
     fn finish(self) -> u64 {
         drop(self.tx);
-        self.thread.join().unwrap_or(0)
+        self.dropped.get() + self.thread.join().unwrap_or(0)
     }
 }
 
@@ -633,31 +649,49 @@ struct ShardArgs {
 }
 
 fn run_shard(args: ShardArgs) {
+    let (shard, tx) = (args.shard, args.tx.clone());
+    // The last snapshot of a shard that failed: counted as an internal error, numbered
+    // as the next interval it owed, so that the aggregator stops waiting for it there.
+    let failed = |seq: u64, message: String| {
+        let mut recorder = Recorder::new();
+        recorder.internal(format!("shard {shard}: {message}"));
+        let _ = tx.blocking_send(Snapshot {
+            shard,
+            recorder,
+            gauges: [0; State::COUNT],
+            seq,
+            last: true,
+        });
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(_) => return, // the aggregator sees this shard's channel close
+        Err(e) => {
+            let message = format!("cannot start its runtime: {e}");
+            if let Some(gate) = args.gate {
+                // The run's first session lived here: the run cannot go ahead.
+                let _ = gate.send(Err(ConnectFailure {
+                    kind: crate::metrics::ErrorKind::Internal,
+                    detail: format!("wsoak could not start shard {shard}: {e}"),
+                }));
+            }
+            failed(0, message);
+            return;
+        }
     };
-    let (shard, tx) = (args.shard, args.tx.clone());
+    // The next interval this shard owes, kept outside `shard_main` so that it survives
+    // a panic there.
+    let next_seq = Rc::new(std::cell::Cell::new(0));
     let local = tokio::task::LocalSet::new();
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        local.block_on(&runtime, shard_main(args));
+        local.block_on(&runtime, shard_main(args, next_seq.clone()));
     }));
     if let Err(payload) = ran {
         // The shard itself failed (its tasks' panics are caught in `spawn_contained`):
-        // its sessions are gone. Say so in a last snapshot, so that the run's report
-        // counts it and the aggregator stops waiting for this shard's intervals.
-        let mut recorder = Recorder::new();
-        recorder.internal(format!("shard {shard}: {}", panic_message(&*payload)));
-        let _ = tx.blocking_send(Snapshot {
-            shard,
-            recorder,
-            gauges: [0; State::COUNT],
-            seq: 0,
-            last: true,
-        });
+        // its sessions are gone. Say so, so that the run's report counts it.
+        failed(next_seq.get(), panic_message(&*payload));
     }
 }
 
@@ -689,7 +723,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// A start is late when it happens this long after it was due.
 const LATE: Duration = Duration::from_millis(100);
 
-async fn shard_main(args: ShardArgs) {
+async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     let ShardArgs {
         shard,
         shards,
@@ -758,6 +792,7 @@ async fn shard_main(args: ShardArgs) {
                     stop.cancel();
                 }
                 seq += 1;
+                next_seq.set(seq);
             }
             _ = stop.cancelled(), if !closing => {
                 closing = true;
@@ -987,6 +1022,9 @@ mod tests {
         let last = rx.try_recv().expect("a last snapshot");
         assert!(last.last);
         assert_eq!(last.shard, 3);
+        // Numbered as the interval it owed (it had sent none), so the aggregator neither
+        // waits for it nor opens an interval that was already written.
+        assert_eq!(last.seq, 0);
         assert_eq!(
             last.recorder.errors[crate::metrics::ErrorKind::Internal.index()],
             1

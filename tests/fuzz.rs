@@ -141,11 +141,15 @@ fn check_answers_every_mutated_scenario_in_time_without_panicking() {
             let path = dir.path().join(format!("case.{extension}"));
             std::fs::write(&path, &text).unwrap();
             let started = Instant::now();
+            // stderr to a file, not a pipe: a long error message must not fill a pipe
+            // nobody reads yet and look like a hang.
+            let err_path = dir.path().join("stderr.txt");
+            let err_file = std::fs::File::create(&err_path).unwrap();
             let mut child = common::wsoak()
                 .arg("check")
                 .arg(&path)
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stderr(Stdio::from(err_file))
                 .spawn()
                 .unwrap();
             // Poll rather than block: a hang must fail the test, not stall it.
@@ -165,8 +169,7 @@ fn check_answers_every_mutated_scenario_in_time_without_panicking() {
             };
             let took = started.elapsed();
             slowest = slowest.max(took);
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            let stderr = String::from_utf8_lossy(&std::fs::read(&err_path).unwrap()).to_string();
             // 0 = valid, 2 = a scenario error; anything else (101 = panic, no code = a
             // signal such as SIGABRT on stack overflow) is a defect.
             assert!(
@@ -182,10 +185,8 @@ fn check_answers_every_mutated_scenario_in_time_without_panicking() {
             ran += 1;
         }
     }
-    eprintln!(
-        "fuzz: {ran} cases, {ok} valid, {refused} refused, 0 panics, 0 timeouts; slowest {slowest:?}"
-    );
-    assert_eq!(ran, 3 * CASES_PER_FILE);
+    // Every case either answered 0 or 2 or failed the test above: none panicked or hung.
+    eprintln!("fuzz: {ran} cases, {ok} valid, {refused} refused; slowest {slowest:?}");
     // The mutations must exercise both sides, or the generator is not doing its job.
     assert!(ok > 0 && refused > ran / 2, "{ok} valid, {refused} refused");
 }

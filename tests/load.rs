@@ -181,7 +181,10 @@ fn sigterm_leaves_a_complete_report_and_interval_log() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Signal once the run is under way (its handlers are installed by then), however
+    // slow the machine.
+    wait_for_an_interval(&dir.path().join("intervals.jsonl"));
+    std::thread::sleep(Duration::from_millis(1000));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -207,6 +210,19 @@ fn sigterm_leaves_a_complete_report_and_interval_log() {
     assert_eq!(acked, r.heartbeats.acked, "the log adds up to the report");
 }
 
+/// Waits (up to 30 s) until a run has written its first interval line: its signal
+/// handlers are installed by then.
+fn wait_for_an_interval(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(path).map_or(true, |t| !t.contains('\n')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interval line in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sighup_stops_gracefully_like_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,7 +236,7 @@ fn sighup_stops_gracefully_like_sigterm() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_for_an_interval(&dir.path().join("intervals.jsonl"));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGHUP);
     }

@@ -568,11 +568,12 @@ fn heartbeat_latency_agrees_with_the_hold_the_server_measured() {
     // histograms have the same buckets, so this holds exactly, not approximately.
     assert!(l.min.unwrap() >= hold.min.unwrap(), "{l:?} vs {hold:?}");
     // The median adds only loopback transit and the client's wake-up to the hold:
-    // tens of µs on an idle machine. The bound allows for a debug build sharing two
-    // loaded cores with other tests, where a wake-up can wait a few ms; an error in
-    // what is measured (the send time, the ack's attribution, a unit) is 40 ms or more.
+    // tens of µs on an idle machine (benches/accuracy.sh measures that). The bound allows
+    // for a debug build sharing two busy cores with other tests on a slow CI machine,
+    // where wake-ups can wait several ms; an error in what is measured (the send time,
+    // the ack's attribution, a unit) is 40 ms or more.
     let gap = l.p50.unwrap() - hold.p50.unwrap();
-    assert!((0.0..3.0).contains(&gap), "p50 {l:?} vs server {hold:?}");
+    assert!((0.0..15.0).contains(&gap), "p50 {l:?} vs server {hold:?}");
 }
 
 /// Ten sessions heartbeating every 100 ms for 1 s against the embedded server with the
@@ -669,5 +670,11 @@ fn echoed_sequence_numbers_match_acks_exactly() {
     assert_eq!(r.heartbeats.late, 0);
     assert_eq!(r.messages.unmatched, 0);
     assert_eq!(r.reconnects.total, 0);
+    // Every other heartbeat was acked by its number (or was in flight at the stop), at
+    // its true latency.
+    let in_flight = r.heartbeats.sent - r.heartbeats.acked - r.heartbeats.failed;
+    assert!(in_flight <= 10, "{:?}", r.heartbeats);
     assert!(r.heartbeats.acked >= 10 * 5, "{:?}", r.heartbeats);
+    assert_eq!(r.latency_ms["heartbeat"].count, r.heartbeats.acked);
+    assert!(r.latency_ms["heartbeat"].max.unwrap() < 40.0);
 }

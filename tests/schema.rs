@@ -58,15 +58,22 @@ fn a_real_report_matches_the_committed_schema() {
     broken["latency_ms"]["auth"]["p99"] = json!("fast");
     // Array elements are checked too: a threshold verdict without `pass`, and too many
     // internal-error messages of the wrong type.
-    broken["thresholds"][0].as_object_mut().unwrap().remove("pass");
+    broken["thresholds"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("pass");
     broken["internal_errors"] = json!([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let errors = errors_of(&broken);
     assert!(
-        errors.iter().any(|e| e.contains("thresholds[0]: missing `pass`")),
+        errors
+            .iter()
+            .any(|e| e.contains("thresholds[0]: missing `pass`")),
         "{errors:?}"
     );
     assert!(
-        errors.iter().any(|e| e.contains("internal_errors: 9 items")),
+        errors
+            .iter()
+            .any(|e| e.contains("internal_errors: 9 items")),
         "{errors:?}"
     );
     assert!(
