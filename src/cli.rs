@@ -61,11 +61,14 @@ pub enum Command {
     /// Run a scenario and write its report.
     ///
     /// Writes reports/<scenario>-<UTC time>/: report.json, report.html, intervals.jsonl
-    /// (one JSON line per interval, flushed as it goes), latency.hlog and run.json. Ctrl-C or SIGTERM stops gracefully and still
-    /// writes the report; a second one stops at once.
+    /// (one JSON line per interval, flushed as it goes), latency.hlog and run.json.
+    /// Ctrl-C, SIGTERM or SIGHUP stops gracefully and still writes the report; a second
+    /// one stops at once. A closed stdout or stderr never costs the report.
     ///
     /// Exit codes: 0 the run completed and every threshold passed; 1 a threshold failed;
-    /// 2 a usage or scenario error, or the target could not be reached at start.
+    /// 2 a usage or scenario error, or the target could not be reached at start; 3 wsoak
+    /// itself failed during the run (errors.internal): the report is written but not to
+    /// be trusted.
     #[command(after_help = "Examples:\n  \
         wsoak run scenarios/miniprogram.yaml\n  \
         wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
