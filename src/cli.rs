@@ -95,7 +95,10 @@ pub enum Command {
     /// RUN is a run directory (reports/<scenario>-<time>/) or a report path given to
     /// `--report`. When report.json is missing (the run crashed or was killed), it is
     /// rebuilt, exactly up to the last interval written, from run.json, intervals.jsonl
-    /// and latency.hlog, and written. Exit 1 when a threshold fails.
+    /// and latency.hlog, and written. Damaged logs (a line cut short, a corrupt entry)
+    /// are read up to their first damage, and what was skipped is said. Exit 1 when a
+    /// threshold fails, 2 when there is nothing to rebuild, 3 for a run with internal
+    /// errors.
     Report(ReportArgs),
     /// Compare two runs, metric by metric; exit 1 on a regression beyond tolerance.
     ///
