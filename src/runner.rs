@@ -892,30 +892,9 @@ async fn spawn_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 
     fn context() -> Rc<Context> {
-        let scenario = crate::scenario::parse(
-            "heartbeat:\n  send: {type: heartBeat}\n",
-            std::path::Path::new("t.yaml"),
-            &Default::default(),
-        )
-        .unwrap();
-        Rc::new(Context {
-            plan: Arc::new(Plan {
-                scenario: Arc::new(scenario),
-                addr: ([127, 0, 0, 1], 1).into(),
-                request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
-                tls: None,
-                ws_config: session::client_ws_config(),
-                sources: Vec::new(),
-            }),
-            recorder: std::cell::RefCell::new(Recorder::new()),
-            gauges: std::cell::Cell::new([0; State::COUNT]),
-            stop: CancellationToken::new(),
-            running: Arc::new(AtomicU32::new(0)),
-            active: Arc::default(),
-        })
+        Context::for_test("heartbeat:\n  send: {type: heartBeat}\n", Vec::new())
     }
 
     fn snapshot(shard: usize, seq: u64, last: bool, sent: u64) -> Snapshot {

@@ -84,25 +84,17 @@ fn strip_headers(buffer: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Reads a log back: every tag's histograms merged, exactly.
-pub fn read_totals(path: &Path) -> Result<BTreeMap<String, Histogram<u64>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
-    for_each(&bytes, |tag, _, histogram| {
-        match totals.get_mut(tag) {
-            Some(total) => total.add(&histogram).map_err(|e| format!("{e:?}"))?,
-            None => {
-                totals.insert(tag.to_owned(), histogram);
-            }
-        }
-        Ok(())
-    })
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(totals)
-}
-
 /// Every tag's histograms, merged.
 pub type Totals = BTreeMap<String, Histogram<u64>>;
+
+/// Reads a log back: every tag's histograms merged, exactly.
+pub fn read_totals(path: &Path) -> Result<Totals, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut totals = Totals::new();
+    for_each(&bytes, |tag, _, histogram| add(&mut totals, tag, histogram))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(totals)
+}
 
 /// Reads a possibly damaged log: every tag's histograms merged, for the intervals that end
 /// by `until` (the end of the valid interval lines), up to the first entry that cannot
@@ -113,41 +105,26 @@ pub fn read_totals_prefix(
     until: Duration,
 ) -> Result<(Totals, Option<String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
-    let mut deserializer = Deserializer::new();
+    let mut totals = Totals::new();
     let mut later = 0u64;
     // Interval ends are written to the millisecond; the lines' `t` too.
     let until = until + Duration::from_millis(1);
-    for (n, entry) in IntervalLogIterator::new(&bytes).enumerate() {
-        let interval = match entry {
-            Ok(LogEntry::Interval(interval)) => interval,
-            Ok(_) => continue,
-            Err(e) => return Ok((totals, Some(skipped(path, n, &format!("{e:?}"))))),
-        };
-        if interval.start_timestamp() + interval.duration() > until {
-            later += 1;
-            continue;
-        }
-        let histogram = base64_decode(interval.encoded_histogram()).and_then(|decoded| {
-            deserializer
-                .deserialize::<u64, _>(&mut decoded.as_slice())
-                .map_err(|e| format!("{e:?}"))
+    for (n, entry) in intervals(&bytes).enumerate() {
+        let added = entry.and_then(|(tag, start, length, histogram)| {
+            if start + length > until {
+                later += 1;
+                return Ok(());
+            }
+            add(&mut totals, &tag, histogram)
         });
-        let histogram = match histogram {
-            Ok(h) => h,
-            Err(e) => return Ok((totals, Some(skipped(path, n, &e)))),
-        };
-        let tag = interval.tag().map_or("", |t| t.as_str()).to_owned();
-        match totals.get_mut(&tag) {
-            Some(total) => {
-                if total.add(&histogram).is_err() {
-                    let e = "a histogram with other bounds";
-                    return Ok((totals, Some(skipped(path, n, e))));
-                }
-            }
-            None => {
-                totals.insert(tag, histogram);
-            }
+        if let Err(problem) = added {
+            let note = format!(
+                "{}: histogram entry {} cannot be read ({problem}); skipped it and the rest \
+                 of the log",
+                path.display(),
+                n + 1
+            );
+            return Ok((totals, Some(note)));
         }
     }
     let note = (later > 0).then(|| {
@@ -159,12 +136,15 @@ pub fn read_totals_prefix(
     Ok((totals, note))
 }
 
-fn skipped(path: &Path, entry: usize, problem: &str) -> String {
-    format!(
-        "{}: histogram entry {} cannot be read ({problem}); skipped it and the rest of the log",
-        path.display(),
-        entry + 1
-    )
+/// Merges one interval's histogram into the totals of its tag.
+fn add(totals: &mut Totals, tag: &str, histogram: Histogram<u64>) -> Result<(), String> {
+    match totals.get_mut(tag) {
+        Some(total) => total.add(&histogram).map_err(|e| format!("{e:?}")),
+        None => {
+            totals.insert(tag.to_owned(), histogram);
+            Ok(())
+        }
+    }
 }
 
 /// Calls `f(tag, start, histogram)` for every interval histogram in a log.
@@ -172,19 +152,40 @@ pub fn for_each(
     bytes: &[u8],
     mut f: impl FnMut(&str, Duration, Histogram<u64>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(bytes) {
-        let entry = entry.map_err(|e| format!("{e:?}"))?;
-        if let LogEntry::Interval(interval) = entry {
-            let decoded = base64_decode(interval.encoded_histogram())?;
-            let histogram: Histogram<u64> = deserializer
-                .deserialize(&mut decoded.as_slice())
-                .map_err(|e| format!("{e:?}"))?;
-            let tag = interval.tag().map_or("", |t| t.as_str());
-            f(tag, interval.start_timestamp(), histogram)?;
-        }
+    for entry in intervals(bytes) {
+        let (tag, start, _, histogram) = entry?;
+        f(&tag, start, histogram)?;
     }
     Ok(())
+}
+
+/// A log's interval histograms, in order and decoded, as `(tag, start, length,
+/// histogram)`, or what made an entry unreadable.
+fn intervals(
+    bytes: &[u8],
+) -> impl Iterator<Item = Result<(String, Duration, Duration, Histogram<u64>), String>> + '_ {
+    let mut deserializer = Deserializer::new();
+    IntervalLogIterator::new(bytes).filter_map(move |entry| match entry {
+        Err(e) => Some(Err(format!("{e:?}"))),
+        Ok(LogEntry::Interval(interval)) => Some(
+            base64_decode(interval.encoded_histogram())
+                .and_then(|decoded| {
+                    deserializer
+                        .deserialize::<u64, _>(&mut decoded.as_slice())
+                        .map_err(|e| format!("{e:?}"))
+                })
+                .map(|histogram| {
+                    let tag = interval.tag().map_or("", |t| t.as_str()).to_owned();
+                    (
+                        tag,
+                        interval.start_timestamp(),
+                        interval.duration(),
+                        histogram,
+                    )
+                }),
+        ),
+        Ok(_) => None,
+    })
 }
 
 /// Standard base64 (the interval log's encoding), without a dependency for 20 lines.

@@ -160,6 +160,22 @@ pub struct Connects {
     pub failed_by_kind: BTreeMap<String, u64>,
 }
 
+impl Connects {
+    fn from_recorder(t: &Recorder) -> Connects {
+        let failed_by_kind: BTreeMap<String, u64> = ErrorKind::ALL
+            .iter()
+            .filter(|k| k.is_connect())
+            .map(|k| (k.name().to_string(), t.errors[k.index()]))
+            .collect();
+        Connects {
+            attempted: t.counter(Counter::ConnectsAttempted),
+            succeeded: t.histogram(Metric::Connect).len(),
+            failed: failed_by_kind.values().sum(),
+            failed_by_kind,
+        }
+    }
+}
+
 /// Heartbeat counts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Heartbeats {
@@ -340,20 +356,7 @@ impl Report {
                 dropped: c(Counter::ArrivalsDropped),
                 late: c(Counter::ArrivalsLate),
             },
-            connects: Connects {
-                attempted: c(Counter::ConnectsAttempted),
-                succeeded: t.histogram(Metric::Connect).len(),
-                failed: ErrorKind::ALL
-                    .iter()
-                    .filter(|k| k.is_connect())
-                    .map(|k| t.errors[k.index()])
-                    .sum(),
-                failed_by_kind: ErrorKind::ALL
-                    .iter()
-                    .filter(|k| k.is_connect())
-                    .map(|k| (k.name().to_string(), t.errors[k.index()]))
-                    .collect(),
-            },
+            connects: Connects::from_recorder(t),
             heartbeats: Heartbeats {
                 sent: c(Counter::HeartbeatsSent),
                 acked: c(Counter::HeartbeatsAcked),

@@ -70,9 +70,8 @@ impl Session {
                         if let Some(outcome) = self.requested(ws).await {
                             break outcome;
                         }
-                        let seq = expect.and_then(|e| e.seq_of(&value));
                         let settled = is_ack
-                            && acks.ack(Instant::now(), seq, &mut |v| {
+                            && acks.ack(Instant::now(), expect.and_then(|e| e.seq_of(&value)), &mut |v| {
                                 settle(&ctx, v, &mut failures)
                             });
                         if !settled {
@@ -205,17 +204,14 @@ fn settle(ctx: &Context, verdict: Verdict, failures: &mut u32) {
 #[cfg(test)]
 mod clock_tests {
     use super::*;
-    use crate::metrics::{Recorder, State};
-    use crate::session::context::Plan;
+    use crate::metrics::Recorder;
+
     use crate::session::transport::{client_ws_config, Stream};
-    use std::cell::{Cell, RefCell};
+    use std::cell::RefCell;
     use std::rc::Rc;
-    use std::sync::atomic::AtomicU32;
-    use std::sync::Arc;
+
     use std::time::Duration;
     use tokio::time::advance;
-    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
-    use tokio_util::sync::CancellationToken;
 
     const MS: u64 = 1_000; // µs
 
@@ -306,25 +302,7 @@ mod clock_tests {
         drive: impl FnOnce(Instant) -> F,
     ) -> Run {
         let yaml = format!("heartbeat:\n  interval: 100ms\n  timeout: 90ms\n{extra}");
-        let scenario =
-            crate::scenario::parse(&yaml, std::path::Path::new("t.yaml"), &Default::default())
-                .unwrap();
-        let plan = Arc::new(Plan {
-            scenario: Arc::new(scenario),
-            addr: ([127, 0, 0, 1], 1).into(),
-            request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
-            tls: None,
-            ws_config: client_ws_config(),
-            sources: Vec::new(),
-        });
-        let ctx = Rc::new(Context {
-            plan,
-            recorder: RefCell::new(Recorder::new()),
-            gauges: Cell::new([0; State::COUNT]),
-            stop: CancellationToken::new(),
-            running: Arc::new(AtomicU32::new(1)),
-            active: Arc::default(),
-        });
+        let ctx = Context::for_test(&yaml, Vec::new());
         let (client, server_end) = tokio::io::duplex(64 * 1024);
         let seen = Rc::new(RefCell::new(Vec::new()));
         let local = tokio::task::LocalSet::new();

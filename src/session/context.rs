@@ -82,3 +82,29 @@ impl Context {
         }
     }
 }
+
+#[cfg(test)]
+impl Context {
+    /// A shard's context for unit tests: `yaml`'s scenario, a target nobody listens on
+    /// (the tests bring their own streams), sessions connecting from `sources`.
+    pub(crate) fn for_test(yaml: &str, sources: Vec<IpAddr>) -> std::rc::Rc<Context> {
+        let scenario =
+            crate::scenario::parse(yaml, std::path::Path::new("t.yaml"), &Default::default())
+                .expect("a valid test scenario");
+        std::rc::Rc::new(Context {
+            plan: Arc::new(Plan {
+                scenario: Arc::new(scenario),
+                addr: ([127, 0, 0, 1], 1).into(),
+                sources,
+                request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
+                tls: None,
+                ws_config: super::client_ws_config(),
+            }),
+            recorder: RefCell::new(Recorder::new()),
+            gauges: Cell::new([0; State::COUNT]),
+            stop: CancellationToken::new(),
+            running: Arc::new(AtomicU32::new(1)),
+            active: Arc::default(),
+        })
+    }
+}

@@ -258,40 +258,16 @@ impl Session {
 mod size_tests {
     use super::transport::Ws;
     use super::*;
-    use crate::metrics::Recorder;
-    use std::cell::{Cell, RefCell};
-    use std::sync::atomic::AtomicU32;
-    use std::sync::Arc;
-    use tokio_tungstenite::tungstenite::ClientRequestBuilder;
-    use tokio_util::sync::CancellationToken;
 
     /// Every idle session keeps its whole future in memory; connect, auth, bindCard and
     /// close are boxed so that only the heartbeat state is paid for by idle sessions.
     /// A regression here costs memory at 10k sessions (benches/memory.sh measures it).
     #[test]
     fn an_idle_session_stays_small() {
-        let scenario = crate::scenario::parse(
+        let ctx = Context::for_test(
             "heartbeat:\n  send: {type: heartBeat}\n",
-            std::path::Path::new("t.yaml"),
-            &Default::default(),
-        )
-        .unwrap();
-        let plan = Arc::new(Plan {
-            scenario: Arc::new(scenario),
-            addr: ([127, 0, 0, 1], 1).into(),
-            sources: vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()],
-            request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
-            tls: None,
-            ws_config: client_ws_config(),
-        });
-        let ctx = Rc::new(Context {
-            plan,
-            recorder: RefCell::new(Recorder::new()),
-            gauges: Cell::new([0; State::COUNT]),
-            stop: CancellationToken::new(),
-            running: Arc::new(AtomicU32::new(1)),
-            active: Arc::default(),
-        });
+            vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()],
+        );
         let future = run(ctx, 0, None, None);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 2048, "session future is {size} bytes");
