@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -50,10 +51,6 @@ names! {
     Metric {
         /// TCP connect + TLS + WebSocket handshake.
         Connect = "connect",
-        /// Auth message sent to matching ack received.
-        Auth = "auth",
-        /// bindCard sent to its ack (or to its send completing, when no ack is expected).
-        BindCard = "bind_card",
         /// Heartbeat round trip, measured from the *scheduled* send time. Late acks are
         /// measured too, so slow replies stay in the percentiles: the count is acked + late.
         Heartbeat = "heartbeat",
@@ -72,9 +69,10 @@ names! {
         SessionsStarted = "sessions.started",
         /// Sessions that connected at least once.
         SessionsConnected = "sessions.connected",
-        /// Sessions that were authenticated at least once.
+        /// Sessions that passed the scenario's first step at least once (that
+        /// connected, when it has no steps): with `auth:`, the sessions authenticated.
         SessionsAuthenticated = "sessions.authenticated",
-        /// Sessions that bound their card at least once.
+        /// Sessions that passed every step and began heartbeating at least once.
         SessionsBound = "sessions.bound",
         /// Connect attempts, including reconnects.
         ConnectsAttempted = "connects.attempted",
@@ -125,11 +123,8 @@ names! {
         SocketError = "socket_error",
         /// The connect (TCP, TLS or handshake) failed or timed out.
         ConnectError = "connect_error",
-        /// The auth reply signalled rejection.
-        AuthRejected = "auth_rejected",
-        /// The bindCard reply signalled rejection.
-        BindCardRejected = "bind_card_rejected",
-        /// An auth or bindCard reply did not arrive in time.
+        /// A step's reply did not arrive in time. (A rejected step is counted under
+        /// `<step>_rejected`, one cause per step: [`StepRecord::rejected_reconnects`].)
         Timeout = "timeout",
         /// A script hook asked for it (`session.reconnect()`).
         Script = "script",
@@ -155,14 +150,6 @@ names! {
         Tls = "tls",
         /// The HTTP upgrade was answered with something other than 101, or was malformed.
         Handshake = "handshake",
-        /// No matching auth reply within `auth.timeout`.
-        AuthTimeout = "auth_timeout",
-        /// The auth reply signalled rejection.
-        AuthRejected = "auth_rejected",
-        /// No matching bindCard reply within `bind_card.timeout`.
-        BindCardTimeout = "bind_card_timeout",
-        /// The bindCard reply signalled rejection.
-        BindCardRejected = "bind_card_rejected",
         /// A heartbeat ack did not arrive within `heartbeat.timeout`.
         HeartbeatTimeout = "heartbeat_timeout",
         /// A message could not be sent.
@@ -198,10 +185,9 @@ names! {
     State {
         /// Opening TCP, TLS and the WebSocket handshake.
         Connecting = "connecting",
-        /// Auth sent, waiting for the ack.
-        Authenticating = "authenticating",
-        /// bindCard sent, waiting for the ack.
-        Binding = "binding",
+        /// Connected, running the scenario's steps (auth, bindCard, …): a step's message
+        /// sent, its reply awaited.
+        Steps = "steps",
         /// Bound and heartbeating.
         Bound = "bound",
         /// Waiting out the reconnect delay.
@@ -231,7 +217,7 @@ impl State {
     /// Whether a session in this state is *active*: it holds an open socket (counted in
     /// `peak_active`). The one definition of "active".
     pub const fn is_active(self) -> bool {
-        matches!(self, State::Authenticating | State::Binding | State::Bound)
+        matches!(self, State::Steps | State::Bound)
     }
 }
 
@@ -299,16 +285,151 @@ pub const SCRIPT_METRICS: &str = "metrics";
 /// copies of them would say nothing more.
 pub const MAX_INTERNAL: usize = 8;
 
+/// Most steps a scenario may have: every step is a histogram in every recorder, and a
+/// session keeps how far it got in a byte.
+pub const MAX_STEPS: usize = 16;
+
+/// Names a step may not take: the built-in latencies, the report's sections and the
+/// script hooks that are not a step's. A step's name becomes a latency (`<step>`), errors
+/// (`<step>_timeout`, `<step>_rejected`), a reconnect cause (`<step>_rejected`), hooks
+/// (`<step>`, `<step>_reply`) and threshold paths (`<step>.p99`), so it must not shadow any
+/// of those.
+const RESERVED_STEP_NAMES: &[&str] = &[
+    "sessions",
+    "arrivals",
+    "connects",
+    "heartbeats",
+    "messages",
+    "reconnects",
+    "latency_ms",
+    "errors",
+    "custom",
+    "steps",
+    "tester",
+    "server",
+    "thresholds",
+    "on_message",
+    "on_start",
+    "on_end",
+    "scenario",
+];
+
+/// Checks a step's name: lowercase letters, digits and `_`, starting with a letter, at
+/// most 32 characters, and clashing with no built-in name (see [`RESERVED_STEP_NAMES`]).
+pub fn check_step_name(name: &str) -> Result<(), String> {
+    let well_formed = name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !well_formed {
+        return Err(format!(
+            "`{name}` is not a step name: use lowercase letters, digits and `_`, starting \
+             with a letter, at most 32 characters (it names a latency, errors and hooks)"
+        ));
+    }
+    let clash = Metric::ALL.iter().any(|m| m.name() == name)
+        || RESERVED_STEP_NAMES.contains(&name)
+        || ErrorKind::ALL
+            .iter()
+            .any(|k| k.name() == step_timeout_name(name) || k.name() == step_rejected_name(name))
+        || Cause::ALL
+            .iter()
+            .any(|c| c.name() == step_rejected_name(name));
+    if clash {
+        return Err(format!(
+            "`{name}` is a built-in name (a latency, a report section, a hook or an error \
+             kind); give the step another name"
+        ));
+    }
+    Ok(())
+}
+
+/// `errors.<step>_timeout`: no reply matched within the step's timeout.
+pub fn step_timeout_name(step: &str) -> String {
+    format!("{step}_timeout")
+}
+
+/// `errors.<step>_rejected` and `reconnects.by_cause.<step>_rejected`: the reply was a
+/// rejection.
+pub fn step_rejected_name(step: &str) -> String {
+    format!("{step}_rejected")
+}
+
+/// One request/reply step's measurements, by the step's name (from the scenario).
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The step's name.
+    pub name: Arc<str>,
+    /// Its message sent to the reply accepted (or to the send completing, when no reply is
+    /// expected), in microseconds. Its count is the times the step was accepted.
+    pub latency: Histogram<u64>,
+    /// Times a connection reached the step: its message was built and sent (or the send
+    /// failed).
+    pub reached: u64,
+    /// Replies that were a rejection (`errors.<step>_rejected`).
+    pub rejected: u64,
+    /// Times no reply matched within the step's timeout (`errors.<step>_timeout`).
+    pub timed_out: u64,
+    /// Reconnect episodes a rejection began (`reconnects.by_cause.<step>_rejected`).
+    pub rejected_reconnects: u64,
+    /// Sessions that passed the step at least once.
+    pub sessions: u64,
+}
+
+impl StepRecord {
+    /// An empty record for the step `name`.
+    pub fn new(name: Arc<str>) -> StepRecord {
+        StepRecord {
+            name,
+            latency: new_histogram(),
+            reached: 0,
+            rejected: 0,
+            timed_out: 0,
+            rejected_reconnects: 0,
+            sessions: 0,
+        }
+    }
+
+    /// The counts, by the name each has in a step's report section and in the interval
+    /// log (`steps.<step>.<count>`). Accepted is the latency's count.
+    pub fn counts(&self) -> [(&'static str, u64); 5] {
+        [
+            ("reached", self.reached),
+            ("accepted", self.latency.len()),
+            ("rejected", self.rejected),
+            ("timed_out", self.timed_out),
+            ("sessions", self.sessions),
+        ]
+    }
+
+    fn merge(&mut self, other: &StepRecord) {
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share bounds");
+        self.reached += other.reached;
+        self.rejected += other.rejected;
+        self.timed_out += other.timed_out;
+        self.rejected_reconnects += other.rejected_reconnects;
+        self.sessions += other.sessions;
+    }
+}
+
+/// A step by its place in the scenario's list, as sessions record it.
+pub type StepIndex = usize;
+
 /// One shard's measurements over one interval. Owned by exactly one thread at a time.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     /// One histogram per [`Metric`], in microseconds.
     pub histograms: Vec<Histogram<u64>>,
+    /// One record per step of the scenario, in the scenario's order.
+    pub steps: Vec<StepRecord>,
     /// One count per [`Counter`].
     pub counters: [u64; Counter::COUNT],
-    /// Reconnects, one count per [`Cause`].
+    /// Reconnects, one count per [`Cause`] (and per step rejected, in `steps`).
     pub reconnects: [u64; Cause::COUNT],
-    /// Failures, one count per [`ErrorKind`].
+    /// Failures, one count per [`ErrorKind`] (and per step, in `steps`).
     pub errors: [u64; ErrorKind::COUNT],
     /// Script hook failures, by hook name.
     pub script_errors: BTreeMap<&'static str, u64>,
@@ -320,6 +441,9 @@ pub struct Recorder {
     pub internal: Vec<String>,
 }
 
+/// A recorder without steps: a shard's must be made [`Recorder::for_steps`] (or
+/// [`Recorder::fresh`]), since sessions record into their steps by place; one that only
+/// merges others (the aggregator's) takes the steps on by name as they come.
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
@@ -327,10 +451,16 @@ impl Default for Recorder {
 }
 
 impl Recorder {
-    /// An empty recorder.
+    /// An empty recorder for a scenario without steps.
     pub fn new() -> Self {
+        Self::for_steps(&[])
+    }
+
+    /// An empty recorder for a scenario with these steps, in order.
+    pub fn for_steps(steps: &[Arc<str>]) -> Self {
         Self {
             histograms: Metric::ALL.iter().map(|_| new_histogram()).collect(),
+            steps: steps.iter().cloned().map(StepRecord::new).collect(),
             counters: [0; Counter::COUNT],
             reconnects: [0; Cause::COUNT],
             errors: [0; ErrorKind::COUNT],
@@ -339,6 +469,104 @@ impl Recorder {
             custom_latencies: BTreeMap::new(),
             internal: Vec::new(),
         }
+    }
+
+    /// An empty recorder for the same steps as this one.
+    pub fn fresh(&self) -> Self {
+        let names: Vec<Arc<str>> = self.steps.iter().map(|s| s.name.clone()).collect();
+        Self::for_steps(&names)
+    }
+
+    /// One step's record. Steps are indexed by their place in the scenario, and every
+    /// recorder of a run is made for the scenario's steps.
+    pub fn step(&mut self, step: StepIndex) -> &mut StepRecord {
+        &mut self.steps[step]
+    }
+
+    /// Records the latency of a step accepted.
+    pub fn step_accepted(&mut self, step: StepIndex, latency: Duration) {
+        self.steps[step]
+            .latency
+            .saturating_record(clamp_us(latency));
+    }
+
+    /// Every latency histogram with its name, in report order: connect, the steps in the
+    /// scenario's order, then the rest of the built-in metrics.
+    pub fn latencies(&self) -> impl Iterator<Item = (&str, &Histogram<u64>)> {
+        let connect = std::iter::once(Metric::Connect);
+        let rest = Metric::ALL
+            .iter()
+            .copied()
+            .filter(|m| *m != Metric::Connect);
+        connect
+            .map(|m| (m.name(), self.histogram(m)))
+            .chain(self.steps.iter().map(|s| (&*s.name, &s.latency)))
+            .chain(rest.map(|m| (m.name(), self.histogram(m))))
+    }
+
+    /// Every failure count by its name: each [`ErrorKind`], then each step's
+    /// `<step>_timeout` and `<step>_rejected`. Script failures are apart
+    /// (`script_errors`).
+    pub fn error_counts(&self) -> Vec<(String, u64)> {
+        let kinds = ErrorKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), self.errors[k.index()]));
+        let steps = self.steps.iter().flat_map(|s| {
+            [
+                (step_timeout_name(&s.name), s.timed_out),
+                (step_rejected_name(&s.name), s.rejected),
+            ]
+        });
+        kinds.chain(steps).collect()
+    }
+
+    /// Every reconnect cause by its name: each [`Cause`], then each step's
+    /// `<step>_rejected`.
+    pub fn reconnect_counts(&self) -> Vec<(String, u64)> {
+        let causes = Cause::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), self.reconnects[c.index()]));
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| (step_rejected_name(&s.name), s.rejected_reconnects));
+        causes.chain(steps).collect()
+    }
+
+    /// Adds a failure or reconnect count read back by its name (from an interval log):
+    /// false when no kind, cause or step of this recorder has that name.
+    pub fn add_named(&mut self, section: Section, name: &str, n: u64) -> bool {
+        match section {
+            Section::Errors => {
+                if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == name) {
+                    self.errors[k.index()] += n;
+                    return true;
+                }
+                for s in &mut self.steps {
+                    if name == step_timeout_name(&s.name) {
+                        s.timed_out += n;
+                        return true;
+                    }
+                    if name == step_rejected_name(&s.name) {
+                        s.rejected += n;
+                        return true;
+                    }
+                }
+            }
+            Section::Reconnects => {
+                if let Some(c) = Cause::ALL.iter().find(|c| c.name() == name) {
+                    self.reconnects[c.index()] += n;
+                    return true;
+                }
+                for s in &mut self.steps {
+                    if name == step_rejected_name(&s.name) {
+                        s.rejected_reconnects += n;
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Counts an internal error (a caught panic) and keeps its message, up to
@@ -374,9 +602,7 @@ impl Recorder {
 
     /// Records a script's latency. False when the name would exceed [`MAX_CUSTOM`].
     pub fn custom_record(&mut self, name: &str, latency: Duration) -> bool {
-        let us = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, HIGHEST_US);
+        let us = clamp_us(latency);
         if let Some(h) = self.custom_latencies.get_mut(name) {
             h.saturating_record(us);
             return true;
@@ -393,8 +619,7 @@ impl Recorder {
     /// Records a latency. Sub-microsecond values count as 1 µs; values beyond an hour are
     /// clamped, never dropped.
     pub fn record(&mut self, metric: Metric, latency: Duration) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.histograms[metric.index()].saturating_record(us.clamp(1, HIGHEST_US));
+        self.histograms[metric.index()].saturating_record(clamp_us(latency));
     }
 
     /// Adds one to a counter.
@@ -424,13 +649,26 @@ impl Recorder {
 
     /// Total reconnect episodes over all causes.
     pub fn reconnects_total(&self) -> u64 {
-        self.reconnects.iter().sum()
+        self.reconnects.iter().sum::<u64>()
+            + self
+                .steps
+                .iter()
+                .map(|s| s.rejected_reconnects)
+                .sum::<u64>()
     }
 
     /// Adds another recorder into this one. Exact for histograms and counters.
     pub fn merge(&mut self, other: &Recorder) {
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
             mine.add(theirs).expect("histograms share bounds");
+        }
+        // By name: a recorder made before the steps were known (the aggregator's first)
+        // takes them on as they come, in the order they come.
+        for theirs in &other.steps {
+            match self.steps.iter_mut().find(|s| s.name == theirs.name) {
+                Some(mine) => mine.merge(theirs),
+                None => self.steps.push(theirs.clone()),
+            }
         }
         add_into(&mut self.counters, &other.counters);
         add_into(&mut self.reconnects, &other.reconnects);
@@ -465,6 +703,23 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The sections whose counts are named either by a fixed kind or by a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// `errors`: [`ErrorKind`]s and the steps' timeouts and rejections.
+    Errors,
+    /// `reconnects.by_cause`: [`Cause`]s and the steps' rejections.
+    Reconnects,
+}
+
+/// A latency in whole microseconds, as histograms hold it: sub-microsecond values count
+/// as 1 µs; values beyond an hour are clamped, never dropped.
+fn clamp_us(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, HIGHEST_US)
 }
 
 fn add_into<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {

@@ -81,7 +81,7 @@ impl View {
     /// arrivals per second in the open model).
     pub fn update(&mut self, interval: &Recorder, gauges: &Gauges, elapsed: Duration, level: f64) {
         self.reconnects += interval.reconnects_total();
-        self.errors += interval.errors.iter().sum::<u64>();
+        self.errors += interval.error_counts().iter().map(|(_, n)| n).sum::<u64>();
         let span = elapsed
             .saturating_sub(self.last)
             .max(Duration::from_millis(1));
@@ -114,12 +114,12 @@ impl View {
         let g = |s: State| gauges[s.index()];
         let remaining = self.duration.saturating_sub(self.last);
         format!(
-            "target {:.0} bound {} (max {}) connecting {} auth/bind {} reconnecting {} away {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {} | {} left",
+            "target {:.0} bound {} (max {}) connecting {} steps {} reconnecting {} away {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {} | {} left",
             level.floor(),
             g(State::Bound),
             self.sessions,
             g(State::Connecting),
-            g(State::Authenticating) + g(State::Binding),
+            g(State::Steps),
             g(State::Reconnecting),
             g(State::Away),
             per_s(Counter::ConnectsAttempted),

@@ -168,7 +168,6 @@ struct Aggregator<'a> {
 }
 
 /// One interval, while its shards' snapshots arrive.
-#[derive(Default)]
 struct Pending {
     recorder: Recorder,
     shards: usize,
@@ -207,7 +206,12 @@ impl Assembler {
         if snapshot.last {
             self.ended_at[snapshot.shard] = Some(snapshot.seq);
         }
-        let entry = self.pending.entry(snapshot.seq).or_default();
+        let entry = self.pending.entry(snapshot.seq).or_insert_with(|| Pending {
+            // The steps are taken on from the snapshots, by name.
+            recorder: Recorder::new(),
+            shards: 0,
+            gauges: [0; State::COUNT],
+        });
         entry.recorder.merge(&snapshot.recorder);
         entry.shards += 1;
         for (sum, v) in entry.gauges.iter_mut().zip(&snapshot.gauges) {
@@ -543,12 +547,13 @@ pub struct Logs {
     pub hlog: std::fs::File,
 }
 
-/// Histograms with samples, tagged by metric name (`custom.<name>` for scripts').
+/// Histograms with samples, tagged by metric or step name (`custom.<name>` for
+/// scripts').
 pub fn tagged_histograms(r: &Recorder) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
-    let builtin = crate::metrics::Metric::ALL
-        .iter()
-        .filter(|m| !r.histogram(**m).is_empty())
-        .map(|m| (m.name().to_string(), r.histogram(*m).clone()));
+    let builtin = r
+        .latencies()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(name, h)| (name.to_string(), h.clone()));
     let custom = r
         .custom_latencies
         .iter()
@@ -738,7 +743,7 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     } = args;
     let ctx = Rc::new(Context {
         plan: plan.clone(),
-        recorder: std::cell::RefCell::new(Recorder::new()),
+        recorder: std::cell::RefCell::new(Recorder::for_steps(&plan.scenario.step_names())),
         gauges: std::cell::Cell::new([0; State::COUNT]),
         stop: stop.clone(),
         running: running.clone(),
@@ -775,7 +780,11 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     }
     let take = |seq: u64, last: bool| Snapshot {
         shard,
-        recorder: std::mem::take(&mut *ctx.recorder.borrow_mut()),
+        recorder: {
+            let mut recorder = ctx.recorder.borrow_mut();
+            let fresh = recorder.fresh();
+            std::mem::replace(&mut *recorder, fresh)
+        },
         gauges: ctx.gauges.get(),
         seq,
         last,

@@ -21,66 +21,84 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope, AST};
 
-/// A hook a script may define, with the arguments it receives.
+/// A hook a script may define: a function name and how many arguments it takes.
+///
+/// The fixed hooks are constants. Each step of the scenario has two more, named after it
+/// ([`Hook::build`], [`Hook::judge`]): `fn auth(session)` builds the `auth` step's message,
+/// `fn auth_reply(session, msg)` judges its replies. Step names come from the scenario, so
+/// their hook names are interned once per name for the life of the process (a handful per
+/// scenario), which keeps `Hook` `Copy` and its name a `&'static str` for error counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// `fn auth(session)`: the auth message (a map, sent as JSON, or a string).
-    Auth,
-    /// `fn bind_card(session)`: the bindCard message.
-    BindCard,
-    /// `fn heartbeat(session)`: each heartbeat message.
-    Heartbeat,
-    /// `fn auth_reply(session, msg)`: true = accepted, false = rejected, () = not the reply.
-    AuthReply,
-    /// `fn bind_card_reply(session, msg)`: as `auth_reply`.
-    BindCardReply,
-    /// `fn heartbeat_reply(session, msg)`: true = this is the ack, false or () = not.
-    HeartbeatReply,
-    /// `fn on_message(session, msg)`: a message no step was waiting for; return () to
-    /// ignore it, or a map or string to send as the reply.
-    OnMessage,
-    /// `fn on_start(session)`: once when the session starts.
-    OnStart,
-    /// `fn on_end(session)`: once when the session ends.
-    OnEnd,
+pub struct Hook {
+    name: &'static str,
+    arity: u8,
 }
 
 impl Hook {
-    /// Every hook.
-    pub const ALL: [Hook; 9] = [
-        Hook::Auth,
-        Hook::BindCard,
-        Hook::Heartbeat,
-        Hook::AuthReply,
-        Hook::BindCardReply,
-        Hook::HeartbeatReply,
-        Hook::OnMessage,
-        Hook::OnStart,
-        Hook::OnEnd,
+    /// `fn heartbeat(session)`: each heartbeat message.
+    pub const HEARTBEAT: Hook = Hook::fixed("heartbeat", 1);
+    /// `fn heartbeat_reply(session, msg)`: true = this is the ack, false or () = not.
+    pub const HEARTBEAT_REPLY: Hook = Hook::fixed("heartbeat_reply", 2);
+    /// `fn on_message(session, msg)`: a message no step was waiting for; return () to
+    /// ignore it, or a map or string to send as the reply.
+    pub const ON_MESSAGE: Hook = Hook::fixed("on_message", 2);
+    /// `fn on_start(session)`: once when the session starts.
+    pub const ON_START: Hook = Hook::fixed("on_start", 1);
+    /// `fn on_end(session)`: once when the session ends.
+    pub const ON_END: Hook = Hook::fixed("on_end", 1);
+
+    /// Every hook that is not a step's.
+    pub const FIXED: [Hook; 5] = [
+        Hook::HEARTBEAT,
+        Hook::HEARTBEAT_REPLY,
+        Hook::ON_MESSAGE,
+        Hook::ON_START,
+        Hook::ON_END,
     ];
+
+    const fn fixed(name: &'static str, arity: u8) -> Hook {
+        Hook { name, arity }
+    }
+
+    /// `fn <step>(session)`: builds a step's message (a map, sent as JSON, or a string).
+    pub fn build(step: &str) -> Hook {
+        Hook {
+            name: intern(step),
+            arity: 1,
+        }
+    }
+
+    /// `fn <step>_reply(session, msg)`: judges a reply to a step. true = accepted, false =
+    /// rejected, () = not the reply.
+    pub fn judge(step: &str) -> Hook {
+        Hook {
+            name: intern(&format!("{step}_reply")),
+            arity: 2,
+        }
+    }
 
     /// The function name in the script.
     pub const fn name(self) -> &'static str {
-        match self {
-            Hook::Auth => "auth",
-            Hook::BindCard => "bind_card",
-            Hook::Heartbeat => "heartbeat",
-            Hook::AuthReply => "auth_reply",
-            Hook::BindCardReply => "bind_card_reply",
-            Hook::HeartbeatReply => "heartbeat_reply",
-            Hook::OnMessage => "on_message",
-            Hook::OnStart => "on_start",
-            Hook::OnEnd => "on_end",
-        }
+        self.name
     }
 
     /// How many parameters it takes.
     pub const fn arity(self) -> usize {
-        match self {
-            Hook::AuthReply | Hook::BindCardReply | Hook::HeartbeatReply | Hook::OnMessage => 2,
-            _ => 1,
-        }
+        self.arity as usize
     }
+}
+
+/// The one `&'static str` for a hook name: leaked the first time it is seen, found again
+/// after that, so compiling the same scenario many times (the tests do) leaks nothing more.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 /// What a session does when a hook fails at run time.
@@ -256,18 +274,16 @@ pub struct HookError {
 pub struct Script {
     engine: Engine,
     ast: AST,
-    defined: [bool; Hook::ALL.len()],
+    /// Every hook the script defines: the fixed ones, and any function of one or two
+    /// parameters (a step's hooks, once the scenario names the steps).
+    defined: Vec<Hook>,
     /// What sessions do when a hook fails.
     pub on_error: OnError,
 }
 
 impl std::fmt::Debug for Script {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hooks: Vec<&str> = Hook::ALL
-            .iter()
-            .filter(|h| self.has(**h))
-            .map(|h| h.name())
-            .collect();
+        let hooks: Vec<&str> = self.defined.iter().map(|h| h.name()).collect();
         f.debug_struct("Script")
             .field("hooks", &hooks)
             .field("on_error", &self.on_error)
@@ -350,30 +366,19 @@ impl Script {
                 other => other.to_string(),
             },
         })?;
-        let mut defined = [false; Hook::ALL.len()];
         for f in ast.iter_functions() {
-            if let Some(i) = Hook::ALL.iter().position(|h| h.name() == f.name) {
-                let hook = Hook::ALL[i];
-                if f.params.len() != hook.arity() {
-                    return Err(CompileError {
-                        line: None,
-                        column: None,
-                        message: format!(
-                            "hook `{}` takes {} parameter(s) ({}), not {}",
-                            hook.name(),
-                            hook.arity(),
-                            if hook.arity() == 1 {
-                                "session"
-                            } else {
-                                "session, msg"
-                            },
-                            f.params.len()
-                        ),
-                    });
-                }
-                defined[i] = true;
+            if let Some(hook) = Hook::FIXED.iter().find(|h| h.name() == f.name) {
+                check_arity(*hook, f.params.len())?;
             }
         }
+        let defined = ast
+            .iter_functions()
+            .filter(|f| matches!(f.params.len(), 1 | 2))
+            .map(|f| Hook {
+                name: intern(f.name),
+                arity: f.params.len() as u8,
+            })
+            .collect();
         Ok(Script {
             engine,
             ast,
@@ -382,12 +387,19 @@ impl Script {
         })
     }
 
-    /// Whether the script defines a hook.
+    /// Whether the script defines a hook (by its name and number of parameters).
     pub fn has(&self, hook: Hook) -> bool {
-        self.defined[Hook::ALL
-            .iter()
-            .position(|h| *h == hook)
-            .expect("every hook is listed")]
+        self.defined.contains(&hook)
+    }
+
+    /// Checks that a function named like `hook`, if the script has one, takes the
+    /// parameters the hook is called with: a step's hooks are only known by name once the
+    /// scenario's steps are.
+    pub fn check_hook(&self, hook: Hook) -> Result<(), CompileError> {
+        match self.ast.iter_functions().find(|f| f.name == hook.name()) {
+            Some(f) => check_arity(hook, f.params.len()),
+            None => Ok(()),
+        }
     }
 
     /// Calls a function that takes no arguments (the `.rhai` scenario's `scenario()`).
@@ -431,6 +443,28 @@ impl Script {
             message: describe(&e),
         })
     }
+}
+
+/// A hook's function must take the parameters it is called with.
+fn check_arity(hook: Hook, params: usize) -> Result<(), CompileError> {
+    if params == hook.arity() {
+        return Ok(());
+    }
+    Err(CompileError {
+        line: None,
+        column: None,
+        message: format!(
+            "hook `{}` takes {} parameter(s) ({}), not {}",
+            hook.name(),
+            hook.arity(),
+            if hook.arity() == 1 {
+                "session"
+            } else {
+                "session, msg"
+            },
+            params
+        ),
+    })
 }
 
 /// Turns a message hook's return value into message text.
@@ -582,13 +616,15 @@ mod tests {
             }
             "#,
         );
-        assert!(s.has(Hook::Heartbeat) && s.has(Hook::AuthReply) && !s.has(Hook::Auth));
+        assert!(
+            s.has(Hook::HEARTBEAT) && s.has(Hook::judge("auth")) && !s.has(Hook::build("auth"))
+        );
         let session = SessionHandle::new(7, Map::new());
-        let msg = s.call(Hook::Heartbeat, &session, None).unwrap();
+        let msg = s.call(Hook::HEARTBEAT, &session, None).unwrap();
         let v: serde_json::Value = serde_json::from_str(&message_text(&msg).unwrap()).unwrap();
         assert_eq!(v, json!({"type": "heartBeat", "n": 7}));
         let judge = |m: serde_json::Value| {
-            verdict(&s.call(Hook::AuthReply, &session, Some(&m)).unwrap()).unwrap()
+            verdict(&s.call(Hook::judge("auth"), &session, Some(&m)).unwrap()).unwrap()
         };
         assert_eq!(
             judge(json!({"msgType": "auth_ack", "code": "200"})),
@@ -617,7 +653,7 @@ mod tests {
         );
         let session = SessionHandle::new(1, Map::new());
         for _ in 0..3 {
-            let _ = s.call(Hook::BindCard, &session, None).unwrap();
+            let _ = s.call(Hook::build("bind_card"), &session, None).unwrap();
         }
         assert_eq!(session.with(|d| d.state["binds"].as_int().unwrap()), 3);
         let effects = session.take_effects();
@@ -630,7 +666,7 @@ mod tests {
     fn endless_loops_hit_the_operation_limit() {
         let s = script("fn heartbeat(session) { loop { } }");
         let e = s
-            .call(Hook::Heartbeat, &SessionHandle::new(0, Map::new()), None)
+            .call(Hook::HEARTBEAT, &SessionHandle::new(0, Map::new()), None)
             .unwrap_err();
         assert!(e.limit, "{e:?}");
     }
@@ -647,7 +683,11 @@ mod tests {
         assert_eq!(e.line, Some(2));
         let s = script("fn auth(session) {\n  let x = 1;\n  x.nope()\n}");
         let e = s
-            .call(Hook::Auth, &SessionHandle::new(0, Map::new()), None)
+            .call(
+                Hook::build("auth"),
+                &SessionHandle::new(0, Map::new()),
+                None,
+            )
             .unwrap_err();
         assert!(e.message.contains("line 3"), "{}", e.message);
         assert!(!e.limit);
@@ -673,7 +713,11 @@ mod tests {
             r#"fn auth(s) { hmac_sha256("key", "The quick brown fox jumps over the lazy dog") }"#,
         );
         let out = s
-            .call(Hook::Auth, &SessionHandle::new(0, Map::new()), None)
+            .call(
+                Hook::build("auth"),
+                &SessionHandle::new(0, Map::new()),
+                None,
+            )
             .unwrap();
         assert_eq!(
             out.into_string().unwrap(),
@@ -744,10 +788,15 @@ mod tests {
                 top.max_map_size = 10_000;
             }
             let s = Script::compile(text, top, OnError::Ignore).unwrap();
-            let e =
-                on_script_stack(|| s.call(Hook::Auth, &SessionHandle::new(0, Map::new()), None))
-                    .unwrap()
-                    .unwrap_err();
+            let e = on_script_stack(|| {
+                s.call(
+                    Hook::build("auth"),
+                    &SessionHandle::new(0, Map::new()),
+                    None,
+                )
+            })
+            .unwrap()
+            .unwrap_err();
             assert!(e.limit, "{text}: {e:?}");
         }
     }
@@ -772,7 +821,7 @@ mod tests {
         let call = |levels: u64| {
             on_script_stack(|| {
                 s.call(
-                    Hook::Auth,
+                    Hook::build("auth"),
                     &SessionHandle::new(levels as u32, Map::new()),
                     None,
                 )

@@ -2,9 +2,12 @@
 //!
 //! A check reads `LEFT OP VALUE`, where LEFT is a report value or the ratio of two:
 //!
-//! - a latency statistic, in ms: `heartbeat.p99`, `connect.max`, `auth.mean`, …
+//! - a latency statistic, in ms: `heartbeat.p99`, `connect.max`, `auth.mean`, and any
+//!   step's by its name (`subscribe.p99`);
 //! - any count in the report by its path: `sessions.bound`, `heartbeats.failed`,
-//!   `reconnects.total`, `reconnects.heartbeat` (a cause), `errors.tls` (a kind);
+//!   `reconnects.total`, `reconnects.heartbeat` (a cause), `errors.tls` (a kind), a step's
+//!   `errors.<step>_timeout`, `errors.<step>_rejected`, `reconnects.<step>_rejected` and
+//!   `steps.<step>.<count>` (reached, accepted, rejected, timed_out, sessions);
 //! - `errors.total`, and `errors.rate` = errors.total / (connects.attempted +
 //!   heartbeats.sent);
 //! - a script's metrics: `custom.<name>` (a counter) or `custom.<name>.p99` (a latency);
@@ -16,12 +19,15 @@
 //! This is vocabulary shared by the input side (scenario files and `--threshold` flags
 //! parse checks) and the output side (the report judges them), so it sits below both:
 //! paths are checked against the names in [`crate::metrics`] and the report counts listed
-//! here, never against a report. It must not import the scenario or the report.
+//! here, never against a report. A check is parsed without knowing the scenario's steps
+//! (`--threshold` is parsed with the command line); a path that names a step is checked
+//! against the steps once they are known ([`Threshold::check_names`]). It must not import
+//! the scenario or the report.
 //! Judging a check against a finished report is `report::threshold`'s job.
 
 use std::time::Duration;
 
-use crate::metrics::{Cause, Counter, ErrorKind, Metric};
+use crate::metrics::{check_step_name, Cause, Counter, ErrorKind, Metric};
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,6 +127,27 @@ impl Threshold {
         })
     }
 
+    /// Checks the steps the check names (`subscribe.p99`, `errors.subscribe_timeout`)
+    /// against the scenario's, given in order.
+    pub fn check_names(&self, steps: &[&str]) -> Result<(), String> {
+        for path in std::iter::once(&self.left).chain(&self.divisor) {
+            if let Some(step) = step_of(path) {
+                if !steps.contains(&step) {
+                    let known = if steps.is_empty() {
+                        "the scenario has no steps".to_string()
+                    } else {
+                        format!("the scenario's steps are {}", steps.join(", "))
+                    };
+                    return Err(format!(
+                        "`{}`: `{path}` names a step `{step}`, but {known}",
+                        self.check
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The path of the value compared (of the dividend, for a ratio).
     pub fn left(&self) -> &str {
         &self.left
@@ -137,15 +164,48 @@ impl Threshold {
     }
 }
 
-/// `heartbeat.p99` → ("heartbeat", "p99") when it names a latency statistic.
+/// `heartbeat.p99` → ("heartbeat", "p99") when it names a latency statistic: of a
+/// built-in metric, or of a step (any well-formed step name: which steps there are is
+/// [`Threshold::check_names`]' business).
 pub(crate) fn latency_path(path: &str) -> Option<(&str, &str)> {
     let (metric, stat) = path.split_once('.')?;
-    if metric == "custom" {
-        return None;
+    let known_metric =
+        Metric::ALL.iter().any(|m| m.name() == metric) || check_step_name(metric).is_ok();
+    (known_metric && is_stat(stat)).then_some((metric, stat))
+}
+
+/// The counts of a step's report section, `steps.<step>.<count>`.
+const STEP_COUNTS: &[&str] = &["reached", "accepted", "rejected", "timed_out", "sessions"];
+
+/// The step a path names, if it names one: its latency (`subscribe.p99`), its errors
+/// (`errors.subscribe_timeout`), its rejection cause (`reconnects.subscribe_rejected`) or
+/// its counts (`steps.subscribe.reached`).
+fn step_of(path: &str) -> Option<&str> {
+    let named = |name: &str| check_step_name(name).is_ok();
+    if let Some((metric, _)) = latency_path(path) {
+        return (!Metric::ALL.iter().any(|m| m.name() == metric)).then_some(metric);
     }
-    let known_metric = Metric::ALL.iter().any(|m| m.name() == metric);
-    let known_stat = is_stat(stat);
-    (known_metric && known_stat).then_some((metric, stat))
+    if let Some(rest) = path.strip_prefix("steps.") {
+        let (step, count) = rest.split_once('.')?;
+        return (named(step) && STEP_COUNTS.contains(&count)).then_some(step);
+    }
+    if let Some(kind) = path.strip_prefix("errors.") {
+        if ErrorKind::ALL.iter().any(|k| k.name() == kind) {
+            return None;
+        }
+        let step = kind
+            .strip_suffix("_timeout")
+            .or_else(|| kind.strip_suffix("_rejected"))?;
+        return named(step).then_some(step);
+    }
+    if let Some(cause) = path.strip_prefix("reconnects.") {
+        if Cause::ALL.iter().any(|c| c.name() == cause) {
+            return None;
+        }
+        let step = cause.strip_suffix("_rejected")?;
+        return named(step).then_some(step);
+    }
+    None
 }
 
 /// `order_push.p99` → ("order_push", "p99").
@@ -196,12 +256,13 @@ fn check_path(path: &str) -> Result<(), String> {
         // Script metrics are named at run time; a counter never counted reads as zero.
         return Ok(());
     }
-    if is_count(path) {
+    if is_count(path) || step_of(path).is_some() {
         return Ok(());
     }
     Err(format!(
-        "unknown value `{path}`: use a latency such as heartbeat.p99, a count such as \
-         sessions.bound, reconnects.total, reconnects.<cause> or errors.<kind>, or errors.rate"
+        "unknown value `{path}`: use a latency such as heartbeat.p99 or <step>.p99, a count \
+         such as sessions.bound, reconnects.total, reconnects.<cause>, errors.<kind> or \
+         steps.<step>.rejected, or errors.rate"
     ))
 }
 
@@ -238,5 +299,39 @@ mod tests {
             .unwrap_err()
             .contains("not a number"));
         assert!(Threshold::parse("nope.x < 1").is_err());
+        assert!(Threshold::parse("sessions.p99 < 1").is_err());
+    }
+
+    #[test]
+    fn paths_that_name_a_step_are_checked_against_the_steps() {
+        let steps = ["auth", "subscribe"];
+        for check in [
+            "subscribe.p99 < 50ms",
+            "errors.subscribe_timeout == 0",
+            "errors.auth_rejected == 0",
+            "reconnects.subscribe_rejected == 0",
+            "steps.subscribe.accepted / steps.subscribe.reached >= 99%",
+            "heartbeat.p99 < 1s",
+            "errors.connect_timeout == 0",
+        ] {
+            let t = Threshold::parse(check).unwrap();
+            assert!(t.check_names(&steps).is_ok(), "{check}");
+        }
+        for check in [
+            "order.p99 < 50ms",
+            "errors.order_timeout == 0",
+            "reconnects.order_rejected == 0",
+            "steps.order.reached > 0",
+            "sessions.bound / steps.order.sessions > 0",
+        ] {
+            let t = Threshold::parse(check).unwrap();
+            let e = t.check_names(&steps).unwrap_err();
+            assert!(
+                e.contains("names a step `order`") && e.contains("auth, subscribe"),
+                "{e}"
+            );
+        }
+        assert!(Threshold::parse("steps.order.nope > 0").is_err());
+        assert!(Threshold::parse("errors.order_nope > 0").is_err());
     }
 }

@@ -22,38 +22,31 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         s.target
     );
     let has = |hook: Hook| s.script.as_ref().is_some_and(|sc| sc.has(hook));
-    let step = |name: &str, step: &Option<scenario::Step>, build: Hook, judge: Hook| match step {
-        Some(st) => {
-            let what = if has(build) {
-                format!("what `fn {}` builds", build.name())
-            } else {
-                "the `send` message".to_string()
-            };
-            let then = if has(judge) {
-                format!(
-                    "wait up to {} for a reply `fn {}` accepts",
-                    units::format_duration(st.timeout),
-                    judge.name()
-                )
-            } else if st.expect.is_some() {
-                format!(
-                    "wait up to {} for a reply `expect` matches",
-                    units::format_duration(st.timeout)
-                )
-            } else {
-                "go on once sent".to_string()
-            };
-            say!("  {name}: send {what}, then {then}");
-        }
-        None => say!("  {name}: (none)"),
-    };
-    step("auth", &s.auth, Hook::Auth, Hook::AuthReply);
-    step(
-        "bind_card",
-        &s.bind_card,
-        Hook::BindCard,
-        Hook::BindCardReply,
-    );
+    if s.steps.is_empty() {
+        say!("  steps: (none: heartbeats begin right after connect)");
+    }
+    for st in &s.steps {
+        let what = if has(st.build) {
+            format!("what `fn {}` builds", st.build.name())
+        } else {
+            "the `send` message".to_string()
+        };
+        let then = if has(st.judge) {
+            format!(
+                "wait up to {} for a reply `fn {}` accepts",
+                units::format_duration(st.timeout),
+                st.judge.name()
+            )
+        } else if st.expect.is_some() {
+            format!(
+                "wait up to {} for a reply `expect` matches",
+                units::format_duration(st.timeout)
+            )
+        } else {
+            "go on once sent".to_string()
+        };
+        say!("  {}: send {what}, then {then}", st.name);
+    }
     say!(
         "  heartbeat: every {}, {}; reconnect after {} consecutive failures",
         units::format_duration(hb.interval),
@@ -62,7 +55,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<u8> {
                 "healthy when acked within {} (acks matched by {{{{ heartbeat.seq }}}})",
                 units::format_duration(hb.timeout)
             )
-        } else if hb.expect.is_some() || has(Hook::HeartbeatReply) {
+        } else if hb.expect.is_some() || has(Hook::HEARTBEAT_REPLY) {
             format!(
                 "healthy when acked within {} (acks carry no id: matched by time and order)",
                 units::format_duration(hb.timeout)
@@ -103,29 +96,38 @@ fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let samples: [(Hook, Option<serde_json::Value>); 9] = [
-        (Hook::OnStart, None),
-        (Hook::Auth, None),
+    // Each step's reply hook is shown the reference server's answer to what the step
+    // sends: `{"msgType": "<type>_ack", …}`.
+    let vars = scenario::Vars {
+        session_id: 0,
+        card: s.cards.as_ref().map(|c| c.row(0)),
+        heartbeat_seq: 0,
+    };
+    let mut samples: Vec<(Hook, Option<serde_json::Value>)> = vec![(Hook::ON_START, None)];
+    for st in &s.steps {
+        let sent = st.send.as_ref().map(|t| t.render(vars).to_string());
+        let kind = sent
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| v["type"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| st.name.to_string());
+        samples.push((st.build, None));
+        samples.push((
+            st.judge,
+            Some(json!({"msgType": format!("{kind}_ack"), "code": "200", "success": true})),
+        ));
+    }
+    samples.extend([
+        (Hook::HEARTBEAT, None),
         (
-            Hook::AuthReply,
-            Some(json!({"msgType": "auth_ack", "code": "200", "success": true})),
-        ),
-        (Hook::BindCard, None),
-        (
-            Hook::BindCardReply,
-            Some(json!({"msgType": "bindCard_ack", "code": "200", "success": true})),
-        ),
-        (Hook::Heartbeat, None),
-        (
-            Hook::HeartbeatReply,
+            Hook::HEARTBEAT_REPLY,
             Some(json!({"msgType": "heartBeat_ack"})),
         ),
         (
-            Hook::OnMessage,
+            Hook::ON_MESSAGE,
             Some(json!({"msgType": "order_push", "orderId": "o-1", "ts": now_ms})),
         ),
-        (Hook::OnEnd, None),
-    ];
+        (Hook::ON_END, None),
+    ]);
     say!("  hooks, run once for session 0:");
     let mut failed = Vec::new();
     for (hook, message) in samples {
@@ -134,14 +136,19 @@ fn check_hooks(s: &Scenario, script: &script::Script) -> anyhow::Result<()> {
         }
         let shown = match script.call(hook, &session, message.as_ref()) {
             Ok(value) => {
-                let checked = match hook {
-                    Hook::Auth | Hook::BindCard | Hook::Heartbeat => script::message_text(&value),
-                    Hook::AuthReply | Hook::BindCardReply | Hook::HeartbeatReply => {
-                        script::verdict(&value).map(|v| format!("{v:?}"))
+                let checked = if hook == Hook::ON_MESSAGE {
+                    if value.is_unit() {
+                        Ok("() (no reply)".into())
+                    } else {
+                        script::message_text(&value).map(|t| format!("reply {t}"))
                     }
-                    Hook::OnMessage if value.is_unit() => Ok("() (no reply)".into()),
-                    Hook::OnMessage => script::message_text(&value).map(|t| format!("reply {t}")),
-                    Hook::OnStart | Hook::OnEnd => Ok("ok".into()),
+                } else if hook == Hook::ON_START || hook == Hook::ON_END {
+                    Ok("ok".into())
+                } else if message.is_some() {
+                    // A reply hook: a step's, or the heartbeat's.
+                    script::verdict(&value).map(|v| format!("{v:?}"))
+                } else {
+                    script::message_text(&value)
                 };
                 match checked {
                     Ok(text) => text,

@@ -45,8 +45,13 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
     let thresholds = info
         .thresholds
         .iter()
-        .map(|t| report::threshold::Threshold::parse(t))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|t| {
+            let steps: Vec<&str> = info.steps.iter().map(String::as_str).collect();
+            let threshold = report::threshold::Threshold::parse(t)?;
+            threshold.check_names(&steps)?;
+            Ok(threshold)
+        })
+        .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
     let report = if path.exists() {
         dir.read_report()?
@@ -63,7 +68,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             aborted_by: None,
         };
         let rebuilt = Report::build(
-            &report::rebuild(&lines, &totals),
+            &report::rebuild(&lines, &totals, &info.steps),
             &meta,
             None,
             logged_footprint(&lines),

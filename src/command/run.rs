@@ -133,6 +133,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             .iter()
             .map(|t| t.check.clone())
             .collect(),
+        steps: scenario.steps.iter().map(|s| s.name.to_string()).collect(),
     };
     dir.write_info(&info)?;
     let result = runner::run(

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+use crate::metrics::{Counter, ErrorKind, Gauges, Metric, Recorder, Section, State, StepRecord};
 use crate::server::ServerStats;
 use threshold::Verdict;
 
@@ -54,8 +54,11 @@ pub struct Report {
     pub messages: Messages,
     /// Reconnects.
     pub reconnects: Reconnects,
-    /// Latency per step, in milliseconds.
+    /// Latency per metric (connect, each step, heartbeat, …), in milliseconds.
     pub latency_ms: BTreeMap<String, Latency>,
+    /// Each request/reply step's counts, by the step's name, in the scenario's order.
+    #[serde(default)]
+    pub steps: Steps,
     /// Failures by kind (every kind listed, zero or not), plus `script.<hook>` for each
     /// script hook that failed.
     pub errors: BTreeMap<String, u64>,
@@ -121,16 +124,88 @@ impl Custom {
     }
 }
 
-/// Failures by kind, every kind listed, with script hook failures as `script.<hook>`.
+/// Failures by kind, every kind listed (each step's `<step>_timeout` and
+/// `<step>_rejected` among them), with script hook failures as `script.<hook>`.
 fn error_map(t: &Recorder) -> BTreeMap<String, u64> {
-    let mut errors: BTreeMap<String, u64> = ErrorKind::ALL
-        .iter()
-        .map(|k| (k.name().to_string(), t.errors[k.index()]))
-        .collect();
+    let mut errors: BTreeMap<String, u64> = t.error_counts().into_iter().collect();
     for (hook, n) in &t.script_errors {
         errors.insert(format!("script.{hook}"), *n);
     }
     errors
+}
+
+/// One step's counts. Its latency is `latency_ms.<step>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepCounts {
+    /// Times a connection reached the step and sent its message.
+    pub reached: u64,
+    /// Replies accepted (the latency's count).
+    pub accepted: u64,
+    /// Replies that were a rejection (`errors.<step>_rejected`).
+    pub rejected: u64,
+    /// No reply in time (`errors.<step>_timeout`).
+    pub timed_out: u64,
+    /// Sessions that passed the step at least once.
+    pub sessions: u64,
+}
+
+impl StepCounts {
+    fn from_record(s: &StepRecord) -> StepCounts {
+        let [reached, accepted, rejected, timed_out, sessions] = s.counts().map(|(_, n)| n);
+        StepCounts {
+            reached,
+            accepted,
+            rejected,
+            timed_out,
+            sessions,
+        }
+    }
+}
+
+/// The steps' counts by name, in the scenario's order: a JSON object whose keys keep the
+/// order the steps run in (a map sorted by name would not).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Steps(pub Vec<(String, StepCounts)>);
+
+impl Steps {
+    /// One step's counts, by name.
+    pub fn get(&self, name: &str) -> Option<&StepCounts> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+}
+
+impl Serialize for Steps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, counts) in &self.0 {
+            map.serialize_entry(name, counts)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Steps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = Steps;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of step names to their counts")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Steps, A::Error> {
+                let mut steps = Vec::new();
+                while let Some(entry) = map.next_entry::<String, StepCounts>()? {
+                    steps.push(entry);
+                }
+                Ok(Steps(steps))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 /// Session starts the load shape asked for, and whether they kept up.
@@ -371,20 +446,18 @@ impl Report {
             },
             reconnects: Reconnects {
                 total: t.reconnects_total(),
-                by_cause: Cause::ALL
-                    .iter()
-                    .map(|cause| (cause.name().to_string(), t.reconnects[cause.index()]))
-                    .collect(),
+                by_cause: t.reconnect_counts().into_iter().collect(),
             },
-            latency_ms: Metric::ALL
-                .iter()
-                .map(|m| {
-                    (
-                        m.name().to_string(),
-                        Latency::from_histogram(t.histogram(*m)),
-                    )
-                })
+            latency_ms: t
+                .latencies()
+                .map(|(name, h)| (name.to_string(), Latency::from_histogram(h)))
                 .collect(),
+            steps: Steps(
+                t.steps
+                    .iter()
+                    .map(|s| (s.name.to_string(), StepCounts::from_record(s)))
+                    .collect(),
+            ),
             errors: error_map(t),
             custom: Custom::from_recorder(t),
             thresholds: Vec::new(),
@@ -468,6 +541,13 @@ impl Report {
                 s.left, s.hidden, s.returned
             );
         }
+        for (name, st) in &self.steps.0 {
+            let _ = writeln!(
+                out,
+                "step        {name}: reached {}  accepted {}  rejected {}  timed out {}  sessions {}",
+                st.reached, st.accepted, st.rejected, st.timed_out, st.sessions
+            );
+        }
         let a = &self.arrivals;
         let _ = writeln!(
             out,
@@ -504,9 +584,16 @@ impl Report {
             "\n{:<13} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "count", "min", "p50", "p90", "p99", "p99.9", "max"
         );
-        let builtin = Metric::ALL
-            .iter()
-            .filter_map(|m| Some((m.name().to_string(), self.latency_ms.get(m.name())?)));
+        // Connect, the steps in their order, then the other built-in latencies.
+        let order = std::iter::once(Metric::Connect.name())
+            .chain(self.steps.0.iter().map(|(name, _)| name.as_str()))
+            .chain(
+                Metric::ALL
+                    .iter()
+                    .filter(|m| **m != Metric::Connect)
+                    .map(|m| m.name()),
+            );
+        let builtin = order.filter_map(|name| Some((name.to_string(), self.latency_ms.get(name)?)));
         let custom = self
             .custom
             .latency_ms
@@ -670,13 +757,26 @@ impl IntervalLine {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect()
         };
+        let step_counts: Vec<(String, u64)> = r
+            .steps
+            .iter()
+            .flat_map(|s| {
+                // Accepted is the latency's count, and the errors' are in `errors`.
+                s.counts()
+                    .into_iter()
+                    .filter(|(count, _)| matches!(*count, "reached" | "sessions"))
+                    .map(|(count, n)| (format!("steps.{}.{count}", s.name), n))
+            })
+            .collect();
         let counts: Vec<(&str, u64)> = Counter::ALL
             .iter()
             .map(|c| (c.name(), r.counter(*c)))
+            .chain(step_counts.iter().map(|(k, v)| (k.as_str(), *v)))
             .collect();
-        let reconnects: Vec<(&str, u64)> = Cause::ALL
+        let all_reconnects = r.reconnect_counts();
+        let reconnects: Vec<(&str, u64)> = all_reconnects
             .iter()
-            .map(|c| (c.name(), r.reconnects[c.index()]))
+            .map(|(k, v)| (k.as_str(), *v))
             .collect();
         let all_errors = error_map(r);
         let errors: Vec<(&str, u64)> = all_errors.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -691,15 +791,10 @@ impl IntervalLine {
                 .map(|s| (s.name().to_string(), gauges[s.index()]))
                 .collect(),
             peak_active: Some(peak_active),
-            latency_ms: Metric::ALL
-                .iter()
-                .filter(|m| !r.histogram(**m).is_empty())
-                .map(|m| {
-                    (
-                        m.name().to_string(),
-                        Latency::from_histogram(r.histogram(*m)),
-                    )
-                })
+            latency_ms: r
+                .latencies()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(name, h)| (name.to_string(), Latency::from_histogram(h)))
                 .collect(),
             custom: Custom::from_recorder(r),
             rss_kib: current_rss_kib(),
@@ -866,6 +961,14 @@ pub struct RunInfo {
     pub started_at: String,
     /// The thresholds' checks, as written.
     pub thresholds: Vec<String>,
+    /// The request/reply steps' names, in order (runs written before steps were a list
+    /// always had `auth` and `bind_card`).
+    #[serde(default = "legacy_steps")]
+    pub steps: Vec<String>,
+}
+
+fn legacy_steps() -> Vec<String> {
+    vec!["auth".into(), "bind_card".into()]
 }
 
 /// Reads `intervals.jsonl`, ignoring a last line cut short by a crash.
@@ -917,30 +1020,56 @@ pub fn read_intervals_prefix(path: &Path) -> Result<(Vec<IntervalLine>, Option<S
 }
 
 /// Rebuilds a run's measurements from its interval log and latency log: every counter
-/// summed, every histogram merged. Exact up to the last interval written.
-pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>) -> Recorder {
-    let mut r = Recorder::new();
+/// summed, every histogram merged. Exact up to the last interval written. `steps` are the
+/// run's step names, in order (from `run.json`).
+pub fn rebuild(
+    lines: &[IntervalLine],
+    totals: &BTreeMap<String, Histogram<u64>>,
+    steps: &[String],
+) -> Recorder {
+    let names: Vec<std::sync::Arc<str>> = steps.iter().map(|s| s.as_str().into()).collect();
+    let mut r = Recorder::for_steps(&names);
     for line in lines {
         for (name, n) in &line.counts {
             if let Some(c) = Counter::ALL.iter().find(|c| c.name() == name) {
                 r.counters[c.index()] += n;
+            } else if let Some((step, count)) = name
+                .strip_prefix("steps.")
+                .and_then(|rest| rest.rsplit_once('.'))
+            {
+                if let Some(s) = r.steps.iter_mut().find(|s| &*s.name == step) {
+                    match count {
+                        "reached" => s.reached += n,
+                        "sessions" => s.sessions += n,
+                        _ => {}
+                    }
+                }
             }
         }
         for (name, n) in &line.reconnects {
-            if let Some(c) = Cause::ALL.iter().find(|c| c.name() == name) {
-                r.reconnects[c.index()] += n;
-            }
+            r.add_named(Section::Reconnects, name, *n);
         }
         for (name, n) in &line.errors {
-            if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == name) {
-                r.errors[k.index()] += n;
-            } else if let Some(hook) = name.strip_prefix("script.") {
-                let known = crate::script::Hook::ALL
+            if r.add_named(Section::Errors, name, *n) {
+                continue;
+            }
+            if let Some(hook) = name.strip_prefix("script.") {
+                let known = crate::script::Hook::FIXED
                     .iter()
                     .map(|h| h.name())
                     .chain([crate::metrics::SCRIPT_METRICS, crate::metrics::SCRIPT_FAIL])
                     .find(|h| *h == hook);
-                if let Some(hook) = known {
+                let hook = known.or_else(|| {
+                    steps.iter().find_map(|step| {
+                        let build = crate::script::Hook::build(step);
+                        let judge = crate::script::Hook::judge(step);
+                        [build, judge]
+                            .into_iter()
+                            .map(|h| h.name())
+                            .find(|h| *h == hook)
+                    })
+                });
+                if let Some(hook) = hook {
                     *r.script_errors.entry(hook).or_default() += n;
                 }
             }
@@ -955,6 +1084,8 @@ pub fn rebuild(lines: &[IntervalLine], totals: &BTreeMap<String, Histogram<u64>>
                 .insert(name.to_string(), histogram.clone());
         } else if let Some(m) = Metric::ALL.iter().find(|m| m.name() == tag) {
             r.histograms[m.index()] = histogram.clone();
+        } else if let Some(s) = r.steps.iter_mut().find(|s| &*s.name == tag) {
+            s.latency = histogram.clone();
         }
     }
     r

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::metrics::{Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State};
+use crate::metrics::{Counter, Gauges, Recorder, State};
 
 /// The latest exposition, shared between the aggregator and the HTTP server.
 pub type Exposition = Arc<Mutex<String>>;
@@ -54,13 +54,8 @@ pub fn render(total: &Recorder, gauges: &Gauges) -> String {
         "counter",
         "Reconnect episodes (connection lost, then bound again), by the cause that began them.",
     );
-    for c in Cause::ALL {
-        let _ = writeln!(
-            out,
-            "wsoak_reconnects_total{{cause=\"{}\"}} {}",
-            c.name(),
-            total.reconnects[c.index()]
-        );
+    for (cause, n) in total.reconnect_counts() {
+        let _ = writeln!(out, "wsoak_reconnects_total{{cause=\"{cause}\"}} {n}");
     }
     head(
         &mut out,
@@ -68,13 +63,8 @@ pub fn render(total: &Recorder, gauges: &Gauges) -> String {
         "counter",
         "Failures by kind.",
     );
-    for k in ErrorKind::ALL {
-        let _ = writeln!(
-            out,
-            "wsoak_errors_total{{kind=\"{}\"}} {}",
-            k.name(),
-            total.errors[k.index()]
-        );
+    for (kind, n) in total.error_counts() {
+        let _ = writeln!(out, "wsoak_errors_total{{kind=\"{kind}\"}} {n}");
     }
     for (hook, n) in &total.script_errors {
         let _ = writeln!(out, "wsoak_errors_total{{kind=\"script.{hook}\"}} {n}");
@@ -85,14 +75,25 @@ pub fn render(total: &Recorder, gauges: &Gauges) -> String {
         "summary",
         "Latency per step since the start (heartbeat measured from its schedule).",
     );
-    for m in Metric::ALL {
-        summary(
+    for (name, h) in total.latencies() {
+        summary(&mut out, "wsoak_latency_seconds", "step", name, h);
+    }
+    if !total.steps.is_empty() {
+        head(
             &mut out,
-            "wsoak_latency_seconds",
-            "step",
-            m.name(),
-            total.histogram(*m),
+            "wsoak_steps_total",
+            "counter",
+            "Request/reply steps by name: reached (message sent), accepted, rejected, timed_out, and sessions that passed the step at least once.",
         );
+        for step in &total.steps {
+            for (count, n) in step.counts() {
+                let _ = writeln!(
+                    out,
+                    "wsoak_steps_total{{step=\"{}\",count=\"{count}\"}} {n}",
+                    step.name
+                );
+            }
+        }
     }
     if !total.custom_counters.is_empty() {
         head(
@@ -259,15 +260,27 @@ mod tests {
 
     #[test]
     fn exposition_names_follow_conventions() {
-        let mut r = Recorder::new();
+        let mut r = Recorder::for_steps(&["auth".into(), "subscribe".into()]);
         r.count(Counter::HeartbeatsAcked);
-        r.record(Metric::Heartbeat, std::time::Duration::from_micros(1500));
+        r.step(1).reached += 2;
+        r.step(1).rejected += 1;
+        r.step(1).rejected_reconnects += 1;
+        r.record(
+            crate::metrics::Metric::Heartbeat,
+            std::time::Duration::from_micros(1500),
+        );
         r.custom_count("kick\"ed");
         let text = render(&r, &[0; State::COUNT]);
         assert!(text.contains("wsoak_heartbeats_acked_total 1\n"), "{text}");
         assert!(text.contains("wsoak_latency_seconds_count{step=\"heartbeat\"} 1\n"));
         assert!(text.contains("wsoak_latency_seconds{step=\"heartbeat\",quantile=\"0.99\"} 0.0015"));
         assert!(text.contains("wsoak_script_total{name=\"kick\\\"ed\"} 1"));
+        // Steps are named by the scenario, not by the code.
         assert!(text.contains("wsoak_latency_seconds{step=\"auth\",quantile=\"0.5\"} NaN"));
+        assert!(text.contains("wsoak_latency_seconds_count{step=\"subscribe\"} 0\n"));
+        assert!(text.contains("wsoak_steps_total{step=\"subscribe\",count=\"reached\"} 2\n"));
+        assert!(text.contains("wsoak_errors_total{kind=\"subscribe_rejected\"} 1\n"));
+        assert!(text.contains("wsoak_reconnects_total{cause=\"subscribe_rejected\"} 1\n"));
+        assert!(!text.contains("bind_card"), "{text}");
     }
 }

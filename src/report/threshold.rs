@@ -79,6 +79,10 @@ fn lookup(report: &Value, path: &str) -> Option<f64> {
     let (section, key) = path.split_once('.')?;
     let found = match section {
         "reconnects" if key != "total" => &report["reconnects"]["by_cause"][key],
+        "steps" => {
+            let (step, count) = key.split_once('.')?;
+            &report["steps"][step][count]
+        }
         _ => &report[section][key],
     };
     found.as_f64()

@@ -18,7 +18,7 @@ use super::matcher::Matcher;
 use super::model::{Connect, Heartbeat, Reconnect, Scenario, Step};
 use super::raw::{
     default_duration, default_max_delay, default_sessions, RawChurn, RawConnect, RawData,
-    RawHeartbeat, RawLoad, RawReconnect, RawScenario, RawStep, RawThreshold,
+    RawHeartbeat, RawLoad, RawNamedStep, RawReconnect, RawScenario, RawStep, RawThreshold,
 };
 use super::target::Target;
 use super::template::Template;
@@ -72,8 +72,8 @@ pub(super) fn compile(
         columns: cards.as_ref().map(|c| c.columns.as_slice()).unwrap_or(&[]),
         script: script.as_ref(),
     };
-    let auth = step(&messages, raw.auth, "auth", Hook::Auth)?;
-    let bind_card = step(&messages, raw.bind_card, "bind_card", Hook::BindCard)?;
+    let steps = steps(&messages, raw.auth, raw.bind_card, raw.steps)?;
+    let thresholds = known_names(thresholds, &steps, at)?;
     let heartbeat = heartbeat(&messages, raw.heartbeat)?;
     let reconnect = reconnect(raw.reconnect, &heartbeat, at)?;
     let connect = connect(raw.connect, at)?;
@@ -89,8 +89,7 @@ pub(super) fn compile(
         thresholds,
         connect,
         cards,
-        auth,
-        bind_card,
+        steps,
         heartbeat,
         reconnect,
         server: raw.server,
@@ -282,16 +281,18 @@ impl Messages<'_> {
     fn send(
         &self,
         value: &Option<serde_json::Value>,
-        key: &str,
+        key: &[&str],
         hook: Hook,
     ) -> Result<Option<Template>, ScenarioError> {
+        let mut send_key = key.to_vec();
+        send_key.push("send");
         match value {
             Some(v) => Template::compile(v, self.columns, env)
                 .map(Some)
-                .map_err(|m| (self.at)(&[key, "send"], m)),
+                .map_err(|m| (self.at)(&send_key, m)),
             None if self.has(hook) => Ok(None),
             None => Err((self.at)(
-                &[key],
+                key,
                 format!(
                     "needs `send`, or a script with `fn {}(session)`",
                     hook.name()
@@ -306,51 +307,130 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// A request/reply step (`auth`, `bind_card`), whose message `hook` may build instead.
+/// The request/reply steps, in the order sessions run them: `auth:` and `bind_card:`
+/// (shorthand for steps of those names), then each of `steps:`. Names are unique, and
+/// each is checked against the built-in names it would shadow.
+fn steps(
+    messages: &Messages,
+    auth: Option<RawStep>,
+    bind_card: Option<RawStep>,
+    list: Vec<RawNamedStep>,
+) -> Result<Vec<Step>, ScenarioError> {
+    let at = messages.at;
+    let mut steps: Vec<Step> = Vec::new();
+    for (key, raw) in [("auth", auth), ("bind_card", bind_card)] {
+        if let Some(raw) = raw {
+            steps.push(step(messages, raw, key, &[key])?);
+        }
+    }
+    for (i, named) in list.into_iter().enumerate() {
+        let (name, raw) = named.split();
+        let shown = format!("steps[{i}]");
+        crate::metrics::check_step_name(&name)
+            .map_err(|m| at(&["steps", &name, "name"], format!("{shown}.name: {m}")))?;
+        if steps.iter().any(|s| *s.name == *name) {
+            let how = if matches!(name.as_str(), "auth" | "bind_card") {
+                format!(" (the file's `{name}:` is a step of that name)")
+            } else {
+                String::new()
+            };
+            return Err(at(
+                &["steps", &name, "name"],
+                format!(
+                    "{shown}.name: a step named `{name}` comes earlier{how}; names must be unique"
+                ),
+            ));
+        }
+        steps.push(step(messages, raw, &name, &["steps", &name])?);
+    }
+    if steps.len() > crate::metrics::MAX_STEPS {
+        return Err(at(
+            &["steps"],
+            format!(
+                "{} steps; at most {} are allowed",
+                steps.len(),
+                crate::metrics::MAX_STEPS
+            ),
+        ));
+    }
+    Ok(steps)
+}
+
+/// One request/reply step named `name`, found in the file at `key`, whose message its
+/// build hook may make instead.
 fn step(
     messages: &Messages,
-    raw: Option<RawStep>,
-    key: &str,
-    hook: Hook,
-) -> Result<Option<Step>, ScenarioError> {
-    let at = messages.at;
-    let Some(raw) = raw else { return Ok(None) };
-    let send = messages.send(&raw.send, key, hook)?;
+    raw: RawStep,
+    name: &str,
+    key: &[&str],
+) -> Result<Step, ScenarioError> {
+    let at = |field: &str, m: String| {
+        let mut path = key.to_vec();
+        if !field.is_empty() {
+            path.push(field);
+        }
+        (messages.at)(&path, m)
+    };
+    let build = Hook::build(name);
+    let judge = Hook::judge(name);
+    if let Some(script) = messages.script {
+        for hook in [build, judge] {
+            script.check_hook(hook).map_err(|e| at("", e.message))?;
+        }
+    }
+    let send = messages.send(&raw.send, key, build)?;
     let expect = raw
         .expect
         .as_ref()
         .map(Matcher::compile)
         .transpose()
-        .map_err(|m| at(&[key, "expect"], m))?;
+        .map_err(|m| at("expect", m))?;
     let reject = raw
         .reject
         .as_ref()
         .map(Matcher::compile)
         .transpose()
-        .map_err(|m| at(&[key, "reject"], m))?;
+        .map_err(|m| at("reject", m))?;
     if reject.is_some() && expect.is_none() {
         return Err(at(
-            &[key, "reject"],
+            "reject",
             "a step with `reject` needs `expect` too".into(),
         ));
     }
     if raw.timeout.is_zero() {
-        return Err(at(&[key, "timeout"], "must be longer than 0s".into()));
+        return Err(at("timeout", "must be longer than 0s".into()));
     }
     if send.as_ref().is_some_and(Template::uses_heartbeat_seq) {
-        return Err(at(&[key, "send"], SEQ_ONLY_IN_HEARTBEAT.into()));
+        return Err(at("send", SEQ_ONLY_IN_HEARTBEAT.into()));
     }
     for (matcher, field) in [(&expect, "expect"), (&reject, "reject")] {
         if matcher.as_ref().is_some_and(Matcher::has_seq) {
-            return Err(at(&[key, field], SEQ_ONLY_IN_HEARTBEAT.into()));
+            return Err(at(field, SEQ_ONLY_IN_HEARTBEAT.into()));
         }
     }
-    Ok(Some(Step {
+    Ok(Step {
+        name: name.into(),
+        build,
+        judge,
         send,
         expect,
         reject,
         timeout: raw.timeout,
-    }))
+    })
+}
+
+/// Thresholds may name a step's latency or counts (`subscribe.p99`): now that the steps
+/// are known, every name a threshold uses must be one.
+fn known_names(
+    thresholds: Vec<Threshold>,
+    steps: &[Step],
+    at: At,
+) -> Result<Vec<Threshold>, ScenarioError> {
+    let names: Vec<&str> = steps.iter().map(|s| &*s.name).collect();
+    for t in &thresholds {
+        t.check_names(&names).map_err(|m| at(&["thresholds"], m))?;
+    }
+    Ok(thresholds)
 }
 
 /// `heartbeat`: its timetable, its message and the ack that makes it healthy.
@@ -373,7 +453,7 @@ fn heartbeat(messages: &Messages, hb: RawHeartbeat) -> Result<Heartbeat, Scenari
             ),
         ));
     }
-    let send = messages.send(&hb.send, "heartbeat", Hook::Heartbeat)?;
+    let send = messages.send(&hb.send, &["heartbeat"], Hook::HEARTBEAT)?;
     let expect = hb
         .expect
         .as_ref()
@@ -381,7 +461,7 @@ fn heartbeat(messages: &Messages, hb: RawHeartbeat) -> Result<Heartbeat, Scenari
         .transpose()
         .map_err(|m| at(&["heartbeat", "expect"], m))?;
     if expect.as_ref().is_some_and(Matcher::has_seq) {
-        if messages.has(Hook::HeartbeatReply) {
+        if messages.has(Hook::HEARTBEAT_REPLY) {
             return Err(at(
                 &["heartbeat", "expect"],
                 "the script's `heartbeat_reply` judges acks, so `expect` cannot match \
@@ -534,7 +614,7 @@ mod tests {
         assert_eq!(s.heartbeat.timeout, Duration::from_secs(1));
         assert_eq!(s.heartbeat.max_failures, 2);
         assert_eq!(s.reconnect.delay, Duration::from_secs(1));
-        assert!(s.auth.is_none());
+        assert!(s.steps.is_empty());
     }
     #[test]
     fn heartbeat_seq_belongs_to_the_heartbeat_only() {

@@ -15,12 +15,20 @@ use super::target::Target;
 use super::template::Template;
 use crate::faults::Faults;
 use crate::load::{Churn, Shape};
-use crate::script::Script;
+use crate::script::{Hook, Script};
 use crate::threshold::Threshold;
 
-/// One request/reply step (auth, bindCard).
+/// One request/reply step (auth, bindCard, or any of `steps:`), run in order after
+/// connect and before heartbeats.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// Its name: the name of its latency, errors, counts and hooks.
+    pub name: Arc<str>,
+    /// The hook that builds its message, `fn <name>(session)`, used when the script has it.
+    pub build: Hook,
+    /// The hook that judges replies, `fn <name>_reply(session, msg)`, used when the script
+    /// has it.
+    pub judge: Hook,
     /// The message to send; `None` when the script's hook builds it.
     pub send: Option<Template>,
     /// The reply that means success. Without it, a successful send is success.
@@ -142,10 +150,9 @@ pub struct Scenario {
     pub connect: Connect,
     /// Card data, when the scenario has any.
     pub cards: Option<Cards>,
-    /// The auth step; without it sessions go straight to bindCard.
-    pub auth: Option<Step>,
-    /// The bindCard step; without it sessions heartbeat right after auth.
-    pub bind_card: Option<Step>,
+    /// The request/reply steps, in order: `auth` and `bind_card` (when the file has them),
+    /// then `steps:`. Without any, sessions heartbeat right after connecting.
+    pub steps: Vec<Step>,
     /// The heartbeat.
     pub heartbeat: Heartbeat,
     /// The reconnect policy.
@@ -154,6 +161,13 @@ pub struct Scenario {
     pub server: Faults,
     /// Rhai hooks, compiled once and shared by every shard.
     pub script: Option<Arc<Script>>,
+}
+
+impl Scenario {
+    /// The steps' names, in order: what every recorder of the run is made for.
+    pub fn step_names(&self) -> Vec<Arc<str>> {
+        self.steps.iter().map(|s| s.name.clone()).collect()
+    }
 }
 
 #[cfg(test)]

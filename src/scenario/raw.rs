@@ -53,6 +53,8 @@ pub(super) struct RawScenario {
     pub(super) data: Option<RawData>,
     pub(super) auth: Option<RawStep>,
     pub(super) bind_card: Option<RawStep>,
+    #[serde(default)]
+    pub(super) steps: Vec<RawNamedStep>,
     pub(super) heartbeat: RawHeartbeat,
     #[serde(default)]
     pub(super) reconnect: RawReconnect,
@@ -156,6 +158,32 @@ pub(super) struct RawStep {
     pub(super) reject: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default = "default_step_timeout", with = "units::duration")]
     pub(super) timeout: Duration,
+}
+
+/// One entry of `steps:`: a step with its name. (The same fields as [`RawStep`]; serde
+/// cannot deny unknown fields through `flatten`.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNamedStep {
+    pub(super) name: String,
+    pub(super) send: Option<serde_json::Value>,
+    pub(super) expect: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(super) reject: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default = "default_step_timeout", with = "units::duration")]
+    pub(super) timeout: Duration,
+}
+
+impl RawNamedStep {
+    /// The name, and the step without it.
+    pub(super) fn split(self) -> (String, RawStep) {
+        let step = RawStep {
+            send: self.send,
+            expect: self.expect,
+            reject: self.reject,
+            timeout: self.timeout,
+        };
+        (self.name, step)
+    }
 }
 
 #[derive(Debug, Deserialize)]

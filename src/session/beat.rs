@@ -28,8 +28,8 @@ impl Session {
     pub(super) async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
-        let scripted_message = self.has(Hook::Heartbeat);
-        let scripted_ack = self.has(Hook::HeartbeatReply);
+        let scripted_message = self.has(Hook::HEARTBEAT);
+        let scripted_ack = self.has(Hook::HEARTBEAT_REPLY);
         let expect: Option<&Matcher> = hb.expect.as_ref();
         let acked = expect.is_some() || scripted_ack;
         let mut timetable = Timetable::new(Instant::now(), self.id, hb.interval);
@@ -60,7 +60,7 @@ impl Session {
                 item = ws.next() => match incoming(&ctx, item) {
                     Incoming::Json(value) => {
                         let is_ack = if scripted_ack {
-                            match self.judge(Hook::HeartbeatReply, &value) {
+                            match self.judge(Hook::HEARTBEAT_REPLY, &value) {
                                 Ok(verdict) => verdict == Some(true),
                                 Err(action) => break self.after_hook_error(ws, action).await,
                             }
@@ -116,7 +116,7 @@ impl Session {
                     if let Some(from) = from {
                         self.heartbeat_seq = self.heartbeat_seq.wrapping_add(1);
                         let message = if scripted_message {
-                            match self.message(Hook::Heartbeat, hb.send.as_ref()) {
+                            match self.message(Hook::HEARTBEAT, hb.send.as_ref()) {
                                 Ok(built) => built,
                                 Err(action) => break self.after_hook_error(ws, action).await,
                             }
@@ -327,6 +327,7 @@ mod clock_tests {
                     id,
                     state: None,
                     ever: 0,
+                    steps_passed: 0,
                     attempt: 0,
                     failed_at: None,
                     heartbeat: None,

@@ -91,6 +91,7 @@ impl Context {
         let scenario =
             crate::scenario::parse(yaml, std::path::Path::new("t.yaml"), &Default::default())
                 .expect("a valid test scenario");
+        let steps = scenario.step_names();
         std::rc::Rc::new(Context {
             plan: Arc::new(Plan {
                 scenario: Arc::new(scenario),
@@ -100,7 +101,7 @@ impl Context {
                 tls: None,
                 ws_config: super::client_ws_config(),
             }),
-            recorder: RefCell::new(Recorder::new()),
+            recorder: RefCell::new(Recorder::for_steps(&steps)),
             gauges: Cell::new([0; State::COUNT]),
             stop: CancellationToken::new(),
             running: Arc::new(AtomicU32::new(1)),

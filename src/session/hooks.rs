@@ -159,7 +159,7 @@ impl Session {
         value: &serde_json::Value,
     ) -> Option<Outcome> {
         self.ctx.count(Counter::MessagesUnmatched);
-        if !self.has(Hook::OnMessage) {
+        if !self.has(Hook::ON_MESSAGE) {
             return None;
         }
         Box::pin(self.on_message(ws, value)).await
@@ -167,7 +167,7 @@ impl Session {
 
     /// `on_message`: sends the reply it returns, if any, then does what it asked for.
     async fn on_message(&mut self, ws: &mut Ws, value: &serde_json::Value) -> Option<Outcome> {
-        match self.call(Hook::OnMessage, Some(value)) {
+        match self.call(Hook::ON_MESSAGE, Some(value)) {
             Ok(reply) if !reply.is_unit() => match crate::script::message_text(&reply) {
                 Ok(text) => {
                     if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
@@ -180,7 +180,7 @@ impl Session {
                     .ctx
                     .recorder
                     .borrow_mut()
-                    .script_error(Hook::OnMessage.name(), false),
+                    .script_error(Hook::ON_MESSAGE.name(), false),
             },
             Ok(_) | Err(OnError::Ignore) => {}
             Err(action) => return Some(self.after_hook_error(ws, action).await),

@@ -11,11 +11,12 @@
 //! the percentiles instead of vanishing (coordinated omission).
 //!
 //! This file owns the page's lifecycle: [`run`], the visits of churn, the reconnect
-//! episodes of one visit, and one connection from connect to its steps and heartbeats.
+//! episodes of one visit, and one connection from connect through the scenario's steps,
+//! in order, to its heartbeats.
 //! It decides what happens next and in which state; the work itself is done below it,
 //! one job per file, and none of them imports this one:
 //!
-//! - `step`: one request/reply step (auth, bindCard) on an open socket;
+//! - `step`: one request/reply step (auth, bindCard, any of `steps:`) on an open socket;
 //! - `beat`: the heartbeat loop of a bound connection;
 //! - `hooks`: calling the scenario's script hooks and doing what they ask;
 //! - `transport`: the socket: connect, classify what it yields, close;
@@ -43,7 +44,6 @@ use crate::metrics::{Cause, Counter, ErrorKind, Metric, State};
 use crate::script::{Hook, SessionHandle};
 use crate::source;
 use page::{Outcome, Session, EVER_AUTHENTICATED, EVER_BOUND, EVER_CONNECTED};
-use step::StepNames;
 
 /// Runs one session until the run stops, or until `until` when the load shape ends it
 /// earlier. `gate`, for the run's first session, reports the outcome of its first connect.
@@ -59,6 +59,7 @@ pub async fn run(
         id,
         state: None,
         ever: 0,
+        steps_passed: 0,
         attempt: 0,
         failed_at: None,
         heartbeat: None,
@@ -75,13 +76,13 @@ pub async fn run(
             id,
             card_map(&session.ctx.plan.scenario, id),
         ));
-        session.lifecycle(Hook::OnStart);
+        session.lifecycle(Hook::ON_START);
     }
     if !session.leave_requested {
         session.visits(gate).await;
     }
     if session.script.is_some() {
-        session.lifecycle(Hook::OnEnd);
+        session.lifecycle(Hook::ON_END);
     }
     // Gauges and the running count are settled in `Drop`, even if the task panics.
 }
@@ -139,17 +140,18 @@ impl Session {
     ) -> bool {
         let ctx = self.ctx.clone();
         loop {
-            let cause = match self.connection(gate).await {
+            let lost = self.connection(gate).await;
+            match lost {
                 Outcome::Stopped => return false,
                 Outcome::Left => return true,
-                Outcome::Reconnect(cause) => cause,
-            };
+                Outcome::Reconnect(_) | Outcome::Rejected(_) => {}
+            }
             // A reconnect is an episode: it begins when a session loses its connection
             // (or its first connect fails) and ends when it is bound again. Attempts that
             // fail inside it are counted under `connects`, not as more reconnects, so
             // the count reconciles with the connections the server saw drop.
             if self.failed_at.is_none() {
-                ctx.recorder.borrow_mut().reconnect(cause);
+                lost.begins_episode(&mut ctx.recorder.borrow_mut());
                 self.failed_at = Some(Instant::now());
             }
             self.attempt += 1;
@@ -227,21 +229,20 @@ impl Session {
         ctx.record(Metric::Connect, started.elapsed());
         self.reach(EVER_CONNECTED, Counter::SessionsConnected);
 
-        if let Some(step) = &scenario.auth {
-            self.set_state(Some(State::Authenticating));
-            // Boxed, like every step that is not the steady state (see `connection`).
-            let exchange = Box::pin(self.exchange(&mut ws, step, StepNames::AUTH));
+        if scenario.steps.is_empty() {
+            self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
+        } else {
+            self.set_state(Some(State::Steps));
+        }
+        for (index, step) in scenario.steps.iter().enumerate() {
+            // Boxed, like every part of a connection that is not the steady state.
+            let exchange = Box::pin(self.exchange(&mut ws, index, step));
             if let Err(outcome) = exchange.await {
                 return outcome;
             }
-        }
-        self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
-
-        if let Some(step) = &scenario.bind_card {
-            self.set_state(Some(State::Binding));
-            let exchange = Box::pin(self.exchange(&mut ws, step, StepNames::BIND_CARD));
-            if let Err(outcome) = exchange.await {
-                return outcome;
+            self.passed(index);
+            if index == 0 {
+                self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
             }
         }
         self.reach(EVER_BOUND, Counter::SessionsBound);

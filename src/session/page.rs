@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::context::Context;
-use crate::metrics::{Cause, Counter, State};
+use crate::metrics::{Cause, Counter, Recorder, State, StepIndex};
 use crate::scenario::Vars;
 use crate::script::SessionHandle;
 
@@ -22,10 +22,24 @@ use crate::script::SessionHandle;
 pub(super) enum Outcome {
     /// Drop the socket and run the flow again.
     Reconnect(Cause),
+    /// The reply to a step (by its place in the list) was a rejection: drop the socket
+    /// and run the flow again. Apart from `Reconnect` because its cause is the step's.
+    Rejected(StepIndex),
     /// The page left (`onUnload`): the socket is closed.
     Left,
     /// The run is over.
     Stopped,
+}
+
+impl Outcome {
+    /// Counts the reconnect episode this outcome begins, by its cause.
+    pub(super) fn begins_episode(&self, recorder: &mut Recorder) {
+        match *self {
+            Outcome::Reconnect(cause) => recorder.reconnect(cause),
+            Outcome::Rejected(step) => recorder.step(step).rejected_reconnects += 1,
+            Outcome::Left | Outcome::Stopped => {}
+        }
+    }
 }
 
 /// Session milestones, recorded once per session ("sessions that ever …").
@@ -43,6 +57,9 @@ pub(super) struct Session {
     pub(super) state: Option<State>,
     /// Milestones reached at least once (`EVER_*` bits).
     pub(super) ever: u8,
+    /// The most steps passed on any connection: how many steps' `sessions` counts this
+    /// session is in.
+    pub(super) steps_passed: u8,
     /// Reconnect attempts since the session was last bound.
     pub(super) attempt: u32,
     /// When the current reconnect episode began (the connection was lost), until the
@@ -85,6 +102,15 @@ impl Session {
         if self.ever & milestone == 0 {
             self.ever |= milestone;
             self.ctx.count(counter);
+        }
+    }
+
+    /// Counts the session in step `index`'s `sessions` the first time it passes it.
+    pub(super) fn passed(&mut self, index: StepIndex) {
+        if usize::from(self.steps_passed) <= index {
+            // Steps pass in order, so every earlier one is counted already.
+            self.steps_passed = (index + 1) as u8;
+            self.ctx.recorder.borrow_mut().step(index).sessions += 1;
         }
     }
 

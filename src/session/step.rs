@@ -1,10 +1,11 @@
 //! The request/reply step runner: send a step's message, then wait for the reply it
 //! expects, measured from the send, until the step's timeout.
 //!
-//! It owns one exchange on an open socket and how it ends (accepted, rejected, timed out,
-//! the socket lost, a hook's request). The runner must not know which step it runs or
-//! what comes next: all that tells steps apart comes in as data ([`StepNames`]), and the
-//! lifecycle picks the steps, their order and the session's state.
+//! It owns one exchange on an open socket, how it ends (accepted, rejected, timed out,
+//! the socket lost, a hook's request) and what it records in the step's record. The
+//! runner must not know which step it runs or what comes next: all that tells steps apart
+//! is the scenario's [`Step`] (its name, hooks, message and matchers) and its place in the
+//! list, and the lifecycle runs the list in order.
 
 use std::pin::pin;
 
@@ -14,68 +15,18 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::page::{Outcome, Session};
 use super::transport::{self, closed_cause, incoming, Incoming, Ws};
-use crate::metrics::{Cause, Counter, ErrorKind, Metric};
+use crate::metrics::{Cause, Counter, ErrorKind, StepIndex};
 use crate::scenario::Step;
-use crate::script::Hook;
-
-/// What tells one request/reply step from another, beside its scenario text: the latency
-/// it is measured under, the hooks that build and judge it, and how its failures are
-/// counted. Plain data, one value per step, so that an ordered list of steps could be run
-/// by one loop.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StepNames {
-    /// The latency recorded, from the send, when the reply is accepted.
-    pub(super) metric: Metric,
-    /// The hook that builds the message, when the script defines it.
-    pub(super) build: Hook,
-    /// The hook that judges replies, when the script defines it.
-    pub(super) judge: Hook,
-    /// Counted when no reply is accepted within the step's timeout.
-    pub(super) timeout: ErrorKind,
-    /// Counted when the reply is a rejection.
-    pub(super) rejected: ErrorKind,
-    /// The reconnect cause of a rejection.
-    pub(super) cause: Cause,
-}
-
-impl StepNames {
-    /// The `auth` step.
-    pub(super) const AUTH: Self = Self {
-        metric: Metric::Auth,
-        build: Hook::Auth,
-        judge: Hook::AuthReply,
-        timeout: ErrorKind::AuthTimeout,
-        rejected: ErrorKind::AuthRejected,
-        cause: Cause::AuthRejected,
-    };
-
-    /// The `bind_card` step.
-    pub(super) const BIND_CARD: Self = Self {
-        metric: Metric::BindCard,
-        build: Hook::BindCard,
-        judge: Hook::BindCardReply,
-        timeout: ErrorKind::BindCardTimeout,
-        rejected: ErrorKind::BindCardRejected,
-        cause: Cause::BindCardRejected,
-    };
-}
 
 impl Session {
-    /// Sends a step's message and waits for the reply it expects.
+    /// Sends the message of step `index` (`step`) and waits for the reply it expects.
     pub(super) async fn exchange(
         &mut self,
         ws: &mut Ws,
+        index: StepIndex,
         step: &Step,
-        names: StepNames,
     ) -> Result<(), Outcome> {
-        let StepNames {
-            metric,
-            build,
-            judge,
-            timeout: timeout_kind,
-            rejected: reject_kind,
-            cause: reject_cause,
-        } = names;
+        let (build, judge) = (step.build, step.judge);
         let ctx = self.ctx.clone();
         let message = match self.message(build, step.send.as_ref()) {
             Ok(message) => message,
@@ -85,13 +36,16 @@ impl Session {
             return Err(outcome);
         }
         let sent_at = Instant::now();
+        ctx.recorder.borrow_mut().step(index).reached += 1;
         if ws.send(Message::Text(message)).await.is_err() {
             ctx.error(ErrorKind::SendFailed);
             return Err(Outcome::Reconnect(Cause::SocketError));
         }
         let scripted = self.has(judge);
         if step.expect.is_none() && !scripted {
-            ctx.record(metric, sent_at.elapsed());
+            ctx.recorder
+                .borrow_mut()
+                .step_accepted(index, sent_at.elapsed());
             return Ok(());
         }
         let deadline = pin!(sleep_until(sent_at + step.timeout));
@@ -99,7 +53,7 @@ impl Session {
         loop {
             tokio::select! {
                 _ = &mut deadline => {
-                    ctx.error(timeout_kind);
+                    ctx.recorder.borrow_mut().step(index).timed_out += 1;
                     return Err(Outcome::Reconnect(Cause::Timeout));
                 }
                 _ = ctx.stop.cancelled() => {
@@ -125,12 +79,14 @@ impl Session {
                         }
                         match verdict {
                             Some(true) => {
-                                ctx.record(metric, sent_at.elapsed());
+                                ctx.recorder
+                                    .borrow_mut()
+                                    .step_accepted(index, sent_at.elapsed());
                                 return Ok(());
                             }
                             Some(false) => {
-                                ctx.error(reject_kind);
-                                return Err(Outcome::Reconnect(reject_cause));
+                                ctx.recorder.borrow_mut().step(index).rejected += 1;
+                                return Err(Outcome::Rejected(index));
                             }
                             None => {
                                 if let Some(outcome) = self.unmatched(ws, &value).await {
