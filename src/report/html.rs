@@ -118,13 +118,17 @@ pub fn render(
         );
     }
     html.push_str("<h2>Over time</h2>\n");
+    // `authenticating` and `binding` are the states of runs from before steps were a list
+    // (one state, `steps`, since): kept so `wsoak report` still draws those runs' logs. A
+    // state no interval has is not drawn.
     let states = [
         "bound",
         "connecting",
-        "authenticating",
-        "binding",
+        "steps",
         "reconnecting",
         "away",
+        "authenticating",
+        "binding",
     ];
     let by_state: Vec<Series> = states
         .iter()
@@ -230,14 +234,16 @@ pub fn render(
         .map(|(k, v)| (k.clone(), v))
         .chain(custom_rows)
     {
-        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let f = ms;
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&name), l.count, f(l.min), f(l.mean), f(l.p50), f(l.p90), f(l.p99), f(l.p999), f(l.max)
         );
     }
-    html.push_str("</table>\n<h2>Counts</h2><table>");
+    html.push_str("</table>\n");
+    html.push_str(&steps_table(report));
+    html.push_str("<h2>Counts</h2><table>");
     let json = serde_json::to_value(report).expect("reports serialise");
     for section in ["sessions", "arrivals", "connects", "heartbeats", "messages"] {
         if let Some(map) = json[section].as_object() {
@@ -301,6 +307,46 @@ pub fn render(
         esc(&report.schema)
     );
     html
+}
+
+/// The request/reply steps in the order sessions run them, each with its counts
+/// (`steps.<step>`) and its latency's p50 and p99 (`latency_ms.<step>`); nothing for a
+/// scenario without steps.
+fn steps_table(report: &Report) -> String {
+    if report.steps.0.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2 id=\"steps\">Steps</h2><table class=\"steps\"><tr><th>step</th><th>reached</th>\
+         <th>accepted</th><th>rejected</th><th>timed out</th><th>sessions</th>\
+         <th>p50 (ms)</th><th>p99 (ms)</th></tr>",
+    );
+    for (name, c) in &report.steps.0 {
+        let latency = report.latency_ms.get(name);
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            c.reached,
+            c.accepted,
+            c.rejected,
+            c.timed_out,
+            c.sessions,
+            ms(latency.and_then(|l| l.p50)),
+            ms(latency.and_then(|l| l.p99)),
+        );
+    }
+    html.push_str(
+        "</table>\n<p class=\"note\">In the order sessions run them. Reached: messages sent; \
+         accepted: replies accepted (the latency's count, measured from the send); sessions: \
+         sessions that passed the step at least once.</p>\n",
+    );
+    html
+}
+
+/// A latency in ms as the tables show it: `-` when there were no samples.
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}\
@@ -575,6 +621,9 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Recorder;
+    use crate::report::{Footprint, Meta};
+    use std::time::Duration;
 
     #[test]
     fn folding_keeps_spikes() {
@@ -585,6 +634,61 @@ mod tests {
         assert_eq!(folded.iter().map(|p| p.1).fold(0.0, f64::max), 500.0);
         let mean = fold(&points, 10, Fold::Mean);
         assert!((mean[432].1 - 50.9).abs() < 1e-9);
+    }
+
+    fn report(steps: &[std::sync::Arc<str>], fill: impl FnOnce(&mut Recorder)) -> Report {
+        let meta = Meta {
+            scenario: "t".into(),
+            target: "embedded".into(),
+            planned: 4,
+            shards: 1,
+            started_at: std::time::UNIX_EPOCH,
+            elapsed: Duration::from_secs(1),
+            peak_active: 0,
+            interrupted: false,
+            aborted_by: None,
+        };
+        let mut recorder = Recorder::for_steps(steps);
+        fill(&mut recorder);
+        Report::build(&recorder, &meta, None, Footprint::default())
+    }
+
+    #[test]
+    fn steps_table_lists_each_step_in_order_with_its_counts_and_latency() {
+        let r = report(&["auth".into(), "subscribe".into()], |r| {
+            let auth = r.step(0);
+            auth.reached = 4;
+            auth.sessions = 4;
+            for _ in 0..4 {
+                r.step_accepted(0, Duration::from_micros(1500));
+            }
+            let subscribe = r.step(1);
+            subscribe.reached = 4;
+            subscribe.rejected = 1;
+            subscribe.timed_out = 1;
+            subscribe.sessions = 2;
+            for _ in 0..2 {
+                r.step_accepted(1, Duration::from_micros(2000));
+            }
+        });
+        let html = render(&r, &[], &BTreeMap::new(), "4 sessions");
+        let auth = "<tr><td>auth</td><td>4</td><td>4</td><td>0</td><td>0</td><td>4</td>\
+                    <td>1.500</td><td>1.500</td></tr>";
+        let subscribe = "<tr><td>subscribe</td><td>4</td><td>2</td><td>1</td><td>1</td>\
+                         <td>2</td><td>2.000</td><td>2.000</td></tr>";
+        let table = &html[html.find("<h2 id=\"steps\">").expect("a steps table")..];
+        let table = &table[..table.find("</table>").unwrap()];
+        let (at_auth, at_subscribe) = (table.find(auth), table.find(subscribe));
+        assert!(at_auth.is_some() && at_subscribe.is_some(), "{table}");
+        assert!(at_auth < at_subscribe, "scenario order: {table}");
+    }
+
+    #[test]
+    fn no_steps_table_without_steps() {
+        let r = report(&[], |_| {});
+        let html = render(&r, &[], &BTreeMap::new(), "4 sessions");
+        assert!(!html.contains("id=\"steps\""), "{html}");
+        assert!(html.contains("<h2>Counts</h2>"));
     }
 
     #[test]

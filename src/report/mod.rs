@@ -645,6 +645,14 @@ impl Report {
                 server.heartbeats,
                 server.dropped
             );
+            if !server.messages_by_type.is_empty() {
+                let by_type: Vec<String> = server
+                    .messages_by_type
+                    .iter()
+                    .map(|(kind, n)| format!("{kind} {n}"))
+                    .collect();
+                let _ = writeln!(out, "server saw  messages by type: {}", by_type.join(", "));
+            }
             if server.pushes > 0 {
                 let _ = writeln!(
                     out,

@@ -325,9 +325,8 @@ fn steps(
     }
     for (i, named) in list.into_iter().enumerate() {
         let (name, raw) = named.split();
-        let shown = format!("steps[{i}]");
-        crate::metrics::check_step_name(&name)
-            .map_err(|m| at(&["steps", &name, "name"], format!("{shown}.name: {m}")))?;
+        let item = format!("[{i}]");
+        crate::metrics::check_step_name(&name).map_err(|m| at(&["steps", &item, "name"], m))?;
         if steps.iter().any(|s| *s.name == *name) {
             let how = if matches!(name.as_str(), "auth" | "bind_card") {
                 format!(" (the file's `{name}:` is a step of that name)")
@@ -335,13 +334,11 @@ fn steps(
                 String::new()
             };
             return Err(at(
-                &["steps", &name, "name"],
-                format!(
-                    "{shown}.name: a step named `{name}` comes earlier{how}; names must be unique"
-                ),
+                &["steps", &item, "name"],
+                format!("a step named `{name}` comes earlier{how}; names must be unique"),
             ));
         }
-        steps.push(step(messages, raw, &name, &["steps", &name])?);
+        steps.push(step(messages, raw, &name, &["steps", &item])?);
     }
     if steps.len() > crate::metrics::MAX_STEPS {
         return Err(at(

@@ -1,22 +1,47 @@
 //! Places in a scenario's text: the line and column of a key path, for errors found
 //! after parsing. It reads text only, and must not parse YAML.
 
-/// Finds the line and column of a key path (`["heartbeat", "timeout"]`) in block-style
-/// YAML, for errors found after parsing. Falls back to the deepest ancestor found.
+/// Finds the line and column of a key path (`["heartbeat", "timeout"]`, or
+/// `["steps", "[1]", "name"]` for a list item's key) in block-style YAML, for errors found
+/// after parsing. Falls back to the deepest ancestor found.
 pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     let mut found = None;
     let mut depth = 0;
     let mut parent_indent: Option<usize> = None;
+    // Items of the list being searched for `[i]`, seen so far, and their indent.
+    let mut items = 0;
+    let mut item_indent: Option<usize> = None;
     for (number, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
+        let mut trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let indent = line.len() - trimmed.len();
+        let mut indent = line.len() - trimmed.len();
         if let Some(p) = parent_indent {
             if indent <= p {
                 // Left the block of the key we matched last: the path is not below it.
                 break;
+            }
+        }
+        if let Some(wanted) = path.get(depth).and_then(|k| list_index(k)) {
+            if let Some(rest) = trimmed.strip_prefix("- ") {
+                if item_indent.is_none_or(|i| i == indent) {
+                    item_indent = Some(indent);
+                    if items == wanted {
+                        found = Some((number + 1, indent + 1));
+                        depth += 1;
+                        if depth == path.len() {
+                            break;
+                        }
+                        parent_indent = Some(indent);
+                        // The item's first key sits on the dash's line, two columns in.
+                        indent += 2;
+                        trimmed = rest;
+                    } else {
+                        items += 1;
+                        continue;
+                    }
+                }
             }
         }
         let key = trimmed
@@ -37,6 +62,23 @@ pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
     found
 }
 
+/// `[3]` → 3: a path segment that is a list index.
+fn list_index(segment: &str) -> Option<usize> {
+    segment.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// A key path as people read it: `steps[1].name`.
+pub(super) fn shown_path(path: &[&str]) -> String {
+    let mut shown = String::new();
+    for segment in path {
+        if !shown.is_empty() && list_index(segment).is_none() {
+            shown.push('.');
+        }
+        shown.push_str(segment);
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +89,17 @@ mod tests {
         assert_eq!(locate(text, &["heartbeat", "timeout"]), Some((5, 3)));
         assert_eq!(locate(text, &["auth", "timeout"]), Some((2, 3)));
         assert_eq!(locate(text, &["heartbeat", "nope"]), Some((3, 1)));
+    }
+
+    #[test]
+    fn locate_finds_list_items_and_their_keys() {
+        let text = "steps:\n  - name: a\n    send: {}\n  # c\n  - name: b\n    timeout: 0s\nheartbeat: {}\n";
+        assert_eq!(locate(text, &["steps", "[1]"]), Some((5, 3)));
+        assert_eq!(locate(text, &["steps", "[1]", "name"]), Some((5, 5)));
+        assert_eq!(locate(text, &["steps", "[1]", "timeout"]), Some((6, 5)));
+        assert_eq!(locate(text, &["steps", "[0]", "send"]), Some((3, 5)));
+        // Not in the item: its item is the deepest place found.
+        assert_eq!(locate(text, &["steps", "[0]", "timeout"]), Some((2, 3)));
+        assert_eq!(shown_path(&["steps", "[1]", "name"]), "steps[1].name");
     }
 }

@@ -38,7 +38,7 @@ pub use template::{Template, Vars};
 
 use crate::script::{Limits, OnError, Script};
 use compile::compile;
-use locate::locate;
+use locate::{locate, shown_path};
 use raw::{RawScenario, RawScript, RawScriptFull};
 
 /// Reads, parses, compiles and validates a scenario file (YAML, or a `.rhai` script whose
@@ -191,11 +191,11 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario,
             path: shown.clone(),
             line,
             column,
-            message: format!("{}: {message}", field.join(".")),
+            message: format!("{}: {message}", shown_path(field)),
         },
         None => ScenarioError::Invalid {
             path: shown.clone(),
-            message: format!("{}: {message}", field.join(".")),
+            message: format!("{}: {message}", shown_path(field)),
         },
     };
     let script = match &raw.script {
