@@ -350,7 +350,9 @@ impl Aggregator<'_> {
         tokio::pin!(deadline);
         let grace = tokio::time::sleep(Duration::MAX / 4);
         tokio::pin!(grace);
-        let mut total = Recorder::new();
+        // Made for the scenario's steps, so the report lists them in order whatever
+        // the shards send.
+        let mut total = Recorder::for_steps(&scenario.step_names());
         let mut assembler = Assembler::new(self.shards);
         let mut sinks = Sinks {
             writer: self.writer.take(),
