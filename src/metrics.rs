@@ -286,7 +286,7 @@ pub const SCRIPT_METRICS: &str = "metrics";
 pub const MAX_INTERNAL: usize = 8;
 
 /// Most steps a scenario may have: every step is a histogram in every recorder, and a
-/// session keeps how far it got in a byte.
+/// session keeps how far it got in five bits of a byte (`session::page`).
 pub const MAX_STEPS: usize = 16;
 
 /// Names a step may not take: the built-in latencies, the report's sections and the

@@ -177,6 +177,13 @@ fn drops_and_reconnects_cycle_with_a_short_delay() {
     assert_eq!(server.bind_card, r.latency_ms["bind_card"].count);
     // A reconnect latency for every rebind.
     assert_eq!(r.latency_ms["reconnect"].count, server.bind_card - 20);
+    // Each step was passed many times, but each session is counted once per step.
+    for step in ["auth", "bind_card"] {
+        let counts = r.steps.get(step).unwrap();
+        assert_eq!(counts.sessions, 20, "{step}");
+        assert_eq!(counts.accepted, r.latency_ms[step].count, "{step}");
+        assert!(counts.reached >= 20 * 3, "{step}: {counts:?}");
+    }
     // Sessions dropped right at the stop may not have noticed; never more than seen.
     assert!(r.reconnects.by_cause["server_close"] <= server.dropped);
     assert!(server.dropped - r.reconnects.by_cause["server_close"] <= 20);

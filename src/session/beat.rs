@@ -327,7 +327,6 @@ mod clock_tests {
                     id,
                     state: None,
                     ever: 0,
-                    steps_passed: 0,
                     attempt: 0,
                     failed_at: None,
                     heartbeat: None,

@@ -59,7 +59,6 @@ pub async fn run(
         id,
         state: None,
         ever: 0,
-        steps_passed: 0,
         attempt: 0,
         failed_at: None,
         heartbeat: None,
@@ -229,21 +228,10 @@ impl Session {
         ctx.record(Metric::Connect, started.elapsed());
         self.reach(EVER_CONNECTED, Counter::SessionsConnected);
 
-        if scenario.steps.is_empty() {
-            self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
-        } else {
-            self.set_state(Some(State::Steps));
-        }
-        for (index, step) in scenario.steps.iter().enumerate() {
-            // Boxed, like every part of a connection that is not the steady state.
-            let exchange = Box::pin(self.exchange(&mut ws, index, step));
-            if let Err(outcome) = exchange.await {
-                return outcome;
-            }
-            self.passed(index);
-            if index == 0 {
-                self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
-            }
+        // Boxed, like every part of a connection that is not the steady state: an idle
+        // session keeps only the heartbeat loop's state.
+        if let Err(outcome) = Box::pin(self.steps(&mut ws)).await {
+            return outcome;
         }
         self.reach(EVER_BOUND, Counter::SessionsBound);
         self.set_state(Some(State::Bound));
@@ -252,6 +240,27 @@ impl Session {
         }
         self.attempt = 0;
         self.heartbeats(&mut ws).await
+    }
+}
+
+impl Session {
+    /// The scenario's steps, in order, on a new connection.
+    async fn steps(&mut self, ws: &mut transport::Ws) -> Result<(), Outcome> {
+        let ctx = self.ctx.clone();
+        let steps = &ctx.plan.scenario.steps;
+        if steps.is_empty() {
+            self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
+            return Ok(());
+        }
+        self.set_state(Some(State::Steps));
+        for (index, step) in steps.iter().enumerate() {
+            self.exchange(ws, index, step).await?;
+            self.passed(index);
+            if index == 0 {
+                self.reach(EVER_AUTHENTICATED, Counter::SessionsAuthenticated);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -24,7 +24,9 @@ pub(super) enum Outcome {
     Reconnect(Cause),
     /// The reply to a step (by its place in the list) was a rejection: drop the socket
     /// and run the flow again. Apart from `Reconnect` because its cause is the step's.
-    Rejected(StepIndex),
+    /// A byte, not a `StepIndex`: outcomes live in every session's future, and a
+    /// scenario has at most [`MAX_STEPS`](crate::metrics::MAX_STEPS) steps.
+    Rejected(u8),
     /// The page left (`onUnload`): the socket is closed.
     Left,
     /// The run is over.
@@ -36,7 +38,7 @@ impl Outcome {
     pub(super) fn begins_episode(&self, recorder: &mut Recorder) {
         match *self {
             Outcome::Reconnect(cause) => recorder.reconnect(cause),
-            Outcome::Rejected(step) => recorder.step(step).rejected_reconnects += 1,
+            Outcome::Rejected(step) => recorder.step(step.into()).rejected_reconnects += 1,
             Outcome::Left | Outcome::Stopped => {}
         }
     }
@@ -46,6 +48,8 @@ impl Outcome {
 pub(super) const EVER_CONNECTED: u8 = 1;
 pub(super) const EVER_AUTHENTICATED: u8 = 2;
 pub(super) const EVER_BOUND: u8 = 4;
+/// Where `ever` keeps the number of steps passed: the bits above the milestones.
+const STEPS_SHIFT: u32 = 3;
 
 /// One simulated page.
 pub(super) struct Session {
@@ -55,11 +59,11 @@ pub(super) struct Session {
     pub(super) id: u32,
     /// Current state, mirrored in the shard's gauges.
     pub(super) state: Option<State>,
-    /// Milestones reached at least once (`EVER_*` bits).
+    /// Milestones reached at least once (`EVER_*` bits), and above them
+    /// ([`STEPS_SHIFT`]) the most steps passed on any connection: how many steps'
+    /// `sessions` counts this session is in. One byte holds both (at most 16 steps), so
+    /// that the step list costs an idle session nothing.
     pub(super) ever: u8,
-    /// The most steps passed on any connection: how many steps' `sessions` counts this
-    /// session is in.
-    pub(super) steps_passed: u8,
     /// Reconnect attempts since the session was last bound.
     pub(super) attempt: u32,
     /// When the current reconnect episode began (the connection was lost), until the
@@ -107,9 +111,12 @@ impl Session {
 
     /// Counts the session in step `index`'s `sessions` the first time it passes it.
     pub(super) fn passed(&mut self, index: StepIndex) {
-        if usize::from(self.steps_passed) <= index {
-            // Steps pass in order, so every earlier one is counted already.
-            self.steps_passed = (index + 1) as u8;
+        let passed = usize::from(self.ever >> STEPS_SHIFT);
+        if passed <= index {
+            // Steps pass in order, so every earlier one is counted already. At most
+            // MAX_STEPS (16) steps: 16 << 3 still fits in the byte.
+            let milestones = self.ever & ((1 << STEPS_SHIFT) - 1);
+            self.ever = milestones | (((index + 1) as u8) << STEPS_SHIFT);
             self.ctx.recorder.borrow_mut().step(index).sessions += 1;
         }
     }

@@ -86,7 +86,8 @@ impl Session {
                             }
                             Some(false) => {
                                 ctx.recorder.borrow_mut().step(index).rejected += 1;
-                                return Err(Outcome::Rejected(index));
+                                // At most MAX_STEPS (16) steps: the index fits.
+                                return Err(Outcome::Rejected(index as u8));
                             }
                             None => {
                                 if let Some(outcome) = self.unmatched(ws, &value).await {
