@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::load::Shape;
 use crate::metrics::{Active, Counter, Gauges, Recorder, Snapshot, State};
 use crate::progress::{Progress, View};
-use crate::report::{hlog, prometheus, IntervalLine, Meta, Report};
+use crate::report::{hlog, prometheus, IntervalLine, Meta};
 use crate::session::{self, ConnectFailure, Context, Plan};
 
 /// How to run, beyond what the scenario says.
@@ -469,12 +469,10 @@ fn failing_abort(
     if due.is_empty() {
         return None;
     }
-    // The footprint so far, as the final report will measure it, so a check on
-    // `tester.*` aborts on what it will be judged by.
-    let report = Report::build(total, meta, None, crate::report::Footprint::measure());
-    let json = serde_json::to_value(report).ok()?;
+    // Read from the totals, not from a report built for the purpose: `tester.*` is the
+    // footprint so far, measured as the final report will measure it.
     due.iter()
-        .map(|t| t.evaluate(&json))
+        .map(|t| t.evaluate_live(total, meta))
         .find(|v| !v.pass)
         .map(|v| v.check)
 }

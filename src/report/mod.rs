@@ -349,6 +349,23 @@ impl Latency {
     }
 }
 
+impl Latency {
+    /// A statistic by the name thresholds use (`p99`, `count`, …).
+    pub fn stat(&self, name: &str) -> Option<f64> {
+        match name {
+            "count" => Some(self.count as f64),
+            "min" => self.min,
+            "mean" => self.mean,
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p99" => self.p99,
+            "p999" => self.p999,
+            "max" => self.max,
+            _ => None,
+        }
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }

@@ -5,8 +5,12 @@
 //! value that has no data (a percentile of an empty histogram, a ratio over zero) fails:
 //! a threshold passes only when the run proves it.
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::{Connects, Footprint, Latency, Meta};
+use crate::metrics::{Counter, Recorder};
 
 // Re-exported so that `report::threshold::Threshold` (the CLI, the runner, `lib.rs`) keeps
 // naming it where it has always been found.
@@ -44,6 +48,88 @@ impl Threshold {
             abort_on_fail: self.abort_on_fail,
         }
     }
+}
+
+impl Threshold {
+    /// Evaluates against the run's totals so far, as an `abort_on_fail` check does every
+    /// interval: the same value the finished report would give ([`observe`]), without
+    /// building one.
+    pub fn evaluate_live(&self, total: &Recorder, meta: &Meta) -> Verdict {
+        let value = |path: &str| observe(path, total, meta);
+        let observed = match self.divisor() {
+            None => value(self.left()),
+            Some(divisor) => match (value(self.left()), value(divisor)) {
+                (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+                _ => None,
+            },
+        };
+        Verdict {
+            check: self.check.clone(),
+            observed,
+            pass: observed.is_some_and(|v| self.holds(v)),
+            abort_on_fail: self.abort_on_fail,
+        }
+    }
+}
+
+/// Reads a value by threshold path straight from measurements: what [`lookup`] reads from
+/// the report [`Report::build`](super::Report::build) would make of them. A test holds
+/// the two to the same answer for every path.
+fn observe(path: &str, r: &Recorder, meta: &Meta) -> Option<f64> {
+    let stat = |h: &Histogram<u64>, stat: &str| Latency::from_histogram(h).stat(stat);
+    if let Some((metric, name)) = latency_path(path) {
+        let (_, h) = r.latencies().find(|(m, _)| *m == metric)?;
+        return stat(h, name);
+    }
+    if let Some(name) = path.strip_prefix("custom.") {
+        if let Some((metric, name)) = custom_latency(name) {
+            return stat(r.custom_latencies.get(metric)?, name);
+        }
+        return Some(r.custom_counters.get(name).copied().unwrap_or(0) as f64);
+    }
+    let errors_total = || {
+        r.error_counts().iter().map(|(_, n)| n).sum::<u64>() + r.script_errors.values().sum::<u64>()
+    };
+    if let Some(c) = Counter::ALL.iter().find(|c| c.name() == path) {
+        return Some(r.counter(*c) as f64);
+    }
+    let n = match path {
+        "errors.total" => errors_total(),
+        "errors.rate" => {
+            let ops = r.counter(Counter::ConnectsAttempted) + r.counter(Counter::HeartbeatsSent);
+            return (ops > 0).then(|| errors_total() as f64 / ops as f64);
+        }
+        "sessions.planned" => u64::from(meta.planned),
+        "sessions.peak_active" => meta.peak_active.max(0) as u64,
+        "reconnects.total" => r.reconnects_total(),
+        "tester.shards" => meta.shards as u64,
+        "connects.succeeded" | "connects.failed" => {
+            let c = Connects::from_recorder(r);
+            if path == "connects.succeeded" {
+                c.succeeded
+            } else {
+                c.failed
+            }
+        }
+        "tester.peak_rss_kib" => return Footprint::measure().peak_rss_kib.map(|k| k as f64),
+        "tester.cpu_s" => return Footprint::measure().cpu_s,
+        _ => {
+            let (section, key) = path.split_once('.')?;
+            let counts = match section {
+                "errors" => r.error_counts(),
+                "reconnects" => r.reconnect_counts(),
+                "steps" => {
+                    let (step, count) = key.split_once('.')?;
+                    let step = r.steps.iter().find(|s| &*s.name == step)?;
+                    let (_, n) = step.counts().into_iter().find(|(c, _)| *c == count)?;
+                    return Some(n as f64);
+                }
+                _ => return None,
+            };
+            counts.into_iter().find(|(name, _)| name == key)?.1
+        }
+    };
+    Some(n as f64)
 }
 
 /// Reads a value from the report JSON by threshold path.
@@ -149,6 +235,108 @@ mod tests {
         assert!(!v.pass);
         let v = verdict("sessions.bound / sessions.closed > 0");
         assert!(!v.pass);
+    }
+
+    /// An `abort_on_fail` check reads the totals live; the verdict reads the finished
+    /// report. For every path a threshold may name, both must read the same value.
+    #[test]
+    fn live_values_agree_with_the_report() {
+        use crate::metrics::{Cause, ErrorKind, Metric};
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut r = Recorder::for_steps(&["auth".into(), "subscribe".into()]);
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                r.count(*c);
+            }
+        }
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            r.errors[k.index()] = 3 * i as u64 + 1;
+        }
+        for (i, c) in Cause::ALL.iter().enumerate() {
+            r.reconnects[c.index()] = 5 * i as u64 + 2;
+        }
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            for us in [100, 2_500, 40_000 + 7 * i as u64] {
+                r.record(*m, Duration::from_micros(us));
+            }
+        }
+        for (i, step) in r.steps.iter_mut().enumerate() {
+            step.reached = 10 + i as u64;
+            step.rejected = 2 + i as u64;
+            step.timed_out = 1;
+            step.rejected_reconnects = 1 + i as u64;
+            step.sessions = 7;
+            step.latency.record(1_234 * (i as u64 + 1)).unwrap();
+        }
+        r.script_error("on_message", false);
+        r.custom_count("kicked");
+        r.custom_record("order_push", Duration::from_micros(3_300));
+        let meta = Meta {
+            scenario: "s".into(),
+            target: "t".into(),
+            planned: 40,
+            shards: 2,
+            started_at: UNIX_EPOCH,
+            elapsed: Duration::from_secs(3),
+            peak_active: 33,
+            interrupted: false,
+            aborted_by: None,
+        };
+        let report = super::super::Report::build(&r, &meta, None, Footprint::default());
+        let json = serde_json::to_value(&report).unwrap();
+
+        let mut paths: Vec<String> = Counter::ALL.iter().map(|c| c.name().into()).collect();
+        paths.extend(
+            crate::threshold::REPORT_COUNTS
+                .iter()
+                .filter(|p| !p.starts_with("tester.") || **p == "tester.shards")
+                .map(|p| p.to_string()),
+        );
+        paths.extend(
+            Cause::ALL
+                .iter()
+                .map(|c| format!("reconnects.{}", c.name())),
+        );
+        paths.extend(
+            ErrorKind::ALL
+                .iter()
+                .map(|k| format!("errors.{}", k.name())),
+        );
+        for step in ["auth", "subscribe"] {
+            paths.push(format!("errors.{step}_timeout"));
+            paths.push(format!("errors.{step}_rejected"));
+            paths.push(format!("reconnects.{step}_rejected"));
+            for count in ["reached", "accepted", "rejected", "timed_out", "sessions"] {
+                paths.push(format!("steps.{step}.{count}"));
+            }
+        }
+        let stats = ["count", "min", "mean", "p50", "p90", "p99", "p999", "max"];
+        let metrics: Vec<String> = r.latencies().map(|(m, _)| m.to_string()).collect();
+        assert_eq!(metrics.len(), Metric::COUNT + 2);
+        for metric in metrics
+            .iter()
+            .map(String::as_str)
+            .chain(["custom.order_push"])
+        {
+            paths.extend(stats.iter().map(|s| format!("{metric}.{s}")));
+        }
+        paths.extend(
+            [
+                "custom.kicked",
+                "custom.never",
+                "errors.total",
+                "errors.rate",
+            ]
+            .map(String::from),
+        );
+        for path in &paths {
+            let check = format!("{path} >= 0");
+            let t = Threshold::parse(&check).unwrap();
+            let live = t.evaluate_live(&r, &meta).observed;
+            let judged = t.evaluate(&json).observed;
+            assert!(judged.is_some(), "{path}: the report has no value");
+            assert_eq!(live, judged, "{path}");
+        }
     }
 
     /// Threshold paths are checked against names (`crate::threshold`), not against a
