@@ -214,3 +214,44 @@ fn step_mistakes_are_explained_at_their_place() {
     ));
     assert!(e.contains("timeot"), "{e}");
 }
+
+#[test]
+fn a_rhai_scenario_lists_steps_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rhai");
+    std::fs::write(
+        &path,
+        r#"
+        fn scenario() {
+            #{
+                sessions: 12,
+                duration: "600ms",
+                auth: #{ send: #{ type: "auth" }, expect: #{ msgType: "auth_ack" } },
+                steps: [
+                    #{ name: "profile", send: #{ type: "profile" }, expect: #{ msgType: "profile_ack" } },
+                    #{ name: "subscribe", timeout: "2s" },
+                ],
+                heartbeat: #{ interval: "200ms", send: #{ type: "heartBeat" } },
+            }
+        }
+        fn subscribe(session) { #{ type: "subscribe", id: session.id } }
+        fn subscribe_reply(session, msg) { if msg.msgType == "subscribe_ack" { true } else { () } }
+        "#,
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let out = run(&[path.to_str().unwrap(), "--report", report.to_str().unwrap()]).unwrap();
+    let r = &out.report;
+    let names: Vec<&str> = r.steps.0.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["auth", "profile", "subscribe"]);
+    let server = r.server.as_ref().unwrap();
+    for (step, kind) in [
+        ("auth", "auth"),
+        ("profile", "profile"),
+        ("subscribe", "subscribe"),
+    ] {
+        assert_eq!(r.latency_ms[step].count, 12, "{step}");
+        assert_eq!(server.messages_by_type[kind], 12, "{step}");
+    }
+    assert_eq!(r.sessions.bound, 12);
+}
