@@ -290,6 +290,15 @@ pub fn render(
             "<tr><th>server saw</th><td>connections {} · auth ok {} · auth rejected {} · bind_card {} · heartbeats {} · dropped {} · pushes {}</td></tr>",
             server.connections, server.auth_ok, server.auth_rejected, server.bind_card, server.heartbeats, server.dropped, server.pushes
         );
+        if !server.messages_by_type.is_empty() {
+            // What each step sent, as the server counted it: to set against the steps'
+            // `reached`.
+            let _ = write!(
+                html,
+                "<tr><th>server saw by type</th><td>{}</td></tr>",
+                nonzero(&server.messages_by_type)
+            );
+        }
     }
     let _ = write!(
         html,
