@@ -18,6 +18,8 @@
 //!   each parsing nothing and validating then executing; [`command::rundir`] names a
 //!   run's files for all of them.
 //! - [`out`]: printing for people, where a closed pipe is never an error.
+//! - [`wire`]: the frames a worker process sends its parent over stdout (framing and
+//!   encoding only).
 //!
 //! [`run`] is the whole program behind `main`: integration tests call it with
 //! `Cli::parse_from([...])` exactly as the binary does.
@@ -42,6 +44,7 @@ pub mod source;
 pub mod threshold;
 pub mod tls;
 pub mod units;
+pub mod wire;
 
 // The exit codes live beside the commands that earn them, so that no command imports
 // this face; they are the crate's public vocabulary, hence `wsoak::EXIT_*`.
