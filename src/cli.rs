@@ -76,6 +76,10 @@ pub enum Command {
         wsoak run scenarios/miniprogram.yaml --target ws://127.0.0.1:8080/ \\\n      \
         --source-addrs 127.0.0.1-127.0.0.4")]
     Run(RunArgs),
+    /// A worker process of `wsoak run --workers`: started by `wsoak run`, never by hand.
+    /// Reads what to run from stdin and streams its measurements to stdout.
+    #[command(hide = true)]
+    Worker,
     /// Validate a scenario (and its data file) without running it; run each script hook
     /// once against sample data.
     Check(CheckArgs),
@@ -162,6 +166,27 @@ fn parse_override(text: &str) -> Result<(String, f64), String> {
     ))
 }
 
+/// How many worker processes `wsoak run` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// As many as the sessions need: none when they fit in one process.
+    Auto,
+    /// Exactly this many (0: none, every session in this process).
+    Count(u16),
+}
+
+fn parse_workers(text: &str) -> Result<Workers, String> {
+    if text == "auto" {
+        return Ok(Workers::Auto);
+    }
+    match text.parse::<u16>() {
+        Ok(n) if n <= 256 => Ok(Workers::Count(n)),
+        _ => Err(format!(
+            "`{text}` is not a number of workers: use 0 to 256, or `auto`"
+        )),
+    }
+}
+
 /// `wsoak run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -188,9 +213,19 @@ pub struct RunArgs {
     /// Do not verify the server's TLS certificate. For test rigs only.
     #[arg(long)]
     pub insecure: bool,
-    /// Threads running sessions [default: one per core].
+    /// Threads running sessions, per process [default: the cores shared out over the
+    /// processes, at least one each].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
+    /// Run the sessions in N worker processes (the same binary) instead of this one, or
+    /// `auto` [default]: workers only when the sessions would not fit in one process's
+    /// open-file limit. This process then only aggregates (and runs the embedded server,
+    /// if the target is embedded). Session ids, card rows and heartbeat phases are the
+    /// same whatever the number of workers, and so is the report. A worker that dies is
+    /// reported with the sessions it held (`lost_workers`, `sessions.lost`); the run goes
+    /// on. `--workers 0` keeps every session in this process.
+    #[arg(long, value_name = "N|auto", value_parser = parse_workers)]
+    pub workers: Option<Workers>,
     /// How often shards report and the live view refreshes.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub interval: Duration,

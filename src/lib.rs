@@ -58,6 +58,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run_scenario(&args).map(|out| out.exit_code()),
+        Command::Worker => command::worker::worker(),
         Command::Check(args) => command::check::check(&args),
         Command::Serve(args) => command::serve::serve(&args),
         Command::Report(args) => command::report::rerender(&args),

@@ -745,6 +745,26 @@ pub struct Snapshot {
     pub seq: u64,
     /// True for the shard's last snapshot: all its sessions have ended.
     pub last: bool,
+    /// The most sessions with an open socket during the interval, when the sender
+    /// measured it: a worker process's. `None` from this process's own shards, whose
+    /// peak is the shared [`Active`] gauge.
+    pub peak_active: Option<i64>,
+    /// What a worker process said of itself, when the Snapshot came from one.
+    pub worker: Option<WorkerNews>,
+}
+
+/// A worker process's news beside its measurements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerNews {
+    /// Its process id.
+    pub pid: u32,
+    /// Its peak resident memory so far, KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// Its CPU time so far, seconds.
+    pub cpu_s: Option<f64>,
+    /// Why it is gone, when it died before its sessions ended (a crash, a kill): this
+    /// Snapshot is then the last the run gets from it, made up by the parent.
+    pub lost: Option<String>,
 }
 
 #[cfg(test)]

@@ -227,10 +227,12 @@ fn is_stat(stat: &str) -> bool {
 pub(crate) const REPORT_COUNTS: &[&str] = &[
     "sessions.planned",
     "sessions.peak_active",
+    "sessions.lost",
     "connects.succeeded",
     "connects.failed",
     "reconnects.total",
     "tester.shards",
+    "tester.workers",
     "tester.peak_rss_kib",
     "tester.cpu_s",
 ];

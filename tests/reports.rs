@@ -560,8 +560,9 @@ fn compare_flags_a_regression_and_passes_the_same_build() {
             .arg(a)
             .arg(b)
             // Loopback latencies here are well under a millisecond; on a loaded test
-            // machine a p99 can wobble by several. The injected 40 ms cannot hide.
-            .args(["--latency-floor", "10ms", "--tolerance", "20%"])
+            // machine (two cores, builds alongside) a p99 has wobbled past 10 ms. The
+            // injected 40 ms, in every reply's p50, cannot hide under 25.
+            .args(["--latency-floor", "25ms", "--tolerance", "20%"])
             .output()
             .unwrap()
     };

@@ -1,4 +1,5 @@
-//! The five commands, one file each, and what they share.
+//! The five commands, one file each (and the hidden `worker` of `run --workers`), and
+//! what they share.
 //!
 //! Each command file takes its parsed arguments, validates them and executes; none
 //! calls another. What they share sits below them: [`rundir`] names a run's files,
@@ -9,12 +10,13 @@
 pub(crate) mod check;
 pub(crate) mod compare;
 mod finish;
-mod limits;
+pub(crate) mod limits;
 mod plan;
 pub(crate) mod report;
 pub mod run;
 pub mod rundir;
 pub(crate) mod serve;
+pub(crate) mod worker;
 
 /// Exit code: the run completed.
 pub const EXIT_OK: u8 = 0;

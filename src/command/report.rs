@@ -61,6 +61,8 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             target: info.target.clone(),
             planned: info.planned,
             shards: info.shards,
+            workers: info.workers,
+            lost_workers: Vec::new(),
             started_at: humantime::parse_rfc3339(&info.started_at).unwrap_or(std::time::UNIX_EPOCH),
             elapsed: until,
             peak_active: report::peak_active(&lines),

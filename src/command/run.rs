@@ -11,11 +11,11 @@ use super::finish::{self, Finish};
 use super::limits::ensure_open_files;
 use super::plan::plan;
 use super::rundir::RunDir;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, Workers};
 use crate::progress::Progress;
 use crate::report::{self, Footprint, Report};
-use crate::runner;
-use crate::scenario::{self, Overrides, Target};
+use crate::runner::{self, ShardSet, WorkerSpec};
+use crate::scenario::{self, Overrides, Target, TargetUrl};
 use crate::server;
 use crate::units;
 
@@ -36,6 +36,148 @@ impl RunOutput {
     /// The process exit code this run earns: an internal error outranks the thresholds.
     pub fn exit_code(&self) -> u8 {
         finish::exit_code(&self.report, self.passed)
+    }
+}
+
+/// Descriptors a process keeps besides its sessions' sockets: logs, the runtime's own,
+/// pipes, and some to spare.
+const RESERVED_FILES: u64 = 64;
+
+/// How many worker processes to use: `--workers N` as given, or with `auto` (the
+/// default) none while the sessions fit in this process's open-file limit, else as many
+/// as their sockets need. With the embedded target this process keeps the server's side
+/// of every connection, which must fit here whatever the workers do.
+fn workers(
+    asked: Option<Workers>,
+    sessions: u32,
+    embedded: bool,
+    metrics_files: u64,
+) -> anyhow::Result<usize> {
+    let sessions = u64::from(sessions);
+    let limit = super::limits::raise_open_files_limit();
+    if embedded {
+        if let Some(limit) = limit {
+            if sessions + RESERVED_FILES + metrics_files > limit {
+                bail!(
+                    "{sessions} sessions against the embedded server need {sessions} server \
+                     connections in this process, which may open {limit} files. Run the \
+                     reference server in processes of its own, `wsoak serve --workers N` (it \
+                     prints its address), and pass that address as --target"
+                );
+            }
+        }
+    }
+    let count = match asked {
+        Some(Workers::Count(n)) => usize::from(n),
+        Some(Workers::Auto) | None => {
+            let Some(limit) = limit else { return Ok(0) };
+            let here = sessions * (1 + u64::from(embedded)) + RESERVED_FILES + metrics_files;
+            if here <= limit {
+                0
+            } else {
+                let room = limit.saturating_sub(RESERVED_FILES).max(1);
+                sessions.div_ceil(room) as usize
+            }
+        }
+    };
+    Ok(count.min(sessions as usize))
+}
+
+/// What each worker runs: the same `wsoak run` arguments (the target resolved), its
+/// share of the shards, and its share of the open model's cap.
+fn worker_specs(
+    args: &RunArgs,
+    url: &TargetUrl,
+    scenario: &scenario::Scenario,
+    workers: usize,
+    shards: usize,
+) -> Vec<WorkerSpec> {
+    let mut run: Vec<String> = vec![args.scenario.to_string_lossy().into_owned()];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            run.push(format!("--{name}"));
+            run.push(value);
+        }
+    };
+    flag("sessions", args.sessions.map(|n| n.to_string()));
+    flag("duration", args.duration.map(units::format_duration));
+    flag("ramp-up", args.ramp_up.map(units::format_duration));
+    flag("target", Some(url.uri.to_string()));
+    flag(
+        "ca",
+        args.ca.as_ref().map(|p| p.to_string_lossy().into_owned()),
+    );
+    flag("interval", Some(units::format_duration(args.interval)));
+    flag("grace", Some(units::format_duration(args.grace)));
+    flag(
+        "source-addrs",
+        args.source_addrs.as_ref().map(|s| {
+            s.0.iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+    );
+    if args.insecure {
+        run.push("--insecure".into());
+    }
+    // Shards are dealt out as evenly as they go; the cap follows the shards, so that a
+    // worker admits what its own shards' arrivals need.
+    let cap = match &scenario.shape {
+        crate::load::Shape::Open { max_sessions, .. } => *max_sessions,
+        crate::load::Shape::Closed { .. } => scenario.sessions,
+    };
+    let mut first = 0;
+    (0..workers)
+        .map(|index| {
+            let count = shards / workers + usize::from(index < shards % workers);
+            let set = ShardSet {
+                first,
+                count,
+                total: shards,
+            };
+            first += count;
+            let share = |n: u32| -> u32 {
+                // The shards from `first` to `first + count` of `total`, each with
+                // n / total and the first n % total one more.
+                let n = u64::from(n);
+                let total = shards as u64;
+                let lo = set.first as u64;
+                let hi = lo + set.count as u64;
+                let base = (n / total) * (hi - lo);
+                let extra = (n % total).clamp(lo, hi) - lo;
+                (base + extra) as u32
+            };
+            WorkerSpec {
+                index,
+                parent: std::process::id(),
+                run: run.clone(),
+                shards: set,
+                cap: share(cap),
+            }
+        })
+        .collect()
+}
+
+/// The run's footprint: this process's, plus each worker's as it last said. A sum of
+/// peaks is an upper bound of the peak of the sum.
+fn footprint(workers: &[crate::metrics::WorkerNews]) -> Footprint {
+    let here = Footprint::measure();
+    if workers.is_empty() {
+        return here;
+    }
+    let rss = here.peak_rss_kib.and_then(|mine| {
+        workers
+            .iter()
+            .try_fold(mine, |sum, w| Some(sum + w.peak_rss_kib?))
+    });
+    let cpu = here
+        .cpu_s
+        .and_then(|mine| workers.iter().try_fold(mine, |sum, w| Some(sum + w.cpu_s?)))
+        .map(|s| (s * 1000.0).round() / 1000.0);
+    Footprint {
+        peak_rss_kib: rss,
+        cpu_s: cpu,
     }
 }
 
@@ -90,14 +232,22 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         Some(server) => format!("embedded ({})", server.url()),
         None => url.redacted(),
     };
-    let per_session_files = if embedded.is_some() { 2 } else { 1 };
     // The metrics listener and the scrapes it serves at once.
     let metrics_files = match args.metrics_listen {
         Some(_) => 1 + report::prometheus::MAX_CONNECTIONS as u64,
         None => 0,
     };
+    let workers = workers(
+        args.workers,
+        scenario.sessions,
+        embedded.is_some(),
+        metrics_files,
+    )?;
+    // This process holds the embedded server's sockets, and the sessions' own unless
+    // workers hold them.
+    let per_session_files = u64::from(embedded.is_some()) + u64::from(workers == 0);
     ensure_open_files(
-        u64::from(scenario.sessions) * per_session_files + 64 + metrics_files,
+        u64::from(scenario.sessions) * per_session_files + RESERVED_FILES + metrics_files,
         embedded.is_some(),
     )?;
 
@@ -112,10 +262,16 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         None => None,
     };
     let plan = Arc::new(plan(&scenario, &url, args)?);
-    let shards = args
+    let processes = workers.max(1);
+    let per_process = args
         .shards
         .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.div_ceil(processes)
+        })
+        .max(1);
+    let shards = (per_process * processes)
         .min(scenario.sessions as usize)
         .max(1);
     let info = report::RunInfo {
@@ -134,20 +290,28 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             .map(|t| t.check.clone())
             .collect(),
         steps: scenario.steps.iter().map(|s| s.name.to_string()).collect(),
+        workers,
     };
     dir.write_info(&info)?;
-    let result = runner::run(
-        plan,
-        runner::RunOptions {
-            shards,
-            interval: args.interval,
-            progress: Progress::detect(args.quiet),
-            logs: Some(runner::Logs { intervals, hlog }),
-            target: shown_target,
-            grace: args.grace,
-            metrics,
-        },
-    )?;
+    let options = runner::RunOptions {
+        shards,
+        interval: args.interval,
+        progress: Progress::detect(args.quiet),
+        logs: Some(runner::Logs { intervals, hlog }),
+        target: shown_target,
+        grace: args.grace,
+        metrics,
+    };
+    let result = if workers == 0 {
+        runner::run(plan, options)?
+    } else {
+        let specs = worker_specs(args, &url, &scenario, workers, shards);
+        let exe = std::env::var_os("WSOAK_WORKER_EXE")
+            .map(std::path::PathBuf::from)
+            .map_or_else(std::env::current_exe, Ok)
+            .context("cannot find the wsoak binary to start workers")?;
+        runner::run_with_workers(plan, options, specs, &exe)?
+    };
     if result.lost_intervals > 0 {
         note!(
             "wsoak: warning: {} interval lines could not be written to {}",
@@ -160,7 +324,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         &result.total,
         &result.meta,
         server_stats,
-        Footprint::measure(),
+        footprint(&result.workers),
     );
     let totals = runner::tagged_histograms(&result.total)
         .into_iter()
@@ -186,4 +350,58 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         intervals: intervals_path,
         passed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shards and the open model's cap are split exactly: the shares add up to the
+    /// whole, every shard belongs to one worker, and a worker's cap is its shards'.
+    #[test]
+    fn workers_share_shards_and_the_cap_exactly() {
+        let yaml = "load:\n  arrival: {rate: 10, max_sessions: 1003}\nduration: 10s\n\
+                    heartbeat:\n  send: {type: heartBeat}\n";
+        let scenario =
+            scenario::parse(yaml, std::path::Path::new("t.yaml"), &Overrides::default()).unwrap();
+        let args = match <crate::cli::Cli as clap::Parser>::parse_from(["wsoak", "run", "t.yaml"])
+            .command
+        {
+            crate::cli::Command::Run(args) => args,
+            _ => unreachable!(),
+        };
+        let Ok(Target::Url(url)) = Target::parse("ws://127.0.0.1:9/") else {
+            panic!("a valid target")
+        };
+        for (workers, shards) in [(1, 1), (2, 2), (3, 7), (4, 4), (6, 6)] {
+            let specs = worker_specs(&args, &url, &scenario, workers, shards);
+            assert_eq!(specs.len(), workers);
+            let mut next = 0;
+            for spec in &specs {
+                assert_eq!(spec.shards.first, next);
+                assert_eq!(spec.shards.total, shards);
+                next += spec.shards.count;
+            }
+            assert_eq!(next, shards);
+            let caps: u32 = specs.iter().map(|s| s.cap).sum();
+            assert_eq!(caps, 1003, "{workers} workers, {shards} shards");
+            assert!(specs[0].run.contains(&"ws://127.0.0.1:9/".to_string()));
+        }
+    }
+
+    #[test]
+    fn auto_uses_workers_only_when_the_sessions_do_not_fit() {
+        let limit = crate::command::limits::raise_open_files_limit().unwrap();
+        assert_eq!(workers(None, 100, false, 0).unwrap(), 0);
+        assert_eq!(workers(Some(Workers::Count(3)), 100, false, 0).unwrap(), 3);
+        assert_eq!(workers(Some(Workers::Count(0)), 100, false, 0).unwrap(), 0);
+        // One more session than fits in this process: two workers, whatever the limit.
+        let too_many = (limit - RESERVED_FILES + 1) as u32;
+        assert_eq!(workers(None, too_many, false, 0).unwrap(), 2);
+        // With the embedded server, this process keeps one descriptor per session.
+        let e = workers(None, too_many, true, 0).unwrap_err().to_string();
+        assert!(e.contains("wsoak serve --workers"), "{e}");
+        // Half of that fits here once the sessions' own sockets are in a worker.
+        assert_eq!(workers(None, too_many / 2 + 10, true, 0).unwrap(), 1);
+    }
 }

@@ -651,6 +651,8 @@ mod tests {
             target: "embedded".into(),
             planned: 4,
             shards: 1,
+            workers: 0,
+            lost_workers: Vec::new(),
             started_at: std::time::UNIX_EPOCH,
             elapsed: Duration::from_secs(1),
             peak_active: 0,

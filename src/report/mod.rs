@@ -66,6 +66,9 @@ pub struct Report {
     pub custom: Custom,
     /// Each threshold's verdict, in the order given.
     pub thresholds: Vec<Verdict>,
+    /// Worker processes that died before their sessions ended; empty when none did.
+    #[serde(default)]
+    pub lost_workers: Vec<LostWorker>,
     /// What the first internal errors (`errors.internal`: wsoak itself failed, a caught
     /// panic) said. Present only when there were any: then the run is not to be trusted.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -100,6 +103,9 @@ pub struct Sessions {
     pub returned: u64,
     /// Most sessions with an open socket at once (sampled every interval).
     pub peak_active: u64,
+    /// Sessions lost with a worker process that died (see `lost_workers`).
+    #[serde(default)]
+    pub lost: u64,
 }
 
 /// Metrics recorded by scripts (`session.count`, `session.record`).
@@ -311,8 +317,11 @@ pub struct Latency {
 /// The tester's own footprint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Tester {
-    /// Shards (threads) that ran sessions.
+    /// Shards (threads) that ran sessions, over every process.
     pub shards: u64,
+    /// Worker processes that ran the shards (0: the wsoak process itself).
+    #[serde(default)]
+    pub workers: u64,
     /// Peak resident memory of the wsoak process, KiB (Linux; null elsewhere). Includes
     /// the embedded server when there is one.
     pub peak_rss_kib: Option<u64>,
@@ -379,8 +388,12 @@ pub struct Meta {
     pub target: String,
     /// Most sessions the load shape runs at once.
     pub planned: u32,
-    /// Shards used.
+    /// Shards used, over every process.
     pub shards: usize,
+    /// Worker processes that ran the shards (0: the wsoak process itself).
+    pub workers: usize,
+    /// Worker processes that died before their sessions ended.
+    pub lost_workers: Vec<LostWorker>,
     /// Wall-clock start of the load.
     pub started_at: SystemTime,
     /// How long the load ran.
@@ -391,6 +404,22 @@ pub struct Meta {
     pub interrupted: bool,
     /// The threshold that aborted the run.
     pub aborted_by: Option<String>,
+}
+
+/// A worker process that died before its sessions ended (a crash, a kill, the OOM
+/// killer): its sessions are lost to the run, and counted as such.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LostWorker {
+    /// Which worker (0-based).
+    pub worker: u64,
+    /// Its process id.
+    pub pid: u32,
+    /// Seconds into the run when the parent found it gone.
+    pub at_s: f64,
+    /// Sessions it held (with an open socket) in its last interval.
+    pub sessions: u64,
+    /// How it ended, as the parent saw it (`killed by signal 9`, `exit status 101`, …).
+    pub cause: String,
 }
 
 /// The tester's footprint a report carries, measured (or recovered) by its caller.
@@ -442,6 +471,7 @@ impl Report {
                 hidden: c(Counter::SessionsHidden),
                 returned: c(Counter::SessionsReturned),
                 peak_active: meta.peak_active.max(0) as u64,
+                lost: meta.lost_workers.iter().map(|w| w.sessions).sum(),
             },
             arrivals: Arrivals {
                 due: c(Counter::ArrivalsDue),
@@ -480,8 +510,10 @@ impl Report {
             thresholds: Vec::new(),
             internal_errors: t.internal.clone(),
             server,
+            lost_workers: meta.lost_workers.clone(),
             tester: Tester {
                 shards: meta.shards as u64,
+                workers: meta.workers as u64,
                 peak_rss_kib: footprint.peak_rss_kib,
                 cpu_s: footprint.cpu_s,
             },
@@ -495,6 +527,8 @@ impl Report {
             target: String::new(),
             planned: 0,
             shards: 0,
+            workers: 0,
+            lost_workers: Vec::new(),
             started_at: SystemTime::UNIX_EPOCH,
             elapsed: Duration::ZERO,
             peak_active: 0,
@@ -931,6 +965,8 @@ mod tests {
             target: "ws://127.0.0.1:1/".into(),
             planned: 1,
             shards: 1,
+            workers: 0,
+            lost_workers: Vec::new(),
             started_at: UNIX_EPOCH,
             elapsed: Duration::from_secs(1),
             peak_active: 0,
@@ -976,8 +1012,11 @@ pub struct RunInfo {
     pub shape: String,
     /// Most sessions the shape runs at once.
     pub planned: u32,
-    /// Shards used.
+    /// Shards used, over every process.
     pub shards: usize,
+    /// Worker processes (0: the shards ran in the wsoak process itself).
+    #[serde(default)]
+    pub workers: usize,
     /// Seconds per interval.
     pub interval_s: f64,
     /// Planned duration, seconds.

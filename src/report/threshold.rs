@@ -101,6 +101,8 @@ fn observe(path: &str, r: &Recorder, meta: &Meta) -> Option<f64> {
         }
         "sessions.planned" => u64::from(meta.planned),
         "sessions.peak_active" => meta.peak_active.max(0) as u64,
+        "sessions.lost" => meta.lost_workers.iter().map(|w| w.sessions).sum(),
+        "tester.workers" => meta.workers as u64,
         "reconnects.total" => r.reconnects_total(),
         "tester.shards" => meta.shards as u64,
         "connects.succeeded" | "connects.failed" => {
@@ -276,6 +278,14 @@ mod tests {
             target: "t".into(),
             planned: 40,
             shards: 2,
+            workers: 2,
+            lost_workers: vec![crate::report::LostWorker {
+                worker: 1,
+                pid: 4242,
+                at_s: 1.5,
+                sessions: 17,
+                cause: "signal: 9 (SIGKILL)".into(),
+            }],
             started_at: UNIX_EPOCH,
             elapsed: Duration::from_secs(3),
             peak_active: 33,
@@ -289,7 +299,9 @@ mod tests {
         paths.extend(
             crate::threshold::REPORT_COUNTS
                 .iter()
-                .filter(|p| !p.starts_with("tester.") || **p == "tester.shards")
+                .filter(|p| {
+                    !p.starts_with("tester.") || matches!(**p, "tester.shards" | "tester.workers")
+                })
                 .map(|p| p.to_string()),
         );
         paths.extend(

@@ -15,24 +15,28 @@
 //! of identical failures.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt as _;
-use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::load::Shape;
-use crate::metrics::{Active, Counter, Gauges, Recorder, Snapshot, State};
+mod shard;
+mod worker;
+mod workers;
+mod writer;
+
+pub use shard::ShardSet;
+pub use worker::{work, WorkerSpec};
+pub use workers::run_with_workers;
+pub use writer::{tagged_histograms, Logs};
+
+use crate::metrics::{Active, Gauges, Recorder, Snapshot, State, WorkerNews};
 use crate::progress::{Progress, View};
 use crate::report::{hlog, prometheus, IntervalLine, Meta};
-use crate::session::{self, ConnectFailure, Context, Plan};
+use crate::session::{ConnectFailure, Plan};
+use writer::IntervalWriter;
 
 /// How to run, beyond what the scenario says.
 #[derive(Debug)]
@@ -64,6 +68,8 @@ pub struct RunResult {
     pub lost_intervals: u64,
     /// The final Prometheus exposition, when `/metrics` was served.
     pub exposition: Option<String>,
+    /// What each worker process last said of itself (none without workers).
+    pub workers: Vec<WorkerNews>,
 }
 
 /// Why a run could not go ahead.
@@ -87,75 +93,100 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     let shards = options.shards.max(1);
     let stop = CancellationToken::new();
     let go = CancellationToken::new();
-    let running = Arc::new(AtomicU32::new(0));
-    let active = Arc::new(Active::default());
-    let (tx, rx) = mpsc::channel::<Snapshot>(shards * 4);
     let (gate_tx, gate_rx) = oneshot::channel();
-    let mut gate_tx = Some(gate_tx);
-    let mut threads = Vec::with_capacity(shards);
-    for shard in 0..shards {
-        let shard_args = ShardArgs {
-            shard,
-            shards,
-            plan: plan.clone(),
-            interval: options.interval,
-            stop: stop.clone(),
-            go: go.clone(),
-            running: running.clone(),
-            active: active.clone(),
-            tx: tx.clone(),
-            gate: if shard == 0 { gate_tx.take() } else { None },
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("wsoak-shard-{shard}"))
-            .stack_size(crate::script::STACK_SIZE) // Rhai hooks recurse on this stack
-            .spawn(move || run_shard(shard_args));
-        match spawned {
-            Ok(handle) => threads.push(handle),
-            Err(e) => {
-                stop.cancel();
-                return Err(RunError::Start(e));
-            }
+    let cap = plan.scenario.sessions;
+    let started = shard::start(shard::Start {
+        plan: plan.clone(),
+        set: ShardSet::whole(shards),
+        interval: options.interval,
+        stop: stop.clone(),
+        go: go.clone(),
+        cap,
+        gate: Some(gate_tx),
+    })?;
+    let source = Source {
+        rx: started.rx,
+        gate: gate_rx,
+        count: shards,
+        shards,
+        workers: 0,
+        active: started.active,
+    };
+    let outcome = aggregate(&plan, options, source, stop.clone(), go);
+    stop.cancel();
+    if let Ok((_, true)) = &outcome {
+        // A second signal: leave the shards behind, the process is about to exit.
+    } else {
+        for thread in started.threads {
+            let _ = thread.join();
         }
     }
-    drop(tx);
-    let writer = options.logs.map(IntervalWriter::start).transpose()?;
+    outcome.map(|(result, _)| result)
+}
 
+/// Where an aggregator's Snapshots come from: this process's shards, or worker
+/// processes.
+pub(crate) struct Source {
+    /// The Snapshots, numbered by source (`0..count`).
+    pub(crate) rx: mpsc::Receiver<Snapshot>,
+    /// The outcome of the run's first connect.
+    pub(crate) gate: oneshot::Receiver<Result<(), ConnectFailure>>,
+    /// How many sources send Snapshots: shards, or worker processes.
+    pub(crate) count: usize,
+    /// Shards in the whole run, for the report.
+    pub(crate) shards: usize,
+    /// Worker processes (0: the shards run in this process).
+    pub(crate) workers: usize,
+    /// Open sockets in this process's shards (unused with workers, whose Snapshots carry
+    /// their peaks).
+    pub(crate) active: Arc<Active>,
+}
+
+/// Runs the aggregator on this thread until the run is over: merges the Snapshots,
+/// writes the logs, owns the deadline and the signals. `stop` and `go` are what the
+/// sources obey. Returns the result and whether a second signal cut the stop short.
+pub(crate) fn aggregate(
+    plan: &Plan,
+    options: RunOptions,
+    source: Source,
+    stop: CancellationToken,
+    go: CancellationToken,
+) -> Result<(RunResult, bool), RunError> {
+    let writer = options.logs.map(IntervalWriter::start).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let aggregator = Aggregator {
-        plan: &plan,
-        shards,
+        plan,
+        shards: source.count,
+        total_shards: source.shards,
+        workers: source.workers,
         target: options.target,
         progress: options.progress,
         grace: options.grace,
-        stop: stop.clone(),
+        stop,
         go,
         writer,
         metrics: options.metrics,
-        active,
+        active: source.active,
     };
-    let outcome = runtime.block_on(aggregator.run(rx, gate_rx));
-    stop.cancel();
-    if let Ok((_, true, _)) = &outcome {
-        // A second signal: leave the shards behind, the process is about to exit.
-    } else {
-        for thread in threads {
-            let _ = thread.join();
-        }
-    }
-    outcome.map(|(mut result, _, writer)| {
+    let outcome = runtime.block_on(aggregator.run(source.rx, source.gate));
+    outcome.map(|(mut result, cut_short, writer)| {
         // Waiting for the log writer blocks, so it happens here, off the runtime.
         result.lost_intervals = writer.map_or(0, IntervalWriter::finish);
-        result
+        (result, cut_short)
     })
 }
 
 /// Merges shard snapshots into intervals and totals; owns the deadline and signals.
 struct Aggregator<'a> {
     plan: &'a Plan,
+    /// Sources of Snapshots: shards, or worker processes.
     shards: usize,
+    /// Shards in the whole run.
+    total_shards: usize,
+    /// Worker processes (0: none).
+    workers: usize,
     target: String,
     progress: Progress,
     grace: Duration,
@@ -174,6 +205,27 @@ struct Pending {
     /// Sessions per state at the end of this interval, summed over the shards that
     /// reported it (a shard that has ended has none).
     gauges: Gauges,
+    /// The sum of the peaks the sources measured themselves (worker processes), if any.
+    /// An upper bound of the peak of their sum: worker peaks need not coincide.
+    peak: Option<i64>,
+}
+
+impl Pending {
+    /// An interval nobody reported anything in.
+    fn empty() -> Pending {
+        Pending {
+            recorder: Recorder::new(),
+            shards: 0,
+            gauges: [0; State::COUNT],
+            peak: None,
+        }
+    }
+
+    /// The most sessions with an open socket during the interval: what the sources
+    /// measured, or this process's own gauge.
+    fn peak(&self, active: &Active) -> i64 {
+        self.peak.unwrap_or_else(|| active.take_interval_peak())
+    }
 }
 
 /// Puts shards' snapshots together into whole intervals. An interval is complete when
@@ -206,12 +258,14 @@ impl Assembler {
         if snapshot.last {
             self.ended_at[snapshot.shard] = Some(snapshot.seq);
         }
-        let entry = self.pending.entry(snapshot.seq).or_insert_with(|| Pending {
-            // The steps are taken on from the snapshots, by name.
-            recorder: Recorder::new(),
-            shards: 0,
-            gauges: [0; State::COUNT],
-        });
+        // The steps are taken on from the snapshots, by name.
+        let entry = self
+            .pending
+            .entry(snapshot.seq)
+            .or_insert_with(Pending::empty);
+        if let Some(peak) = snapshot.peak_active {
+            entry.peak = Some(entry.peak.unwrap_or(0) + peak);
+        }
         entry.recorder.merge(&snapshot.recorder);
         entry.shards += 1;
         for (sum, v) in entry.gauges.iter_mut().zip(&snapshot.gauges) {
@@ -237,6 +291,29 @@ impl Assembler {
     /// What is left when the run is cut short: incomplete intervals, in order.
     fn rest(self) -> impl Iterator<Item = (u64, Pending)> {
         self.pending.into_iter()
+    }
+
+    /// Whether every shard has ended by interval `seq`: nothing comes after it.
+    fn finished_by(&self, seq: u64) -> bool {
+        self.ended_at
+            .iter()
+            .all(|e| e.is_some_and(|last| last <= seq))
+    }
+
+    /// The interval after every one this assembler has seen or put out.
+    fn next_seq_after_rest(&self) -> u64 {
+        let pending = self.pending.keys().next_back().map_or(0, |s| s + 1);
+        self.next_seq.max(pending)
+    }
+
+    /// Sessions with an open socket in one source's newest snapshot.
+    fn active_of(&self, shard: usize) -> i64 {
+        let gauges = &self.latest[shard];
+        State::ALL
+            .iter()
+            .filter(|s| s.is_active())
+            .map(|s| gauges[s.index()])
+            .sum()
     }
 
     /// Sessions per state now, summed over the shards' newest snapshots.
@@ -339,13 +416,17 @@ impl Aggregator<'_> {
             scenario: scenario.name.clone(),
             target: self.target.clone(),
             planned: scenario.sessions,
-            shards: self.shards,
+            shards: self.total_shards,
+            workers: self.workers,
             started_at: SystemTime::now(),
             elapsed: Duration::ZERO,
             peak_active: 0,
             interrupted: self.stop.is_cancelled(),
             aborted_by: None,
+            lost_workers: Vec::new(),
         };
+        // What each worker process last said of itself.
+        let mut workers: BTreeMap<usize, WorkerNews> = BTreeMap::new();
         let deadline = tokio::time::sleep(scenario.duration);
         tokio::pin!(deadline);
         let grace = tokio::time::sleep(Duration::MAX / 4);
@@ -380,9 +461,23 @@ impl Aggregator<'_> {
                 snapshot = rx.recv() => {
                     let Some(snapshot) = snapshot else { break };
                     total.merge(&snapshot.recorder);
+                    if let Some(news) = &snapshot.worker {
+                        let held = assembler.active_of(snapshot.shard);
+                        if let Some(why) = &news.lost {
+                            meta.lost_workers.push(crate::report::LostWorker {
+                                worker: snapshot.shard as u64,
+                                pid: news.pid,
+                                at_s: (sinks.started.elapsed().as_secs_f64() * 1000.0).round()
+                                    / 1000.0,
+                                sessions: held.max(0) as u64,
+                                cause: why.clone(),
+                            });
+                        }
+                        workers.insert(snapshot.shard, news.clone());
+                    }
                     assembler.add(&snapshot);
                     while let Some((seq, interval)) = assembler.next_complete() {
-                        let peak = self.active.take_interval_peak();
+                        let peak = interval.peak(&self.active);
                         meta.peak_active = meta.peak_active.max(peak);
                         let level = scenario.shape.level_at(sinks.started.elapsed());
                         sinks.emit(seq, &interval, peak, &total, level);
@@ -427,7 +522,7 @@ impl Aggregator<'_> {
         let gauges_now = assembler.gauges();
         // Whatever is still incomplete (a cut-short stop) becomes the last lines.
         for (seq, interval) in assembler.rest() {
-            let peak = self.active.take_interval_peak();
+            let peak = interval.peak(&self.active);
             let level = scenario.shape.level_at(sinks.started.elapsed());
             sinks.emit(seq, &interval, peak, &total, level);
         }
@@ -451,6 +546,7 @@ impl Aggregator<'_> {
                 meta,
                 lost_intervals: 0,
                 exposition,
+                workers: workers.into_values().collect(),
             },
             cut_short,
             writer,
@@ -538,373 +634,10 @@ pub(crate) async fn shutdown_signal() {
     Signals::new().next().await
 }
 
-/// The run's interval logs.
-#[derive(Debug)]
-pub struct Logs {
-    /// `intervals.jsonl`: one JSON line per interval.
-    pub intervals: std::fs::File,
-    /// `latency.hlog`: every interval's histograms, one tag per metric.
-    pub hlog: std::fs::File,
-}
-
-/// Histograms with samples, tagged by metric or step name (`custom.<name>` for
-/// scripts').
-pub fn tagged_histograms(r: &Recorder) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
-    let builtin = r
-        .latencies()
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(name, h)| (name.to_string(), h.clone()));
-    let custom = r
-        .custom_latencies
-        .iter()
-        .map(|(name, h)| (format!("custom.{name}"), h.clone()));
-    builtin.chain(custom).collect()
-}
-
-/// One interval for the writer thread.
-struct Entry {
-    line: IntervalLine,
-    histograms: hlog::Interval,
-    started_at: SystemTime,
-}
-
-/// Writes the interval logs on a thread of its own, so the aggregator never blocks on
-/// the disk. Each interval is written and flushed as it comes: a crash, even `kill -9`,
-/// loses nothing before the last interval.
-struct IntervalWriter {
-    tx: std::sync::mpsc::SyncSender<Entry>,
-    thread: std::thread::JoinHandle<u64>,
-    /// Entries dropped because the queue was full (the disk far behind).
-    dropped: std::cell::Cell<u64>,
-}
-
-impl IntervalWriter {
-    fn start(logs: Logs) -> std::io::Result<IntervalWriter> {
-        // Bounded: a stalled disk must not grow memory. 1024 intervals is 17 minutes of
-        // 1 s intervals; entries that do not fit are counted as lost, never queued forever.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Entry>(1024);
-        let Logs {
-            mut intervals,
-            hlog,
-        } = logs;
-        let thread = std::thread::Builder::new()
-            .name("wsoak-intervals".into())
-            .spawn(move || {
-                let mut lost = 0;
-                let mut latency: Option<hlog::Writer<std::fs::File>> = None;
-                let mut hlog_file = Some(hlog);
-                for entry in rx {
-                    let mut text = serde_json::to_string(&entry.line).expect("lines serialise");
-                    text.push('\n');
-                    let written = intervals
-                        .write_all(text.as_bytes())
-                        .and_then(|_| intervals.flush());
-                    if latency.is_none() {
-                        latency = hlog_file
-                            .take()
-                            .map(|file| hlog::Writer::new(file, entry.started_at));
-                    }
-                    let logged = latency
-                        .as_mut()
-                        .map_or(Ok(()), |log| log.write(&entry.histograms));
-                    if written.is_err() || logged.is_err() {
-                        lost += 1;
-                    }
-                }
-                lost
-            })?;
-        Ok(IntervalWriter {
-            tx,
-            thread,
-            dropped: std::cell::Cell::new(0),
-        })
-    }
-
-    fn write(&self, line: IntervalLine, histograms: hlog::Interval, started_at: SystemTime) {
-        // A full queue means the disk is far behind; the entry is lost, and counted.
-        let sent = self.tx.try_send(Entry {
-            line,
-            histograms,
-            started_at,
-        });
-        if sent.is_err() {
-            self.dropped.set(self.dropped.get() + 1);
-        }
-    }
-
-    /// Waits for the writer to finish the queue; returns the entries lost. Blocks: call
-    /// it outside any async runtime.
-    fn finish(self) -> u64 {
-        drop(self.tx);
-        self.dropped.get() + self.thread.join().unwrap_or(0)
-    }
-}
-
-struct ShardArgs {
-    shard: usize,
-    shards: usize,
-    plan: Arc<Plan>,
-    interval: Duration,
-    stop: CancellationToken,
-    go: CancellationToken,
-    running: Arc<AtomicU32>,
-    active: Arc<Active>,
-    tx: mpsc::Sender<Snapshot>,
-    gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
-}
-
-fn run_shard(args: ShardArgs) {
-    let (shard, tx) = (args.shard, args.tx.clone());
-    // The last snapshot of a shard that failed: counted as an internal error, numbered
-    // as the next interval it owed, so that the aggregator stops waiting for it there.
-    let failed = |seq: u64, message: String| {
-        let mut recorder = Recorder::new();
-        recorder.internal(format!("shard {shard}: {message}"));
-        let _ = tx.blocking_send(Snapshot {
-            shard,
-            recorder,
-            gauges: [0; State::COUNT],
-            seq,
-            last: true,
-        });
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let message = format!("cannot start its runtime: {e}");
-            if let Some(gate) = args.gate {
-                // The run's first session lived here: the run cannot go ahead.
-                let _ = gate.send(Err(ConnectFailure {
-                    kind: crate::metrics::ErrorKind::Internal,
-                    detail: format!("wsoak could not start shard {shard}: {e}"),
-                }));
-            }
-            failed(0, message);
-            return;
-        }
-    };
-    // The next interval this shard owes, kept outside `shard_main` so that it survives
-    // a panic there.
-    let next_seq = Rc::new(std::cell::Cell::new(0));
-    let local = tokio::task::LocalSet::new();
-    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        local.block_on(&runtime, shard_main(args, next_seq.clone()));
-    }));
-    if let Err(payload) = ran {
-        // The shard itself failed (its tasks' panics are caught in `spawn_contained`):
-        // its sessions are gone. Say so, so that the run's report counts it.
-        failed(next_seq.get(), panic_message(&*payload));
-    }
-}
-
-/// Spawns a session (or the shard's spawner) so that a panic in it is caught and counted
-/// as an internal error instead of vanishing with the task: a run whose sessions died
-/// of a bug must not look like a healthy run.
-fn spawn_contained(
-    tracker: &TaskTracker,
-    ctx: &Rc<Context>,
-    task: impl std::future::Future<Output = ()> + 'static,
-) {
-    let ctx = ctx.clone();
-    tracker.spawn_local(async move {
-        if let Err(payload) = AssertUnwindSafe(task).catch_unwind().await {
-            ctx.recorder.borrow_mut().internal(panic_message(&*payload));
-        }
-    });
-}
-
-/// What a panic said, as far as its payload tells.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
-}
-
-/// A start is late when it happens this long after it was due.
-const LATE: Duration = Duration::from_millis(100);
-
-async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
-    let ShardArgs {
-        shard,
-        shards,
-        plan,
-        interval,
-        stop,
-        go,
-        running,
-        active,
-        tx,
-        gate,
-    } = args;
-    let ctx = Rc::new(Context {
-        plan: plan.clone(),
-        recorder: std::cell::RefCell::new(Recorder::for_steps(&plan.scenario.step_names())),
-        gauges: std::cell::Cell::new([0; State::COUNT]),
-        stop: stop.clone(),
-        running: running.clone(),
-        active,
-    });
-    let tracker = TaskTracker::new();
-    let scenario = &plan.scenario;
-    let end = scenario.duration;
-    // Slot 0 (or arrival 0) connects first and alone: it decides whether the run goes on.
-    let first_until = match &scenario.shape {
-        Shape::Closed { .. } => scenario.shape.active_intervals(0, end).first().map(|i| i.1),
-        Shape::Open { .. } => None,
-    };
-    if let Some(gate) = gate {
-        running.fetch_add(1, Ordering::Relaxed);
-        ctx.count(Counter::ArrivalsDue);
-        let until = first_until.filter(|u| *u < end).map(|u| Instant::now() + u);
-        spawn_contained(
-            &tracker,
-            &ctx,
-            session::run(ctx.clone(), 0, Some(gate), until),
-        );
-    }
-    {
-        let (ctx, spawner, stop) = (ctx.clone(), tracker.clone(), stop.clone());
-        let spawning = ctx.clone();
-        spawn_contained(&tracker, &spawning, async move {
-            tokio::select! {
-                _ = go.cancelled() => {}
-                _ = stop.cancelled() => return,
-            }
-            spawn_sessions(&ctx, &spawner, shard, shards, &stop).await;
-        });
-    }
-    let take = |seq: u64, last: bool| Snapshot {
-        shard,
-        recorder: {
-            let mut recorder = ctx.recorder.borrow_mut();
-            let fresh = recorder.fresh();
-            std::mem::replace(&mut *recorder, fresh)
-        },
-        gauges: ctx.gauges.get(),
-        seq,
-        last,
-    };
-    let mut flush = tokio::time::interval(interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    flush.tick().await;
-    let mut seq = 0;
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            _ = flush.tick() => {
-                if tx.send(take(seq, false)).await.is_err() {
-                    stop.cancel();
-                }
-                seq += 1;
-                next_seq.set(seq);
-            }
-            _ = stop.cancelled(), if !closing => {
-                closing = true;
-                tracker.close();
-            }
-            _ = tracker.wait(), if closing => break,
-        }
-    }
-    let _ = tx.send(take(seq, true)).await;
-}
-
-/// Starts this shard's share of the load shape's sessions, each at its due time.
-async fn spawn_sessions(
-    ctx: &Rc<Context>,
-    tracker: &TaskTracker,
-    shard: usize,
-    shards: usize,
-    stop: &CancellationToken,
-) {
-    let scenario = &ctx.plan.scenario;
-    let end = scenario.duration;
-    let start = Instant::now();
-    // Waits until `due` (from the start); false when the run stopped first.
-    let wait = |due: Duration| async move {
-        let at = start + due;
-        if at > Instant::now() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
-                _ = stop.cancelled() => return false,
-            }
-        }
-        if Instant::now() > at + LATE {
-            ctx.count(Counter::ArrivalsLate);
-        }
-        !stop.is_cancelled()
-    };
-    match &scenario.shape {
-        Shape::Closed { .. } => {
-            // (start, slot, end) for every time one of this shard's slots becomes active.
-            let mut starts: Vec<(Duration, u32, Duration)> = (shard as u32..scenario.sessions)
-                .step_by(shards)
-                .flat_map(|slot| {
-                    let intervals = scenario.shape.active_intervals(slot, end);
-                    // Slot 0's first interval is the gate session's, already running.
-                    let skip = usize::from(slot == 0);
-                    intervals
-                        .into_iter()
-                        .skip(skip)
-                        .map(move |(a, b)| (a, slot, b))
-                })
-                .collect();
-            starts.sort_by_key(|s| s.0);
-            for (n, (due, slot, until)) in starts.into_iter().enumerate() {
-                if !wait(due).await {
-                    return;
-                }
-                ctx.count(Counter::ArrivalsDue);
-                ctx.running.fetch_add(1, Ordering::Relaxed);
-                let until = (until < end).then(|| start + until);
-                spawn_contained(tracker, ctx, session::run(ctx.clone(), slot, None, until));
-                if n % 256 == 255 {
-                    // Let sessions already spawned make progress during a big burst.
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        Shape::Open { max_sessions, .. } => {
-            let mut index = shard as u64;
-            while let Some(due) = scenario.shape.arrival_due(index, end) {
-                let this = index;
-                index += shards as u64;
-                if this == 0 {
-                    continue; // the gate session
-                }
-                if !wait(due).await {
-                    return;
-                }
-                ctx.count(Counter::ArrivalsDue);
-                // One atomic step, so shards admitting at once cannot overshoot the cap.
-                let admitted = ctx
-                    .running
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        (n < *max_sessions).then_some(n + 1)
-                    })
-                    .is_ok();
-                if !admitted {
-                    ctx.count(Counter::ArrivalsDropped);
-                    continue;
-                }
-                let id = u32::try_from(this).unwrap_or(u32::MAX);
-                spawn_contained(tracker, ctx, session::run(ctx.clone(), id, None, None));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn context() -> Rc<Context> {
-        Context::for_test("heartbeat:\n  send: {type: heartBeat}\n", Vec::new())
-    }
+    use crate::metrics::Counter;
 
     fn snapshot(shard: usize, seq: u64, last: bool, sent: u64) -> Snapshot {
         let mut recorder = Recorder::new();
@@ -919,6 +652,8 @@ mod tests {
             gauges,
             seq,
             last,
+            peak_active: None,
+            worker: None,
         }
     }
 
@@ -953,74 +688,5 @@ mod tests {
         assert_eq!(a.gauges()[State::Bound.index()], 30);
         let rest: Vec<u64> = a.rest().map(|(seq, _)| seq).collect();
         assert_eq!(rest, vec![4]);
-    }
-
-    #[test]
-    fn a_panicking_task_is_counted_not_lost() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let ctx = context();
-        let tracker = TaskTracker::new();
-        local.block_on(&runtime, async {
-            for i in 0..3 {
-                spawn_contained(&tracker, &ctx, async move {
-                    if i > 0 {
-                        panic!("session {i} broke");
-                    }
-                });
-            }
-            tracker.close();
-            tracker.wait().await;
-        });
-        let recorder = ctx.recorder.borrow();
-        assert_eq!(
-            recorder.errors[crate::metrics::ErrorKind::Internal.index()],
-            2
-        );
-        assert_eq!(
-            recorder.internal,
-            vec!["session 1 broke", "session 2 broke"]
-        );
-    }
-
-    #[test]
-    fn a_panicking_shard_sends_its_last_snapshot() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let args = ShardArgs {
-            shard: 3,
-            shards: 4,
-            plan: context().plan.clone(),
-            interval: Duration::from_secs(1),
-            stop: CancellationToken::new(),
-            go: CancellationToken::new(),
-            running: Arc::new(AtomicU32::new(0)),
-            active: Arc::default(),
-            tx,
-            gate: None,
-        };
-        // A shard whose own loop panics: its interval of zero makes `tokio::time::interval`
-        // panic, the way a bug in the shard would.
-        let args = ShardArgs {
-            interval: Duration::ZERO,
-            ..args
-        };
-        std::thread::spawn(move || run_shard(args)).join().unwrap();
-        let last = rx.try_recv().expect("a last snapshot");
-        assert!(last.last);
-        assert_eq!(last.shard, 3);
-        // Numbered as the interval it owed (it had sent none), so the aggregator neither
-        // waits for it nor opens an interval that was already written.
-        assert_eq!(last.seq, 0);
-        assert_eq!(
-            last.recorder.errors[crate::metrics::ErrorKind::Internal.index()],
-            1
-        );
-        assert!(
-            last.recorder.internal[0].starts_with("shard 3: "),
-            "{:?}",
-            last.recorder.internal
-        );
     }
 }

@@ -1,0 +1,200 @@
+//! `wsoak run --workers`: sessions in worker processes, one report.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::wsoak;
+use wsoak::report::Report;
+
+/// A closed-model scenario whose counts are all knowable: every session connects, passes
+/// both steps once and heartbeats until the end.
+fn scenario(dir: &Path, sessions: u32, duration: &str) -> std::path::PathBuf {
+    let path = dir.join("s.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "sessions: {sessions}\nduration: {duration}\n{}",
+            common::FLOW
+                .replace("interval: 100ms", "interval: 200ms")
+                .replace("timeout: 90ms", "timeout: 190ms")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn run(dir: &Path, name: &str, scenario: &Path, extra: &[&str]) -> (Output, Report) {
+    let report = dir.join(name).join("report.json");
+    let out = wsoak()
+        .arg("run")
+        .arg(scenario)
+        .args(["--quiet", "--report"])
+        .arg(&report)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(common::schema::errors_of(&json), Vec::<String>::new());
+    (out, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn two_workers_and_one_process_give_identical_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), 60, "1500ms");
+    let (_, one) = run(
+        dir.path(),
+        "one",
+        &path,
+        &["--workers", "0", "--shards", "2"],
+    );
+    let (_, two) = run(
+        dir.path(),
+        "two",
+        &path,
+        &["--workers", "2", "--shards", "1"],
+    );
+    for r in [&one, &two] {
+        let server = r.server.as_ref().unwrap();
+        // Each run agrees exactly with the server it ran against.
+        assert_eq!(server.connections, 60);
+        assert_eq!(r.connects.succeeded, server.connections);
+        assert_eq!(r.steps.get("auth").unwrap().accepted, server.auth_ok);
+        assert_eq!(r.steps.get("bind_card").unwrap().reached, server.bind_card);
+        assert_eq!(r.heartbeats.sent, server.heartbeats);
+        assert_eq!(r.heartbeats.failed, 0);
+        assert_eq!(r.sessions.closed, 60);
+        assert_eq!(r.sessions.peak_active, 60);
+        assert_eq!(r.tester.shards, 2);
+    }
+    assert_eq!((one.tester.workers, two.tester.workers), (0, 2));
+    // And the two runs agree with each other wherever the counts are knowable.
+    assert_eq!(one.sessions, two.sessions);
+    assert_eq!(one.steps, two.steps);
+    assert_eq!(one.connects, two.connects);
+    assert_eq!(one.reconnects, two.reconnects);
+    assert_eq!(one.errors, two.errors);
+    assert_eq!(one.latency_ms["auth"].count, two.latency_ms["auth"].count);
+    assert!(two.lost_workers.is_empty());
+    assert_eq!(two.sessions.lost, 0);
+}
+
+/// The process ids of `parent`'s children.
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the command may hold spaces, the fields after it not.
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let ppid = after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn a_killed_worker_is_reported_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), 40, "4s");
+    let report = dir.path().join("run").join("report.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
+        .arg("run")
+        .arg(&path)
+        .args(["--quiet", "--workers", "2", "--shards", "1", "--report"])
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent = child.id();
+    // Wait until both workers run and every session is bound (the log says so).
+    let intervals = dir.path().join("run").join("intervals.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let workers = children(parent);
+        let bound = std::fs::read_to_string(&intervals)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["states"]["bound"] == 40);
+        if workers.len() == 2 && bound {
+            break workers;
+        }
+        assert!(Instant::now() < deadline, "workers never ran: {workers:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Which worker holds which sessions does not matter: each holds 20.
+    let victim = workers[1];
+    let killed = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // No threshold failed: the run's verdict is the thresholds', as usual.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(pid {victim}) is gone")),
+        "{stderr}"
+    );
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.lost_workers.len(), 1, "{:?}", r.lost_workers);
+    let lost = &r.lost_workers[0];
+    assert_eq!(lost.pid, victim);
+    assert_eq!(lost.sessions, 20);
+    assert!(lost.cause.contains("9"), "{}", lost.cause);
+    assert_eq!(r.sessions.lost, 20);
+    // The other worker's sessions ran to the end and closed politely.
+    assert_eq!(r.sessions.closed, 20);
+    // No process is left behind.
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived the run");
+    }
+}
+
+#[test]
+fn workers_spread_over_the_source_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), 20, "600ms");
+    let (_, r) = run(
+        dir.path(),
+        "run",
+        &path,
+        &[
+            "--workers",
+            "2",
+            "--shards",
+            "1",
+            "--source-addrs",
+            "127.0.0.1,127.0.0.2",
+        ],
+    );
+    let peers = &r.server.as_ref().unwrap().peers;
+    // Sessions pick their address by id, whatever worker runs them: 10 each.
+    assert_eq!(peers.get("127.0.0.1"), Some(&10), "{peers:?}");
+    assert_eq!(peers.get("127.0.0.2"), Some(&10), "{peers:?}");
+}
