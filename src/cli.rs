@@ -218,7 +218,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
     /// Run the sessions in N worker processes (the same binary) instead of this one, or
-    /// `auto` [default]: workers only when the sessions would not fit in one process's
+    /// `auto` (the default): workers only when the sessions would not fit in one process's
     /// open-file limit. This process then only aggregates (and runs the embedded server,
     /// if the target is embedded). Session ids, card rows and heartbeat phases are the
     /// same whatever the number of workers, and so is the report. A worker that dies is

@@ -315,7 +315,7 @@ const RESERVED_STEP_NAMES: &[&str] = &[
 ];
 
 /// Checks a step's name: lowercase letters, digits and `_`, starting with a letter, at
-/// most 32 characters, and clashing with no built-in name (see [`RESERVED_STEP_NAMES`]).
+/// most 32 characters, and clashing with no built-in name (the latencies, the report's sections, the fixed hooks, and any `<name>_timeout` or `<name>_rejected` that is already an error kind or a cause).
 pub fn check_step_name(name: &str) -> Result<(), String> {
     let well_formed = name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase())

@@ -198,3 +198,105 @@ fn workers_spread_over_the_source_addresses() {
     assert_eq!(peers.get("127.0.0.1"), Some(&10), "{peers:?}");
     assert_eq!(peers.get("127.0.0.2"), Some(&10), "{peers:?}");
 }
+
+#[test]
+fn sigterm_on_the_parent_stops_every_worker_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), 30, "60s");
+    let report = dir.path().join("run").join("report.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
+        .arg("run")
+        .arg(&path)
+        .args(["--quiet", "--workers", "2", "--shards", "1", "--report"])
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent = child.id();
+    let intervals = dir.path().join("run").join("intervals.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let workers = children(parent);
+        let bound = std::fs::read_to_string(&intervals)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["states"]["bound"] == 30);
+        if workers.len() == 2 && bound {
+            break workers;
+        }
+        assert!(Instant::now() < deadline, "workers never ran: {workers:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let asked = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &parent.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r.interrupted);
+    // Every session, in both workers, closed politely and was counted.
+    assert_eq!(r.sessions.closed, 30);
+    assert_eq!(r.server.as_ref().unwrap().close_codes.get(&1000), Some(&30));
+    assert!(r.lost_workers.is_empty(), "{:?}", r.lost_workers);
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived the run");
+    }
+}
+
+#[test]
+fn workers_do_not_outlive_a_killed_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), 10, "60s");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
+        .arg("run")
+        .arg(&path)
+        .args([
+            "--quiet",
+            "--workers",
+            "2",
+            "--shards",
+            "1",
+            "--grace",
+            "1s",
+        ])
+        .arg("--report")
+        .arg(dir.path().join("run").join("report.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let parent = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let workers = children(parent);
+        if workers.len() == 2 {
+            break workers;
+        }
+        assert!(Instant::now() < deadline, "workers never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // They hear their parent go (a signal, and their pipe closing) and stop: within the
+    // grace period and a little more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while workers.iter().any(|pid| alive(*pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers outlived their parent: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

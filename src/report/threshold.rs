@@ -52,7 +52,7 @@ impl Threshold {
 
 impl Threshold {
     /// Evaluates against the run's totals so far, as an `abort_on_fail` check does every
-    /// interval: the same value the finished report would give ([`observe`]), without
+    /// interval: the same value the finished report would give (`observe`), without
     /// building one.
     pub fn evaluate_live(&self, total: &Recorder, meta: &Meta) -> Verdict {
         let value = |path: &str| observe(path, total, meta);
