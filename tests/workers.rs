@@ -300,3 +300,59 @@ fn workers_do_not_outlive_a_killed_parent() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn abort_thresholds_and_metrics_work_on_the_workers_merged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "sessions: 20\nduration: 30s\nthresholds:\n  - {{check: \"heartbeats.acked > 1000000\", \
+             abort_on_fail: true, delay: 800ms}}\n{}",
+            common::FLOW
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let report = dir.path().join("run").join("report.json");
+    let out = wsoak()
+        .arg("run")
+        .arg(&path)
+        .args([
+            "--quiet",
+            "--workers",
+            "2",
+            "--shards",
+            "1",
+            "--interval",
+            "200ms",
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.aborted_by.as_deref(), Some("heartbeats.acked > 1000000"));
+    assert_eq!(r.sessions.closed, 20);
+    // The final exposition is the merged one: both workers' heartbeats.
+    let prom = std::fs::read_to_string(dir.path().join("run").join("metrics.prom")).unwrap();
+    let acked = format!("wsoak_heartbeats_acked_total {}\n", r.heartbeats.acked);
+    assert!(prom.contains(&acked), "{acked}");
+    assert!(r.heartbeats.acked > 20, "{:?}", r.heartbeats);
+    // intervals.jsonl adds up to the report.
+    let sent: u64 = std::fs::read_to_string(dir.path().join("run").join("intervals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| l["counts"]["heartbeats.sent"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(sent, r.heartbeats.sent);
+}
