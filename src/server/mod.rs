@@ -461,7 +461,6 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// way listens on it at once, and the kernel spreads new connections over them (by a
 /// hash of the client's address and port). `wsoak serve --workers` binds each of its
 /// processes so. Must be called inside a tokio runtime.
-#[cfg(unix)]
 pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -469,7 +468,10 @@ pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
     socket.set_reuseport(true)?;
+    #[cfg(not(unix))]
+    return Err(std::io::Error::other("SO_REUSEPORT needs unix"));
     socket.bind(addr)?;
     socket.listen(4096)
 }
@@ -1374,6 +1376,15 @@ mod tests {
         let s = stats.snapshot();
         assert_eq!((s.evicted, s.refused, s.connections), (1, 1, 2));
         assert_eq!((s.handshake_failed, s.handshake_timeouts), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn shared_listeners_bind_one_port_and_a_plain_one_does_not() {
+        let first = bind_shared(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind_shared(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        assert!(bind(addr).is_err());
     }
 
     #[test]
