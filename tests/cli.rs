@@ -216,8 +216,15 @@ fn help_teaches() {
         "--slow-ack ",
         "--tls",
         "--duration",
+        "--workers",
+        "SO_REUSEPORT",
+        "Per process",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // A worker's own flags are for `--workers` to pass, not for people.
+    for internal in ["--worker ", "--parent-pid"] {
+        assert!(!help.contains(internal), "{internal} in:\n{help}");
     }
 }
 
