@@ -1,4 +1,5 @@
-//! The five commands, one file each, and what they share.
+//! The five commands, one file each, and what they share. `serve` keeps its processes
+//! for `--workers` (starting them, being one, what they say) in `serve/`.
 //!
 //! Each command file takes its parsed arguments, validates them and executes; none
 //! calls another. What they share sits below them: [`rundir`] names a run's files,
