@@ -85,14 +85,19 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the reference server on its own, with optional fault injection.
     ///
-    /// Prints `listening on ws://ADDR` once bound. On exit (Ctrl-C, SIGTERM or --duration)
-    /// prints one JSON line with what it saw.
+    /// Prints `listening on ws://ADDR` once bound. On exit (Ctrl-C, SIGTERM, SIGHUP or
+    /// --duration) prints one JSON line with what it saw.
+    ///
+    /// With --workers N, N processes serve the one port: `listening on` is printed once
+    /// every one of them listens, and the exit line sums them all. Exit code 3: a worker
+    /// died or did not report, so the sum lacks its counts (stderr names it).
     #[command(after_help = "Examples:\n  \
         wsoak serve --listen 127.0.0.1:8080\n  \
         wsoak serve --drop-after 30s --reject-auth 5%\n  \
         wsoak serve --slow-ack-every 1 --slow-ack 50ms     # every heartbeat ack 50 ms late\n  \
         wsoak serve --drop-ack-every 10                    # no ack for every 10th heartbeat\n  \
-        wsoak serve --tls --cert-out /tmp/wsoak-ca.pem")]
+        wsoak serve --tls --cert-out /tmp/wsoak-ca.pem\n  \
+        wsoak serve --listen 127.0.0.1:8080 --workers 6      # 100,000 connections, 20,000 files a process")]
     Serve(ServeArgs),
     /// Re-render a run's summary and report.html from its saved files.
     ///
@@ -268,7 +273,7 @@ pub struct CheckArgs {
 }
 
 /// `wsoak serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -332,8 +337,41 @@ pub struct ServeArgs {
     /// Most TCP connections open at once. At the cap, a new connection closes the oldest
     /// one still in its handshake (`evicted`), so a flood of idle sockets cannot lock
     /// real clients out; when every open connection is served, it is closed at once
-    /// instead (`refused`). [default: the open-file limit less 64, so the server never
-    /// runs out of descriptors]
+    /// instead (`refused`). Per process: with --workers N, each process has this cap of
+    /// its own. [default: the open-file limit less 64, so the server never runs out of
+    /// descriptors]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
+    /// Serve from N processes listening on the one port (SO_REUSEPORT, Linux only); the
+    /// kernel spreads new connections over them by the client's address and port.
+    ///
+    /// For more connections than one process may open files for: each connection costs
+    /// a descriptor, and the open-file limit (`ulimit -n`) is per process. With a limit
+    /// of 20,000, 100,000 connections need --workers 6. Every process takes the same
+    /// faults and limits, and --max-connections, --reject-auth's even spread and the
+    /// caps on the exit line's maps apply to each process alone. The exit line sums all
+    /// processes (maps key by key, `heartbeat_hold_ms` from the merged holds) and adds
+    /// `workers`: N. On stderr: the processes' pids at start, and the connections each
+    /// one served at the end. The workers stop with this process, and die with it.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "1",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub workers: u16,
+    /// Internal: this process is worker I of a `--workers` server (started by it, never
+    /// by hand). It reads its certificate and the stop from stdin and reports on stdout.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "I",
+        requires = "parent_pid",
+        conflicts_with_all = ["workers", "cert_out", "duration"]
+    )]
+    pub worker: Option<u16>,
+    /// Internal: the pid of the server that started this worker, which it must not
+    /// outlive.
+    #[arg(long, hide = true, value_name = "PID", requires = "worker")]
+    pub parent_pid: Option<u32>,
 }

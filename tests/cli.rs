@@ -205,7 +205,11 @@ fn help_teaches() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
     let out = wsoak().args(["serve", "--help"]).output().unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
+    // Unwrapped: clap breaks lines wherever the terminal width falls.
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for flag in [
         "--delay",
         "--drop-after",
@@ -216,8 +220,15 @@ fn help_teaches() {
         "--slow-ack ",
         "--tls",
         "--duration",
+        "--workers",
+        "SO_REUSEPORT",
+        "Per process: with --workers N, each process has this cap",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // A worker's own flags are for `--workers` to pass, not for people.
+    for internal in ["--worker ", "--parent-pid"] {
+        assert!(!help.contains(internal), "{internal} in:\n{help}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! The five commands, one file each (and the hidden `worker` of `run --workers`), and
-//! what they share.
+//! what they share. `serve` keeps its processes for `--workers` (starting them, being
+//! one, what they say) in `serve/`.
 //!
 //! Each command file takes its parsed arguments, validates them and executes; none
 //! calls another. What they share sits below them: [`rundir`] names a run's files,

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 /// One interval's histograms, by tag, as the writer thread receives them.
@@ -188,6 +188,45 @@ fn intervals(
     })
 }
 
+/// One histogram as the log writes it: V2-deflate serialised, then base64. Lossless, so
+/// histograms can travel as text (`wsoak serve --workers` sends its workers' holds so)
+/// and still merge exactly.
+pub fn encode_histogram(histogram: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(histogram, &mut bytes)
+        .expect("serialising into memory cannot fail");
+    base64_encode(&bytes)
+}
+
+/// Reads back what [`encode_histogram`] wrote.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64_decode(text)?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Standard base64 with padding, the interval log's encoding.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            acc |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Standard base64 (the interval log's encoding), without a dependency for 20 lines.
 fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     fn value(c: u8) -> Option<u32> {
@@ -259,5 +298,27 @@ mod tests {
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
         assert!(base64_decode("a*==").is_err());
+    }
+
+    #[test]
+    fn base64_encodes_what_it_decodes() {
+        assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
+        assert_eq!(base64_encode(b"hi"), "aGk=");
+        assert_eq!(base64_encode(b"abc"), "YWJj");
+        assert_eq!(base64_encode(b""), "");
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_histogram_travels_as_text_exactly() {
+        let mut h = crate::metrics::new_histogram();
+        for v in [1u64, 77, 1_234, 50_000, 3_600_000_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert!(decode_histogram("aGk=").is_err());
     }
 }

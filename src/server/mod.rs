@@ -20,6 +20,7 @@
 //! heartbeat by order; a server that let a later reply overtake a held one would make
 //! that attribution wrong. Keep it that way.
 
+mod tally;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use tally::Tally;
 pub use tls::SelfSigned;
 
 // The faults live below the scenario and the server, which both read them; re-exported
@@ -305,6 +307,15 @@ impl Stats {
         }
     }
 
+    /// The final counts with the histogram behind `heartbeat_hold_ms`, so that they can
+    /// be summed exactly with another process's.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            stats: self.snapshot(),
+            holds: self.heartbeat_holds.lock().expect("not poisoned").clone(),
+        }
+    }
+
     /// Records the hold one heartbeat reply actually got.
     fn record_hold(&self, hold: Duration) {
         let us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
@@ -442,6 +453,25 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Like [`bind`], with `SO_REUSEPORT`: every process that binds the same address this
+/// way listens on it at once, and the kernel spreads new connections over them (by a
+/// hash of the client's address and port). `wsoak serve --workers` binds each of its
+/// processes so. Must be called inside a tokio runtime.
+pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    #[cfg(not(unix))]
+    return Err(std::io::Error::other("SO_REUSEPORT needs unix"));
     socket.bind(addr)?;
     socket.listen(4096)
 }
@@ -1346,6 +1376,15 @@ mod tests {
         let s = stats.snapshot();
         assert_eq!((s.evicted, s.refused, s.connections), (1, 1, 2));
         assert_eq!((s.handshake_failed, s.handshake_timeouts), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn shared_listeners_bind_one_port_and_a_plain_one_does_not() {
+        let first = bind_shared(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind_shared(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        assert!(bind(addr).is_err());
     }
 
     #[test]

@@ -3,9 +3,14 @@
 use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
 
 /// A freshly generated certificate for `localhost`, `127.0.0.1` and `::1`.
-#[derive(Clone)]
+///
+/// It serialises with its private key, so that `wsoak serve --workers` can hand every
+/// worker process the one certificate its clients trust (over a pipe, never argv).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "Parts", from = "Parts")]
 pub struct SelfSigned {
     /// The certificate, DER.
     pub der: CertificateDer<'static>,
@@ -51,5 +56,33 @@ impl SelfSigned {
             )
             .map_err(std::io::Error::other)?;
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// [`SelfSigned`] as plain data.
+#[derive(Serialize, Deserialize)]
+struct Parts {
+    der: Vec<u8>,
+    pem: String,
+    key: Vec<u8>,
+}
+
+impl From<SelfSigned> for Parts {
+    fn from(c: SelfSigned) -> Parts {
+        Parts {
+            der: c.der.to_vec(),
+            pem: c.pem,
+            key: c.key,
+        }
+    }
+}
+
+impl From<Parts> for SelfSigned {
+    fn from(p: Parts) -> SelfSigned {
+        SelfSigned {
+            der: CertificateDer::from(p.der),
+            pem: p.pem,
+            key: p.key,
+        }
     }
 }
