@@ -2,7 +2,8 @@
 # Past one process: SESSIONS sessions from one machine, with worker processes on both
 # sides, then the cost of workers at 15,000 sessions.
 #
-#   benches/scale.sh [SESSIONS] [PAIRS]      (defaults: 100000 sessions, 2 pairs)
+#   benches/scale.sh [SESSIONS] [PAIRS]      (defaults: 100000 sessions, 2 pairs; 0 pairs
+#                                            skips part 2)
 #
 # 1. Starts `wsoak serve --workers K` (K = SESSIONS / 18,000, rounded up: one process
 #    may open 20,000 files here) in its own process group, and runs benches/scale.yaml
@@ -72,6 +73,9 @@ stop_server >/dev/null
 idle_rss=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tester"]["peak_rss_kib"])' "$tmp/idle/report.json")
 python3 -c "print(f'memory: {$full_rss} KiB over the parent and {$used} workers at $sessions sessions, {$idle_rss} KiB with 1 session each: {($full_rss - $idle_rss) / ($sessions - $used):.2f} KiB per session')"
 
+if [ "$pairs" -eq 0 ]; then
+  exit 0
+fi
 echo "== 15000 sessions, one heartbeat a second: --workers 0 against --workers 2"
 cost() { # workers -> µs... prints CPU ms per 1,000 heartbeats acked
   start_server
