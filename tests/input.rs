@@ -129,6 +129,32 @@ fn target_secrets_appear_nowhere_wsoak_writes() {
         json["target"].as_str().unwrap(),
         server.url().replace("ws://", "ws://***@") + "ws?token=***&v=***"
     );
+    // The report says what produced it: the version, the file's hash, the command line
+    // with the target as shown.
+    assert_eq!(json["wsoak"]["version"], env!("CARGO_PKG_VERSION"));
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    assert_eq!(
+        json["wsoak"]["scenario_sha256"].as_str().unwrap(),
+        sha.split_whitespace().next().unwrap()
+    );
+    let command: Vec<&str> = json["wsoak"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(command[..2], ["wsoak", "run"]);
+    let at = command.iter().position(|a| *a == "--target").unwrap();
+    assert_eq!(command[at + 1], json["target"].as_str().unwrap());
+    let run_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.parent().unwrap().join("run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run_json["wsoak"], json["wsoak"]);
     let mut written = shown.clone();
     for entry in std::fs::read_dir(report.parent().unwrap()).unwrap() {
         written += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());

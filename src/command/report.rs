@@ -57,6 +57,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         dir.read_report()?
     } else {
         let meta = report::Meta {
+            identity: info.wsoak.clone(),
             scenario: info.scenario.clone(),
             target: info.target.clone(),
             planned: info.planned,

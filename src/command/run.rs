@@ -83,15 +83,10 @@ fn workers(
     Ok(count.min(sessions as usize))
 }
 
-/// What each worker runs: the same `wsoak run` arguments (the target resolved), its
-/// share of the shards, and its share of the open model's cap.
-fn worker_specs(
-    args: &RunArgs,
-    url: &TargetUrl,
-    scenario: &scenario::Scenario,
-    workers: usize,
-    shards: usize,
-) -> Vec<WorkerSpec> {
+/// The `wsoak run` arguments (after `run`) that say what `args` asked for, with `target`
+/// for the target. For a worker: only what changes what a session does. For the record
+/// (`report.json`'s `wsoak.command`): everything given.
+fn run_argv(args: &RunArgs, target: String, for_worker: bool) -> Vec<String> {
     let mut run: Vec<String> = vec![args.scenario.to_string_lossy().into_owned()];
     let mut flag = |name: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -102,7 +97,8 @@ fn worker_specs(
     flag("sessions", args.sessions.map(|n| n.to_string()));
     flag("duration", args.duration.map(units::format_duration));
     flag("ramp-up", args.ramp_up.map(units::format_duration));
-    flag("target", Some(url.uri.to_string()));
+    let given = args.target.is_some() || for_worker;
+    flag("target", given.then_some(target));
     flag(
         "ca",
         args.ca.as_ref().map(|p| p.to_string_lossy().into_owned()),
@@ -118,9 +114,70 @@ fn worker_specs(
                 .join(",")
         }),
     );
+    if !for_worker {
+        flag("shards", args.shards.map(|n| n.to_string()));
+        flag(
+            "workers",
+            args.workers.map(|w| match w {
+                Workers::Auto => "auto".to_string(),
+                Workers::Count(n) => n.to_string(),
+            }),
+        );
+        flag(
+            "report",
+            args.report
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        flag("metrics-listen", args.metrics_listen.map(|a| a.to_string()));
+        for threshold in &args.threshold {
+            flag("threshold", Some(threshold.check.clone()));
+        }
+        if args.quiet {
+            run.push("--quiet".into());
+        }
+    }
     if args.insecure {
         run.push("--insecure".into());
     }
+    run
+}
+
+/// What produced this run: the wsoak version, the scenario file's SHA-256 and the
+/// command line, its target's secrets hidden.
+fn identity(args: &RunArgs) -> report::Identity {
+    let target = args
+        .target
+        .as_ref()
+        .map(|t| match t {
+            Target::Url(url) => url.redacted(),
+            Target::Embedded => "embedded".to_string(),
+        })
+        .unwrap_or_default();
+    let mut command = vec!["wsoak".to_string(), "run".to_string()];
+    command.extend(run_argv(args, target, false));
+    report::Identity {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario_sha256: scenario::input::read_capped(
+            &args.scenario,
+            scenario::input::SCENARIO_MAX_BYTES,
+        )
+        .ok()
+        .map(|bytes| report::sha256_hex(&bytes)),
+        command,
+    }
+}
+
+/// What each worker runs: the same `wsoak run` arguments (the target resolved), its
+/// share of the shards, and its share of the open model's cap.
+fn worker_specs(
+    args: &RunArgs,
+    url: &TargetUrl,
+    scenario: &scenario::Scenario,
+    workers: usize,
+    shards: usize,
+) -> Vec<WorkerSpec> {
+    let run = run_argv(args, url.uri.to_string(), true);
     // Shards are dealt out as evenly as they go; the cap follows the shards, so that a
     // worker admits what its own shards' arrivals need.
     let cap = match &scenario.shape {
@@ -274,8 +331,10 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     let shards = (per_process * processes)
         .min(scenario.sessions as usize)
         .max(1);
+    let identity = identity(args);
     let info = report::RunInfo {
         schema: "wsoak.run/1".into(),
+        wsoak: identity.clone(),
         scenario: scenario.name.clone(),
         target: shown_target.clone(),
         shape: scenario.shape.describe(),
@@ -320,9 +379,13 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         );
     }
     let server_stats = embedded.map(server::Embedded::stop);
+    let meta = report::Meta {
+        identity,
+        ..result.meta
+    };
     let report = Report::build(
         &result.total,
-        &result.meta,
+        &meta,
         server_stats,
         footprint(&result.workers),
     );

@@ -60,7 +60,9 @@ pub fn render(
          <tr><th>started</th><td>{started}</td></tr>\
          <tr><th>duration</th><td>{duration:.1} s{interrupted}</td></tr>\
          <tr><th>load shape</th><td>{shape}</td></tr>\
-         <tr><th>sessions</th><td>planned {planned}, bound {bound}, peak active {peak}</td></tr></table>\n",
+         <tr><th>sessions</th><td>planned {planned}, bound {bound}, peak active {peak}</td></tr>\
+         <tr><th>build</th><td>wsoak {version} · scenario sha256 <code>{hash}</code></td></tr>\
+         <tr><th>command</th><td><code>{command}</code></td></tr></table>\n",
         name = esc(&report.scenario),
         cls = if report.thresholds.is_empty() {
             "none"
@@ -88,6 +90,9 @@ pub fn render(
         planned = report.sessions.planned,
         bound = report.sessions.bound,
         peak = report.sessions.peak_active,
+        version = esc(&report.wsoak.version),
+        hash = esc(report.wsoak.scenario_sha256.as_deref().unwrap_or("-")),
+        command = esc(&super::shell_words(&report.wsoak.command)),
     );
     if !report.thresholds.is_empty() {
         html.push_str(
@@ -647,6 +652,7 @@ mod tests {
 
     fn report(steps: &[std::sync::Arc<str>], fill: impl FnOnce(&mut Recorder)) -> Report {
         let meta = Meta {
+            identity: Default::default(),
             scenario: "t".into(),
             target: "embedded".into(),
             planned: 4,

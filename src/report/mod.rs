@@ -30,6 +30,9 @@ pub const SCHEMA: &str = "wsoak.report/1";
 pub struct Report {
     /// Always [`SCHEMA`].
     pub schema: String,
+    /// What produced the run: wsoak's version, the scenario file's hash, the command.
+    #[serde(default)]
+    pub wsoak: Identity,
     /// The scenario's name.
     pub scenario: String,
     /// The target URL; `embedded (…)` for the in-process server.
@@ -382,6 +385,8 @@ fn round3(v: f64) -> f64 {
 /// What a report is built from besides the measurements.
 #[derive(Debug, Clone)]
 pub struct Meta {
+    /// What produced the run.
+    pub identity: Identity,
     /// Scenario name.
     pub scenario: String,
     /// Target, as shown.
@@ -404,6 +409,27 @@ pub struct Meta {
     pub interrupted: bool,
     /// The threshold that aborted the run.
     pub aborted_by: Option<String>,
+}
+
+/// What produced a run, so that a baseline from last month can be told apart from
+/// today's build and today's file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Identity {
+    /// The wsoak version that ran it.
+    pub version: String,
+    /// SHA-256 of the scenario file's bytes, in hex (null when it could not be read).
+    pub scenario_sha256: Option<String>,
+    /// The command line, with the target's secrets hidden (`***`).
+    pub command: Vec<String>,
+}
+
+/// SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A worker process that died before its sessions ended (a crash, a kill, the OOM
@@ -454,6 +480,7 @@ impl Report {
         let c = |counter: Counter| t.counter(counter);
         Report {
             schema: SCHEMA.into(),
+            wsoak: meta.identity.clone(),
             scenario: meta.scenario.clone(),
             target: meta.target.clone(),
             started_at: humantime::format_rfc3339_seconds(meta.started_at).to_string(),
@@ -523,6 +550,7 @@ impl Report {
     /// An all-zero report as JSON: the shape every threshold path is checked against.
     pub fn empty_json() -> serde_json::Value {
         let meta = Meta {
+            identity: Default::default(),
             scenario: String::new(),
             target: String::new(),
             planned: 0,
@@ -579,6 +607,22 @@ impl Report {
             } else {
                 ""
             }
+        );
+        let shown_hash = self
+            .wsoak
+            .scenario_sha256
+            .as_deref()
+            .map_or("-".to_string(), |h| h.chars().take(12).collect());
+        let _ = writeln!(
+            out,
+            "build       wsoak {}  scenario sha256 {}  command {}",
+            if self.wsoak.version.is_empty() {
+                "-"
+            } else {
+                &self.wsoak.version
+            },
+            shown_hash,
+            shell_words(&self.wsoak.command)
         );
         let _ = writeln!(
             out,
@@ -753,6 +797,24 @@ impl Report {
         }
         out
     }
+}
+
+/// A command line as a shell would take it back: words with spaces or quotes are quoted.
+pub fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn nonzero(map: &BTreeMap<String, u64>) -> String {
@@ -961,6 +1023,7 @@ mod tests {
     #[test]
     fn the_summary_hints_at_a_fix_when_source_ports_run_out() {
         let meta = Meta {
+            identity: Default::default(),
             scenario: "t".into(),
             target: "ws://127.0.0.1:1/".into(),
             planned: 1,
@@ -1004,6 +1067,9 @@ mod tests {
 pub struct RunInfo {
     /// Always `wsoak.run/1`.
     pub schema: String,
+    /// What produced the run.
+    #[serde(default)]
+    pub wsoak: Identity,
     /// The scenario's name.
     pub scenario: String,
     /// The target, as shown.

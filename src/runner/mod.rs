@@ -413,6 +413,7 @@ impl Aggregator<'_> {
         }
         self.go.cancel();
         let mut meta = Meta {
+            identity: Default::default(),
             scenario: scenario.name.clone(),
             target: self.target.clone(),
             planned: scenario.sessions,
