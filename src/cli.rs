@@ -171,6 +171,17 @@ fn parse_override(text: &str) -> Result<(String, f64), String> {
     ))
 }
 
+/// A listen address: `HOST:PORT`, or `:PORT` for every interface (the exporters' form).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("`{text}` is not a listen address: write HOST:PORT (127.0.0.1:9464) or :PORT")
+    })
+}
+
 /// How many worker processes `wsoak run` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
@@ -243,8 +254,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "CHECK", value_parser = Threshold::parse)]
     pub threshold: Vec<Threshold>,
     /// Serve live metrics in the Prometheus text format at http://ADDR/metrics during the
-    /// run (e.g. 127.0.0.1:9464), and write the final values to metrics.prom.
-    #[arg(long, value_name = "ADDR")]
+    /// run (e.g. 127.0.0.1:9464, or :9464 for every interface, as exporters take it), and
+    /// write the final values to metrics.prom.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
     /// Local addresses to connect from: a comma list (10.0.0.1,10.0.0.2) or an IPv4 range
     /// (127.0.0.1-127.0.0.8). Session i connects from address i mod N, on every
@@ -374,4 +386,24 @@ pub struct ServeArgs {
     /// outlive.
     #[arg(long, hide = true, value_name = "PID", requires = "worker")]
     pub parent_pid: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn the_exporters_port_only_form_is_every_interface() {
+        assert_eq!(parse_listen(":9464").unwrap().to_string(), "0.0.0.0:9464");
+        assert_eq!(
+            parse_listen("127.0.0.1:9464").unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert_eq!(
+            parse_listen("[::1]:9464").unwrap().to_string(),
+            "[::1]:9464"
+        );
+        assert!(parse_listen(":x").unwrap_err().contains(":PORT"));
+        assert!(parse_listen("9464").is_err());
+    }
 }

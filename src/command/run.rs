@@ -217,9 +217,12 @@ fn worker_specs(
 }
 
 /// The run's footprint: this process's, plus each worker's as it last said. A sum of
-/// peaks is an upper bound of the peak of the sum.
-fn footprint(workers: &[crate::metrics::WorkerNews]) -> Footprint {
-    let here = Footprint::measure();
+/// peaks is an upper bound of the peak of the sum. This process's peak is the larger of
+/// its high-water mark and what its interval lines sampled (`sampled_rss_kib`): Linux
+/// updates the mark only at some events.
+fn footprint(workers: &[crate::metrics::WorkerNews], sampled_rss_kib: Option<u64>) -> Footprint {
+    let mut here = Footprint::measure();
+    here.peak_rss_kib = here.peak_rss_kib.max(sampled_rss_kib);
     if workers.is_empty() {
         return here;
     }
@@ -387,7 +390,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         &result.total,
         &meta,
         server_stats,
-        footprint(&result.workers),
+        footprint(&result.workers, result.sampled_rss_kib),
     );
     let totals = runner::tagged_histograms(&result.total)
         .into_iter()

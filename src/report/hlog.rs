@@ -10,8 +10,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -26,62 +27,39 @@ pub struct Interval {
     pub histograms: Vec<(String, Histogram<u64>)>,
 }
 
-/// Writes interval histograms as they come; owned by the interval writer thread.
-pub struct Writer<W: Write> {
-    out: W,
-    serializer: V2DeflateSerializer,
-    started: bool,
+/// The open log: one interval log writer for the file's whole life, so its headers are
+/// written once, by the crate that knows the format.
+pub type Log<'a, W> = IntervalLogWriter<'a, 'a, W, V2DeflateSerializer>;
+
+/// The optional first line of the interval log format, as HdrHistogram's own tools write
+/// it (the crate writes a comment as `#` and the text).
+const FORMAT_VERSION: &str = "[Histogram log format version 1.3]";
+
+/// Starts a log on `out` whose `StartTime` and `BaseTime` are the run's start: the format
+/// version, a comment, the times and the value divisor (values are µs, maxima shown in
+/// ms), each once.
+pub fn begin<'a, W: Write>(
+    out: &'a mut W,
+    serializer: &'a mut V2DeflateSerializer,
     start_time: SystemTime,
+) -> std::io::Result<Log<'a, W>> {
+    IntervalLogWriterBuilder::new()
+        .add_comment(FORMAT_VERSION)
+        .add_comment("wsoak latency log: one tag per metric, values in microseconds")
+        .with_start_time(start_time)
+        .with_base_time(start_time)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(out, serializer)
 }
 
-impl<W: Write> Writer<W> {
-    /// A log whose `StartTime` and `BaseTime` are the run's start.
-    pub fn new(out: W, start_time: SystemTime) -> Writer<W> {
-        Writer {
-            out,
-            serializer: V2DeflateSerializer::new(),
-            started: false,
-            start_time,
-        }
+/// Appends one interval's histograms, a line per tag.
+pub fn write<W: Write>(log: &mut Log<'_, W>, interval: &Interval) -> std::io::Result<()> {
+    for (tag, histogram) in &interval.histograms {
+        let Some(tag) = Tag::new(tag) else { continue };
+        log.write_histogram(histogram, interval.start, interval.length, Some(tag))
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     }
-
-    /// Appends one interval (and the headers, the first time).
-    pub fn write(&mut self, interval: &Interval) -> std::io::Result<()> {
-        let mut builder = IntervalLogWriterBuilder::new();
-        if !self.started {
-            builder
-                .add_comment("wsoak latency log: one tag per metric, values in microseconds")
-                .with_start_time(self.start_time)
-                .with_base_time(self.start_time);
-        }
-        builder.with_max_value_divisor(1000.0);
-        let mut buffer = Vec::new();
-        {
-            let mut log = builder.begin_log_with(&mut buffer, &mut self.serializer)?;
-            for (tag, histogram) in &interval.histograms {
-                let Some(tag) = Tag::new(tag) else { continue };
-                log.write_histogram(histogram, interval.start, interval.length, Some(tag))
-                    .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-            }
-        }
-        if !self.started {
-            self.started = true;
-        } else {
-            // The builder repeats the divisor header on every call; keep only the first.
-            buffer = strip_headers(&buffer);
-        }
-        self.out.write_all(&buffer)?;
-        self.out.flush()
-    }
-}
-
-fn strip_headers(buffer: &[u8]) -> Vec<u8> {
-    buffer
-        .split_inclusive(|b| *b == b'\n')
-        .filter(|line| !line.starts_with(b"#"))
-        .flatten()
-        .copied()
-        .collect()
+    Ok(())
 }
 
 /// Every tag's histograms, merged.
@@ -209,48 +187,15 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
 
 /// Standard base64 with padding, the interval log's encoding.
 fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut acc = 0u32;
-        for (i, b) in chunk.iter().enumerate() {
-            acc |= u32::from(*b) << (16 - 8 * i);
-        }
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Standard base64 (the interval log's encoding), without a dependency for 20 lines.
+/// Reads standard base64, padded or not (logs written by other tools may leave the
+/// padding out).
 fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let clean: Vec<u8> = text.bytes().filter(|b| *b != b'=').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = value(*c).ok_or_else(|| format!("invalid base64 byte {c}"))?;
-            acc |= v << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Ok(out)
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|e| format!("not base64: {e}"))
 }
 
 #[cfg(test)]
@@ -267,21 +212,33 @@ mod tests {
         b.record(77).unwrap();
         let mut out = Vec::new();
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut writer = Writer::new(&mut out, start);
-        for i in 0..3 {
-            writer
-                .write(&Interval {
-                    start: Duration::from_secs(i),
-                    length: Duration::from_secs(1),
-                    histograms: vec![
-                        ("heartbeat".into(), a.clone()),
-                        ("custom.push".into(), b.clone()),
-                    ],
-                })
+        let mut serializer = V2DeflateSerializer::new();
+        {
+            let mut log = begin(&mut out, &mut serializer, start).unwrap();
+            for i in 0..3 {
+                write(
+                    &mut log,
+                    &Interval {
+                        start: Duration::from_secs(i),
+                        length: Duration::from_secs(1),
+                        histograms: vec![
+                            ("heartbeat".into(), a.clone()),
+                            ("custom.push".into(), b.clone()),
+                        ],
+                    },
+                )
                 .unwrap();
+            }
         }
         let text = String::from_utf8(out.clone()).unwrap();
-        assert_eq!(text.matches("#[StartTime").count(), 1, "{text}");
+        // Every header once, the format version first, as HdrHistogram's tools expect.
+        assert!(
+            text.starts_with("#[Histogram log format version 1.3]\n"),
+            "{text}"
+        );
+        for header in ["#[StartTime", "#[BaseTime", "#[MaxValueDivisor"] {
+            assert_eq!(text.matches(header).count(), 1, "{text}");
+        }
         assert_eq!(text.matches("Tag=heartbeat,").count(), 3, "{text}");
         let path = std::env::temp_dir().join(format!("wsoak-hlog-{}.hlog", std::process::id()));
         std::fs::write(&path, &out).unwrap();

@@ -196,11 +196,22 @@ async fn scrape(mut socket: tokio::net::TcpStream, exposition: Exposition) {
         }
     }
     let head = String::from_utf8_lossy(&request[..read]);
-    let path = head.split_whitespace().nth(1).unwrap_or("");
-    let response = if path == "/metrics" || path.starts_with("/metrics?") {
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let metrics = path == "/metrics" || path.starts_with("/metrics?");
+    let response = if metrics && matches!(method, "GET" | "HEAD") {
         let body = exposition.lock().map(|t| t.clone()).unwrap_or_default();
+        // HEAD: the same head, no body.
+        let shown = if method == "HEAD" { "" } else { body.as_str() };
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{shown}",
+            body.len()
+        )
+    } else if metrics {
+        let body = "only GET and HEAD\n";
+        format!(
+            "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
@@ -219,6 +230,37 @@ async fn scrape(mut socket: tokio::net::TcpStream, exposition: Exposition) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_get_and_head_of_metrics_are_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let exposition: Exposition = Arc::new(Mutex::new("wsoak_up 1\n".into()));
+        let server = tokio::spawn(serve(listener, exposition));
+        let ask = |request: &'static str| async move {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            socket.write_all(request.as_bytes()).await.unwrap();
+            let mut reply = Vec::new();
+            socket.read_to_end(&mut reply).await.unwrap();
+            String::from_utf8(reply).unwrap()
+        };
+        let get = ask("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(get.starts_with("HTTP/1.1 200 OK\r\n"), "{get}");
+        assert!(get.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(get.ends_with("\r\n\r\nwsoak_up 1\n"), "{get}");
+        let head = ask("HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 11\r\n") && head.ends_with("\r\n\r\n"));
+        let post = ask("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{post}"
+        );
+        assert!(post.contains("Allow: GET, HEAD\r\n"));
+        let other = ask("GET /other HTTP/1.1\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+        server.abort();
+    }
 
     #[tokio::test]
     async fn at_most_a_few_scrapes_are_served_at_once_and_the_rest_wait() {

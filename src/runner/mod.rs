@@ -70,6 +70,8 @@ pub struct RunResult {
     pub exposition: Option<String>,
     /// What each worker process last said of itself (none without workers).
     pub workers: Vec<WorkerNews>,
+    /// The largest resident size an interval line of this process recorded.
+    pub sampled_rss_kib: Option<u64>,
 }
 
 /// Why a run could not go ahead.
@@ -339,6 +341,10 @@ struct Sinks {
     last_emitted: Duration,
     /// The process's CPU time at the end of the previous interval.
     cpu_before: Option<Duration>,
+    /// The largest resident size an interval line recorded. Linux updates the high-water
+    /// mark (VmHWM) only at some events, so a sample of VmRSS can read above the
+    /// VmHWM read at the end: the run's peak is the larger of the two.
+    sampled_rss_kib: Option<u64>,
 }
 
 impl Sinks {
@@ -361,6 +367,7 @@ impl Sinks {
         }
         if let Some(writer) = &self.writer {
             let line = IntervalLine::build(seq, elapsed, recorder, gauges, peak, cpu);
+            self.sampled_rss_kib = self.sampled_rss_kib.max(line.rss_kib);
             let histograms = hlog::Interval {
                 start: self.last_emitted,
                 length: elapsed.saturating_sub(self.last_emitted),
@@ -444,6 +451,7 @@ impl Aggregator<'_> {
             started_at: meta.started_at,
             last_emitted: Duration::ZERO,
             cpu_before: crate::report::process_cpu(),
+            sampled_rss_kib: None,
         };
         let mut stopping = self.stop.is_cancelled();
         let mut cut_short = false;
@@ -532,6 +540,7 @@ impl Aggregator<'_> {
             mut view,
             exposition,
             started,
+            sampled_rss_kib,
             ..
         } = sinks;
         view.finish();
@@ -548,6 +557,7 @@ impl Aggregator<'_> {
                 lost_intervals: 0,
                 exposition,
                 workers: workers.into_values().collect(),
+                sampled_rss_kib,
             },
             cut_short,
             writer,

@@ -60,22 +60,23 @@ impl IntervalWriter {
             .name("wsoak-intervals".into())
             .spawn(move || {
                 let mut lost = 0;
-                let mut latency: Option<hlog::Writer<std::fs::File>> = None;
-                let mut hlog_file = Some(hlog);
+                let mut hlog = hlog;
+                let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+                let mut rx = rx.into_iter().peekable();
+                // The latency log starts at the first interval's start time, and stays
+                // open (its headers written once) until the last.
+                let start = rx.peek().map(|e| e.started_at);
+                let mut log = start.and_then(|s| hlog::begin(&mut hlog, &mut serializer, s).ok());
                 for entry in rx {
                     let mut text = serde_json::to_string(&entry.line).expect("lines serialise");
                     text.push('\n');
                     let written = intervals
                         .write_all(text.as_bytes())
                         .and_then(|_| intervals.flush());
-                    if latency.is_none() {
-                        latency = hlog_file
-                            .take()
-                            .map(|file| hlog::Writer::new(file, entry.started_at));
-                    }
-                    let logged = latency
-                        .as_mut()
-                        .map_or(Ok(()), |log| log.write(&entry.histograms));
+                    let logged = match &mut log {
+                        Some(log) => hlog::write(log, &entry.histograms),
+                        None => Err(std::io::Error::other("the latency log did not open")),
+                    };
                     if written.is_err() || logged.is_err() {
                         lost += 1;
                     }
