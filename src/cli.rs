@@ -150,12 +150,9 @@ pub struct CompareArgs {
 /// A tolerance may exceed 100%.
 fn parse_fraction_unbounded(text: &str) -> Result<f64, String> {
     let text = text.trim();
-    let value = match text.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
-        None => text.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a tolerance: write e.g. 10% or 0.1"))?;
-    if value < 0.0 || !value.is_finite() {
+    let value = crate::units::parse_ratio(text)
+        .map_err(|_| format!("`{text}` is not a tolerance: write e.g. 10% or 0.1"))?;
+    if value < 0.0 {
         return Err(format!("`{text}` must be 0 or more"));
     }
     Ok(value)

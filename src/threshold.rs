@@ -269,12 +269,8 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 fn parse_value(text: &str, latency: bool) -> Result<f64, String> {
-    if let Some(pct) = text.strip_suffix('%') {
-        return pct
-            .trim()
-            .parse::<f64>()
-            .map(|p| p / 100.0)
-            .map_err(|_| format!("`{text}` is not a percentage"));
+    if let Some(percent) = crate::units::parse_percent(text) {
+        return percent;
     }
     if let Ok(number) = text.parse::<f64>() {
         return Ok(number);

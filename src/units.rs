@@ -25,14 +25,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// overflow on far larger ones.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
+/// The one reader of percentages: `25%` is 0.25. `None` when `text` has no `%` sign (it
+/// is then not a percentage, but may be a plain number); an error when what precedes the
+/// sign is not a finite number.
+pub fn parse_percent(text: &str) -> Option<Result<f64, String>> {
+    let text = text.trim();
+    let number = text.strip_suffix('%')?;
+    Some(match number.trim().parse::<f64>() {
+        Ok(p) if p.is_finite() => Ok(p / 100.0),
+        Ok(_) => Err(format!("`{text}` is not a finite number")),
+        Err(_) => Err(format!("`{text}` is not a percentage: write e.g. 99.9%")),
+    })
+}
+
+/// A fraction written as `0.25` or `25%`, any finite value.
+pub fn parse_ratio(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    match parse_percent(text) {
+        Some(value) => value,
+        None => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("`{text}` is not a fraction: write e.g. 0.1 or 10%")),
+    }
+}
+
 /// Parses a fraction in [0, 1], written as `0.25` or `25%`.
 pub fn parse_fraction(text: &str) -> Result<f64, String> {
     let text = text.trim();
-    let value = match text.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
-        None => text.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a fraction: write e.g. 0.1 or 10%"))?;
+    let value = parse_ratio(text)?;
     if !(0.0..=1.0).contains(&value) {
         return Err(format!("`{text}` is outside 0..1 (0% to 100%)"));
     }
@@ -103,6 +125,24 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
         assert!(parse_duration("5x").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn one_reader_of_percentages() {
+        assert_eq!(parse_percent("99.9%").unwrap().unwrap(), 99.9 / 100.0);
+        assert_eq!(parse_percent(" 150 % ").unwrap().unwrap(), 1.5);
+        assert!(parse_percent("0.5").is_none());
+        assert!(parse_percent("x%")
+            .unwrap()
+            .unwrap_err()
+            .contains("not a percentage"));
+        assert!(parse_percent("inf%")
+            .unwrap()
+            .unwrap_err()
+            .contains("not a finite"));
+        assert_eq!(parse_ratio("25%").unwrap(), 0.25);
+        assert_eq!(parse_ratio("2.5").unwrap(), 2.5);
+        assert!(parse_ratio("NaN").is_err());
     }
 
     #[test]
