@@ -120,6 +120,20 @@ pub enum Command {
         wsoak compare reports/nightly-20261124T020000Z reports/nightly-20261125T020000Z\n  \
         wsoak compare base/report.json new/report.json --tolerance 5% --tolerance-for heartbeat.p99=20%")]
     Compare(CompareArgs),
+    /// Print a shell completion script, for packagers and for your shell's startup file.
+    #[command(after_help = "Examples:\n  \
+        wsoak completions bash > /etc/bash_completion.d/wsoak\n  \
+        wsoak completions zsh > \"${fpath[1]}/_wsoak\"\n  \
+        wsoak completions fish > ~/.config/fish/completions/wsoak.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for packagers: `wsoak man > wsoak.1`.
+    #[command(after_help = "Examples:\n  \
+        wsoak man > /usr/share/man/man1/wsoak.1\n  \
+        wsoak man | man -l -")]
+    Man,
 }
 
 /// `wsoak report`.

@@ -63,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => command::serve::serve(&args),
         Command::Report(args) => command::report::rerender(&args),
         Command::Compare(args) => command::compare::compare(&args),
+        Command::Completions { shell } => command::package::completions(shell),
+        Command::Man => command::package::man(),
     }
 }

@@ -285,3 +285,72 @@ fn check_names_the_line_of_a_bad_server_fault() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_come_from_the_same_definition_as_help() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = wsoak().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in [
+            "run",
+            "check",
+            "serve",
+            "report",
+            "compare",
+            "workers",
+            "threshold",
+        ] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+        // What --help hides, completion does not offer.
+        assert!(
+            !script.contains("parent-pid"),
+            "{shell} offers a hidden flag"
+        );
+    }
+    // The bash script is valid bash, and completes `wsoak r` to the commands.
+    let out = wsoak().args(["completions", "bash"]).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("wsoak.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let probe = format!(
+        "source {}; COMP_WORDS=(wsoak r); COMP_CWORD=1; _wsoak wsoak r wsoak; echo \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let offered = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    let offered = String::from_utf8_lossy(&offered.stdout);
+    assert_eq!(
+        offered.split_whitespace().collect::<Vec<_>>(),
+        ["run", "report"],
+        "{offered}"
+    );
+
+    let out = wsoak().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    assert!(page.contains(".TH wsoak 1"), "{page}");
+    assert!(page.contains("completions"), "{page}");
+    // groff renders it without complaint, when it is there to ask.
+    if let Ok(mut groff) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write as _;
+        groff
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+        let checked = groff.wait_with_output().unwrap();
+        assert!(checked.status.success());
+        assert_eq!(String::from_utf8_lossy(&checked.stderr), "");
+    }
+}

@@ -12,6 +12,7 @@ pub(crate) mod check;
 pub(crate) mod compare;
 mod finish;
 pub(crate) mod limits;
+pub(crate) mod package;
 mod plan;
 pub(crate) mod report;
 pub mod run;
