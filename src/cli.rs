@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::scenario::Target;
 use crate::source::Sources;
@@ -74,7 +74,8 @@ pub enum Command {
         wsoak run scenarios/miniprogram.yaml --sessions 5000 --duration 2m\n  \
         wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem\n  \
         wsoak run scenarios/miniprogram.yaml --target ws://127.0.0.1:8080/ \\\n      \
-        --source-addrs 127.0.0.1-127.0.0.4")]
+        --source-addrs 127.0.0.1-127.0.0.4\n  \
+        wsoak run scenarios/miniprogram.yaml --threshold 'heartbeat.p99 < 200ms' --junit junit.xml")]
     Run(RunArgs),
     /// A worker process of `wsoak run --workers`: started by `wsoak run`, never by hand.
     /// Reads what to run from stdin and streams its measurements to stdout.
@@ -108,6 +109,10 @@ pub enum Command {
     /// are read up to their first damage, and what was skipped is said. Exit 1 when a
     /// threshold fails, 2 when there is nothing to rebuild, 3 for a run with internal
     /// errors.
+    #[command(after_help = "Examples:\n  \
+        wsoak report reports/nightly-20261125T020000Z\n  \
+        wsoak report reports/nightly-20261125T020000Z --junit junit.xml\n  \
+        wsoak report reports/nightly-20261125T020000Z --format json")]
     Report(ReportArgs),
     /// Compare two runs, metric by metric; exit 1 on a regression beyond tolerance.
     ///
@@ -118,7 +123,9 @@ pub enum Command {
     /// regression.
     #[command(after_help = "Examples:\n  \
         wsoak compare reports/nightly-20261124T020000Z reports/nightly-20261125T020000Z\n  \
-        wsoak compare base/report.json new/report.json --tolerance 5% --tolerance-for heartbeat.p99=20%")]
+        wsoak compare base/report.json new/report.json --tolerance 5% --tolerance-for heartbeat.p99=20%\n  \
+        wsoak compare baseline/ reports/latest --junit compare.xml\n  \
+        wsoak compare baseline/ reports/latest --format json")]
     Compare(CompareArgs),
     /// Print a shell completion script, for packagers and for your shell's startup file.
     #[command(after_help = "Examples:\n  \
@@ -136,11 +143,30 @@ pub enum Command {
     Man,
 }
 
+/// What `wsoak report` and `wsoak compare` print on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// For people: the summary, or the comparison table.
+    #[default]
+    Text,
+    /// For programs: JSON, and nothing else, on stdout (notes stay on stderr).
+    Json,
+}
+
 /// `wsoak report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A run directory, or the path of its report.json.
     pub run: PathBuf,
+    /// Also write the threshold verdicts as JUnit XML here, for a CI server's test
+    /// results (as `wsoak run --junit` does).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// `json` prints the finished report (report.json's content, thresholds judged)
+    /// instead of the summary; where the files are goes to stderr. The exit code is the
+    /// same as with the summary.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `wsoak compare`.
@@ -159,6 +185,17 @@ pub struct CompareArgs {
     /// Latency changes smaller than this are never regressions.
     #[arg(long, value_parser = parse_duration, default_value = "1ms")]
     pub latency_floor: Duration,
+    /// Also write the comparison as JUnit XML here: a test case per judged metric
+    /// (classname wsoak.compare), failed when it regressed, for a CI server's test
+    /// results.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// `json` prints {"baseline", "current", "regressions", "rows": [{"metric",
+    /// "baseline", "current", "delta", "judged", "regression"}]} instead of the table;
+    /// delta is relative (0.25: 25% above the baseline). The exit code is the same as
+    /// with the table.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// A tolerance may exceed 100%.
@@ -264,6 +301,12 @@ pub struct RunArgs {
     /// >= 99.9%', 'reconnects.total < 10', 'errors.rate < 0.1%'.
     #[arg(long, value_name = "CHECK", value_parser = Threshold::parse)]
     pub threshold: Vec<Threshold>,
+    /// Also write the verdicts as JUnit XML here, for a CI server's test results: a test
+    /// case per threshold (classname wsoak.thresholds), and one named `run` (classname
+    /// wsoak.run) that fails when the run was interrupted, ended by an abort_on_fail
+    /// threshold, or had internal errors.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Serve live metrics in the Prometheus text format at http://ADDR/metrics during the
     /// run (e.g. 127.0.0.1:9464, or :9464 for every interface, as exporters take it), and
     /// write the final values to metrics.prom.

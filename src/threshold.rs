@@ -41,6 +41,18 @@ enum Op {
 }
 
 impl Op {
+    /// The comparison as written.
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
     fn holds(self, a: f64, b: f64) -> bool {
         // `99.9%` is 0.9990000000000001 in binary: compare with a relative tolerance so
         // that 999/1000 >= 99.9% holds.
@@ -54,6 +66,18 @@ impl Op {
             Op::Ne => (a - b).abs() > eps,
         }
     }
+}
+
+/// What a check's value measures, which says its unit: a latency in ms, a fraction (a
+/// ratio, or `errors.rate`), or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// A latency statistic, in milliseconds.
+    Latency,
+    /// A ratio of two values, or `errors.rate`: a fraction, shown as a percentage.
+    Fraction,
+    /// A count, or another plain number (`tester.cpu_s`).
+    Count,
 }
 
 /// A parsed threshold.
@@ -156,6 +180,32 @@ impl Threshold {
     /// The path of the divisor, for a ratio.
     pub fn divisor(&self) -> Option<&str> {
         self.divisor.as_deref()
+    }
+
+    /// What the observed value and [`Threshold::limit`] measure. A latency's `count` is a
+    /// count, not a time.
+    pub fn measure(&self) -> Measure {
+        if self.divisor.is_some() || self.left == "errors.rate" {
+            return Measure::Fraction;
+        }
+        let stat = latency_path(&self.left)
+            .or_else(|| self.left.strip_prefix("custom.").and_then(custom_latency))
+            .map(|(_, stat)| stat);
+        match stat {
+            Some(stat) if stat != "count" => Measure::Latency,
+            _ => Measure::Count,
+        }
+    }
+
+    /// The comparison, as written (`<`, `>=`, …).
+    pub fn comparison(&self) -> &'static str {
+        self.op.symbol()
+    }
+
+    /// The value compared against, in the unit of [`Threshold::measure`]: ms for
+    /// latencies, a fraction for ratios (`99.9%` is 0.999).
+    pub fn limit(&self) -> f64 {
+        self.value
     }
 
     /// Whether an observed value (ms for latencies, a fraction for ratios) passes.
@@ -331,5 +381,31 @@ mod tests {
         }
         assert!(Threshold::parse("steps.order.nope > 0").is_err());
         assert!(Threshold::parse("errors.order_nope > 0").is_err());
+    }
+
+    #[test]
+    fn a_check_knows_what_it_measures() {
+        let t = |check: &str| Threshold::parse(check).unwrap();
+        for (check, measure, comparison, limit) in [
+            ("heartbeat.p99 < 200ms", Measure::Latency, "<", 200.0),
+            ("subscribe.max <= 1s", Measure::Latency, "<=", 1000.0),
+            ("custom.order_push.p50 < 5", Measure::Latency, "<", 5.0),
+            ("heartbeat.count > 10", Measure::Count, ">", 10.0),
+            ("custom.order_push.count >= 1", Measure::Count, ">=", 1.0),
+            ("custom.kicked == 0", Measure::Count, "==", 0.0),
+            ("reconnects.total != 3", Measure::Count, "!=", 3.0),
+            ("errors.rate < 0.1%", Measure::Fraction, "<", 0.001),
+            (
+                "sessions.bound / sessions.started >= 99.9%",
+                Measure::Fraction,
+                ">=",
+                0.999,
+            ),
+        ] {
+            let t = t(check);
+            assert_eq!(t.measure(), measure, "{check}");
+            assert_eq!(t.comparison(), comparison, "{check}");
+            assert!((t.limit() - limit).abs() < 1e-12, "{check}: {}", t.limit());
+        }
     }
 }

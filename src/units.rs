@@ -66,6 +66,28 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
+/// Writes a number for people with at most `decimals` decimals, trailing zeros dropped:
+/// `12`, `0.142`, `99.9`.
+pub fn format_number(value: f64, decimals: usize) -> String {
+    let text = format!("{value:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    if text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// Writes a fraction as a percentage: 0.999 is `99.9%`. Four decimals, so that a ratio
+/// of counts short of 100% by one in a million does not read as 100%.
+pub fn format_percent(fraction: f64) -> String {
+    format!("{}%", format_number(fraction * 100.0, 4))
+}
+
 /// Serde support for `Option<Duration>` fields written as duration strings.
 pub mod opt_duration {
     use std::time::Duration;
@@ -117,6 +139,19 @@ pub mod fraction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_drop_trailing_zeros() {
+        assert_eq!(format_number(12.0, 3), "12");
+        assert_eq!(format_number(0.1420004, 3), "0.142");
+        assert_eq!(format_number(1500.5, 3), "1500.5");
+        assert_eq!(format_number(-0.0001, 3), "0");
+        assert_eq!(format_number(40.0, 0), "40");
+        assert_eq!(format_percent(0.999), "99.9%");
+        assert_eq!(format_percent(0.999999), "99.9999%");
+        assert_eq!(format_percent(1.0), "100%");
+        assert_eq!(format_percent(0.001), "0.1%");
+    }
 
     #[test]
     fn durations_need_units() {

@@ -200,9 +200,45 @@ fn help_teaches() {
         "--insecure",
         "--source-addrs",
         "127.0.0.1-127.0.0.8",
+        "--junit",
         "Examples",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // Unwrapped: clap breaks lines wherever the terminal width falls.
+    let unwrapped = |out: std::process::Output| {
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let help = unwrapped(wsoak().args(["run", "--help"]).output().unwrap());
+    for phrase in [
+        "classname wsoak.thresholds",
+        "classname wsoak.run",
+        "--junit junit.xml",
+    ] {
+        assert!(help.contains(phrase), "{phrase} missing from:\n{help}");
+    }
+    let help = unwrapped(wsoak().args(["compare", "--help"]).output().unwrap());
+    for phrase in [
+        "--junit <PATH>",
+        "classname wsoak.compare",
+        "--format <FORMAT>",
+        "\"regressions\"",
+        "wsoak compare baseline/ reports/latest --format json",
+    ] {
+        assert!(help.contains(phrase), "{phrase} missing from:\n{help}");
+    }
+    let help = unwrapped(wsoak().args(["report", "--help"]).output().unwrap());
+    for phrase in [
+        "--junit <PATH>",
+        "--format <FORMAT>",
+        "report.json's content, thresholds judged",
+        "--format json",
+    ] {
+        assert!(help.contains(phrase), "{phrase} missing from:\n{help}");
     }
     let out = wsoak().args(["serve", "--help"]).output().unwrap();
     // Unwrapped: clap breaks lines wherever the terminal width falls.

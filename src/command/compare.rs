@@ -1,11 +1,11 @@
-//! `wsoak compare`: per-metric deltas between two runs' reports; a regression beyond
-//! tolerance exits 1.
+//! `wsoak compare`: per-metric deltas between two runs' reports, as a table or JSON on
+//! stdout and, when asked, JUnit XML; a regression beyond tolerance exits 1.
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 use super::rundir::RunDir;
 use super::{EXIT_OK, EXIT_THRESHOLDS};
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, Format};
 use crate::report;
 
 /// `wsoak compare`: exit 1 on a regression beyond tolerance.
@@ -27,14 +27,22 @@ pub(crate) fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    say_raw!(
-        "{}",
-        report::compare::render(
-            &base.report().display().to_string(),
-            &cur.report().display().to_string(),
-            &rows
-        )
+    let (base_path, cur_path) = (
+        base.report().display().to_string(),
+        cur.report().display().to_string(),
     );
+    if let Some(junit) = &args.junit {
+        let xml = report::junit::compare(&current, &base_path, &cur_path, &rows);
+        report::write_atomic(junit, &xml)
+            .with_context(|| format!("cannot write the JUnit XML to {}", junit.display()))?;
+    }
+    match args.format {
+        Format::Text => say_raw!("{}", report::compare::render(&base_path, &cur_path, &rows)),
+        Format::Json => say!(
+            "{:#}",
+            report::compare::to_json(&base_path, &cur_path, &rows)
+        ),
+    }
     Ok(if rows.iter().any(|r| r.regression) {
         EXIT_THRESHOLDS
     } else {

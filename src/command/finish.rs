@@ -1,14 +1,17 @@
 //! The one way a report is finished, for `wsoak run` and `wsoak report` alike: judge the
 //! thresholds, write report.json, render report.html (and metrics.prom when the run
-//! served one), print the summary and the internal-error line, and earn an exit code.
+//! served one, and the JUnit XML when asked for), print the summary (or the report's
+//! JSON) and the internal-error line, and earn an exit code.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::rundir::RunDir;
 use super::{EXIT_INTERNAL, EXIT_OK, EXIT_THRESHOLDS};
+use crate::cli::Format;
 use crate::report::threshold::Threshold;
 use crate::report::{self, IntervalLine, Report};
 
@@ -24,6 +27,10 @@ pub(crate) struct Finish<'a> {
     pub shape: &'a str,
     /// The final Prometheus exposition, when the run served one.
     pub exposition: Option<&'a str>,
+    /// Where to write the verdicts as JUnit XML (`--junit`), if anywhere.
+    pub junit: Option<&'a Path>,
+    /// What stdout gets: the summary, or the report's JSON (`wsoak report --format json`).
+    pub format: Format,
 }
 
 impl Finish<'_> {
@@ -52,7 +59,15 @@ impl Finish<'_> {
             std::fs::write(&prom_path, exposition)
                 .with_context(|| format!("cannot write {}", prom_path.display()))?;
         }
-        say_raw!("{}", report.summary());
+        if let Some(junit) = self.junit {
+            report::write_atomic(junit, &report::junit::run(&report))
+                .with_context(|| format!("cannot write the JUnit XML to {}", junit.display()))?;
+        }
+        match self.format {
+            Format::Text => say_raw!("{}", report.summary()),
+            // The same text as report.json, so that a program may read either.
+            Format::Json => say_raw!("{}", report.to_json_text()),
+        }
         if !report.internal_errors.is_empty() {
             note!(
                 "wsoak: error: {} internal errors (wsoak itself failed; this run's numbers are \
@@ -61,8 +76,15 @@ impl Finish<'_> {
                 report.internal_errors[0]
             );
         }
-        say!("report      {}", path.display());
-        say!("html        {}", html_path.display());
+        // Where the files are: for people, so on stderr when stdout is for a program.
+        let mut files = vec![("report", path.to_path_buf()), ("html", html_path)];
+        files.extend(self.junit.map(|j| ("junit", j.to_path_buf())));
+        for (what, path) in files {
+            match self.format {
+                Format::Text => say!("{what:<11} {}", path.display()),
+                Format::Json => note!("{what:<11} {}", path.display()),
+            }
+        }
         Ok((report, passed))
     }
 }

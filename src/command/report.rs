@@ -1,5 +1,6 @@
-//! `wsoak report`: finishes a run again from its files: re-renders the summary and the
-//! HTML, rebuilding report.json from the interval logs when the run never wrote it.
+//! `wsoak report`: finishes a run again from its files: re-renders the summary (or prints
+//! the report's JSON), the HTML and, when asked, the JUnit XML, rebuilding report.json
+//! from the interval logs when the run never wrote it.
 
 use std::time::Duration;
 
@@ -90,6 +91,8 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
         shape: &info.shape,
         // The exposition lives only in the run's memory: a metrics.prom it wrote stays.
         exposition: None,
+        junit: args.junit.as_deref(),
+        format: args.format,
     }
     .complete(report, || Ok(lines))?;
     // As `wsoak run` would: a run with internal errors is not to be trusted, whoever

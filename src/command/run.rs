@@ -2,7 +2,7 @@
 //! when the scenario has no target, plans the connections, runs, and finishes the
 //! report. The running itself is [`runner::run`]'s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -130,6 +130,12 @@ fn run_argv(args: &RunArgs, target: String, for_worker: bool) -> Vec<String> {
                 .map(|p| p.to_string_lossy().into_owned()),
         );
         flag("metrics-listen", args.metrics_listen.map(|a| a.to_string()));
+        flag(
+            "junit",
+            args.junit
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
         for threshold in &args.threshold {
             flag("threshold", Some(threshold.check.clone()));
         }
@@ -266,6 +272,15 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         std::time::SystemTime::now(),
     );
     dir.create()?;
+    if let Some(dir) = args.junit.as_deref().and_then(Path::parent) {
+        // Before the run, not after an hour of it: a --junit path that cannot be written
+        // is a usage error, found while it costs nothing.
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("--junit: cannot create the directory {}", dir.display())
+            })?;
+        }
+    }
     let intervals_path = dir.intervals();
     let intervals = std::fs::File::create(&intervals_path)
         .with_context(|| format!("cannot create {}", intervals_path.display()))?;
@@ -401,6 +416,8 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         totals: &totals,
         shape: &info.shape,
         exposition: result.exposition.as_deref(),
+        junit: args.junit.as_deref(),
+        format: crate::cli::Format::Text,
     }
     .complete(report, || {
         report::read_intervals(&intervals_path).map_err(anyhow::Error::msg)

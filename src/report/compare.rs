@@ -25,6 +25,34 @@ pub struct Options {
     pub latency_floor_ms: f64,
 }
 
+/// What a row's values are measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Milliseconds (latency statistics).
+    Ms,
+    /// Per second (the ack rate).
+    PerSecond,
+    /// A fraction, shown as a percentage (the bound ratio).
+    Fraction,
+    /// Per 1,000 heartbeats sent (failures).
+    PerThousandHeartbeats,
+}
+
+impl Unit {
+    /// A value with its unit, for people: `41.2 ms`, `99.9%`.
+    pub fn show(self, value: f64) -> String {
+        use crate::units::{format_number, format_percent};
+        match self {
+            Unit::Ms => format!("{} ms", format_number(value, 3)),
+            Unit::PerSecond => format!("{}/s", format_number(value, 3)),
+            Unit::Fraction => format_percent(value),
+            Unit::PerThousandHeartbeats => {
+                format!("{} per 1,000 heartbeats", format_number(value, 3))
+            }
+        }
+    }
+}
+
 /// One compared metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -38,6 +66,11 @@ pub struct Row {
     pub regression: bool,
     /// Whether this row is judged at all.
     pub judged: bool,
+    /// What the values are measured in.
+    pub unit: Unit,
+    /// The worsening allowed, as a fraction of the baseline (this metric's own, or the
+    /// general one).
+    pub tolerance: f64,
 }
 
 impl Row {
@@ -46,6 +79,22 @@ impl Row {
         match (self.baseline, self.current) {
             (Some(b), Some(c)) if b != 0.0 => Some((c - b) / b),
             _ => None,
+        }
+    }
+
+    /// A value of this row with its unit, or `no data`.
+    pub fn show(&self, value: Option<f64>) -> String {
+        value.map_or("no data".to_string(), |v| self.unit.show(v))
+    }
+
+    /// The relative change for people: `+25.3%`, or why there is none.
+    pub fn show_delta(&self) -> String {
+        match (self.delta(), self.baseline) {
+            (Some(d), _) => format!("{:+.1}%", d * 100.0),
+            (None, Some(b)) if b == 0.0 && self.current.is_some() => {
+                "none relative to a baseline of 0".to_string()
+            }
+            _ => "none (no data)".to_string(),
         }
     }
 }
@@ -60,7 +109,7 @@ enum Worse {
 /// Compares `current` against `baseline`.
 pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut push = |metric: String, b: Option<f64>, c: Option<f64>, worse: Worse| {
+    let mut push = |metric: String, b: Option<f64>, c: Option<f64>, worse: Worse, unit: Unit| {
         let tolerance = options
             .per_metric
             .get(&metric)
@@ -79,6 +128,8 @@ pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Ro
             current: c,
             regression,
             judged: !matches!(worse, Worse::Never),
+            unit,
+            tolerance,
         });
     };
     let latency = Worse::Higher {
@@ -118,6 +169,7 @@ pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Ro
                 b.and_then(get),
                 c.and_then(get),
                 worse,
+                Unit::Ms,
             );
         }
     }
@@ -128,6 +180,7 @@ pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Ro
         ack_rate(baseline),
         ack_rate(current),
         Worse::Lower,
+        Unit::PerSecond,
     );
     let bound = |r: &Report| {
         (r.sessions.started > 0).then(|| r.sessions.bound as f64 / r.sessions.started as f64)
@@ -137,6 +190,7 @@ pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Ro
         bound(baseline),
         bound(current),
         Worse::Lower,
+        Unit::Fraction,
     );
     let per_k = |r: &Report, n: u64| {
         (r.heartbeats.sent > 0).then(|| n as f64 * 1000.0 / r.heartbeats.sent as f64)
@@ -148,18 +202,21 @@ pub fn compare(baseline: &Report, current: &Report, options: &Options) -> Vec<Ro
         per_k(baseline, baseline.reconnects.total),
         per_k(current, current.reconnects.total),
         failures,
+        Unit::PerThousandHeartbeats,
     );
     push(
         "errors.per_1k_heartbeats".into(),
         per_k(baseline, errors(baseline)),
         per_k(current, errors(current)),
         failures,
+        Unit::PerThousandHeartbeats,
     );
     push(
         "heartbeats.failed_per_1k".into(),
         per_k(baseline, baseline.heartbeats.failed),
         per_k(current, current.heartbeats.failed),
         failures,
+        Unit::PerThousandHeartbeats,
     );
     rows
 }
@@ -201,6 +258,30 @@ pub fn render(baseline: &str, current: &str, rows: &[Row]) -> String {
         }
     );
     out
+}
+
+/// The comparison as JSON, for programs: the two reports' paths, the number of
+/// regressions, and every row with its relative `delta` (0.25 is 25% worse or better;
+/// null when there is no data or the baseline is 0).
+pub fn to_json(baseline: &str, current: &str, rows: &[Row]) -> serde_json::Value {
+    serde_json::json!({
+        "baseline": baseline,
+        "current": current,
+        "regressions": rows.iter().filter(|r| r.regression).count(),
+        "rows": rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "metric": r.metric,
+                    "baseline": r.baseline,
+                    "current": r.current,
+                    "delta": r.delta(),
+                    "judged": r.judged,
+                    "regression": r.regression,
+                })
+            })
+            .collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]
@@ -264,10 +345,70 @@ mod tests {
     }
 
     #[test]
+    fn json_has_every_row_and_counts_the_regressions() {
+        let rows = compare(&report(10.0, 1000, 0), &report(20.0, 1000, 0), &options());
+        let json = to_json("a/report.json", "b/report.json", &rows);
+        assert_eq!(json["baseline"], "a/report.json");
+        assert_eq!(json["current"], "b/report.json");
+        let listed = json["rows"].as_array().unwrap();
+        assert_eq!(listed.len(), rows.len());
+        let p99 = listed
+            .iter()
+            .find(|r| r["metric"] == "heartbeat.p99")
+            .unwrap();
+        assert_eq!(
+            p99,
+            &serde_json::json!({"metric": "heartbeat.p99", "baseline": 10.0, "current": 20.0,
+                "delta": 1.0, "judged": true, "regression": true})
+        );
+        let regressions = rows.iter().filter(|r| r.regression).count();
+        assert!(regressions > 0);
+        assert_eq!(json["regressions"], regressions);
+        let bound = listed
+            .iter()
+            .find(|r| r["metric"] == "sessions.bound_ratio")
+            .unwrap();
+        assert_eq!(
+            bound["baseline"],
+            serde_json::Value::Null,
+            "no sessions started"
+        );
+        assert_eq!(bound["delta"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn rows_show_their_units() {
+        let rows = compare(&report(10.0, 1000, 0), &report(20.0, 1000, 2), &options());
+        let row = |m: &str| rows.iter().find(|r| r.metric == m).unwrap();
+        let p99 = row("heartbeat.p99");
+        assert_eq!(
+            (p99.show(p99.current), p99.show_delta(), p99.tolerance),
+            ("20 ms".to_string(), "+100.0%".to_string(), 0.1)
+        );
+        let rate = row("heartbeats.ack_rate");
+        assert_eq!(rate.show(rate.baseline), "100/s");
+        let reconnects = row("reconnects.per_1k_heartbeats");
+        assert_eq!(
+            reconnects.show(reconnects.current),
+            "2 per 1,000 heartbeats"
+        );
+        assert_eq!(reconnects.show_delta(), "none relative to a baseline of 0");
+        let bound = row("sessions.bound_ratio");
+        assert_eq!(bound.show(bound.current), "no data");
+        assert_eq!(Unit::Fraction.show(0.999), "99.9%");
+    }
+
+    #[test]
     fn per_metric_tolerance_wins() {
         let mut o = options();
         o.per_metric.insert("heartbeat.p99".into(), 1.5);
         let r = regressions(&report(10.0, 1000, 0), &report(20.0, 1000, 0), &o);
         assert!(!r.contains(&"heartbeat.p99".to_string()), "{r:?}");
+        let rows = compare(&report(10.0, 1000, 0), &report(20.0, 1000, 0), &o);
+        let tolerance = |m: &str| rows.iter().find(|r| r.metric == m).unwrap().tolerance;
+        assert_eq!(
+            (tolerance("heartbeat.p99"), tolerance("heartbeat.p90")),
+            (1.5, 0.1)
+        );
     }
 }

@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod hlog;
 pub mod html;
+pub mod junit;
 pub mod prometheus;
 pub mod threshold;
 
@@ -577,19 +578,16 @@ impl Report {
         self.thresholds.iter().all(|v| v.pass)
     }
 
+    /// The report as report.json holds it: pretty JSON and a newline.
+    pub fn to_json_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("reports serialise");
+        text.push('\n');
+        text
+    }
+
     /// Writes the report as pretty JSON, creating parent directories.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        text.push('\n');
-        // Write then rename, so a reader never sees half a report.
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        write_atomic(path, &self.to_json_text())
     }
 
     /// The text summary printed at the end of a run.
@@ -797,6 +795,21 @@ impl Report {
         }
         out
     }
+}
+
+/// Writes `text` to `path` through a temporary file beside it (`<name>.tmp`) and a
+/// rename, so that a reader (a CI server picking up results) never sees half a file;
+/// creates parent directories.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A command line as a shell would take it back: words with spaces or quotes are quoted.
