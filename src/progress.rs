@@ -10,6 +10,30 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::metrics::{Cause, Counter, Gauges, Metric, Recorder, State};
 use crate::units::format_duration;
 
+/// Columns the bar's own parts take before the message: spinner, elapsed, bar, spaces.
+const BAR_COLUMNS: usize = 2 + 9 + 17;
+
+/// As many of `parts` as fit in `width` columns, in order, two spaces apart: a part that
+/// does not fit is left out, and so is every part after it.
+fn fit(parts: &[String], width: usize) -> String {
+    let mut line = String::new();
+    for part in parts {
+        let needed = if line.is_empty() {
+            part.chars().count()
+        } else {
+            part.chars().count() + 2
+        };
+        if line.chars().count() + needed > width {
+            break;
+        }
+        if !line.is_empty() {
+            line.push_str("  ");
+        }
+        line.push_str(part);
+    }
+    line
+}
+
 /// Which live view to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -41,7 +65,7 @@ impl Progress {
                 ProgressDrawTarget::stderr_with_hz(4),
             );
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {bar:16} {msg}")
                     .expect("constant template")
                     .progress_chars("=> "),
             );
@@ -104,6 +128,21 @@ impl View {
     }
 
     fn line(&self, w: &Recorder, gauges: &Gauges, span: Duration, level: f64) -> String {
+        let parts = self.parts(w, gauges, span, level);
+        match self.mode {
+            // On a terminal the line must fit beside the bar: the most telling parts
+            // first, the rest dropped, never wrapped onto more lines.
+            Progress::Bar => {
+                let columns = console::Term::stderr().size().1 as usize;
+                fit(&parts, columns.saturating_sub(BAR_COLUMNS))
+            }
+            // A log keeps every part, one line per interval.
+            _ => parts.join("  "),
+        }
+    }
+
+    /// The line's parts, most telling first.
+    fn parts(&self, w: &Recorder, gauges: &Gauges, span: Duration, level: f64) -> Vec<String> {
         let per_s = |c: Counter| w.counter(c) as f64 / span.as_secs_f64();
         let hb = w.histogram(Metric::Heartbeat);
         let p99 = if hb.is_empty() {
@@ -113,23 +152,26 @@ impl View {
         };
         let g = |s: State| gauges[s.index()];
         let remaining = self.duration.saturating_sub(self.last);
-        format!(
-            "target {:.0} bound {} (max {}) connecting {} steps {} reconnecting {} away {} | connects {:.0}/s hb {:.0}/s p99 {} | reconnects {} (heartbeat {}) errors {} | {} left",
-            level.floor(),
-            g(State::Bound),
-            self.sessions,
-            g(State::Connecting),
-            g(State::Steps),
-            g(State::Reconnecting),
-            g(State::Away),
-            per_s(Counter::ConnectsAttempted),
-            per_s(Counter::HeartbeatsAcked),
-            p99,
-            self.reconnects,
-            w.reconnects[Cause::Heartbeat.index()],
-            self.errors,
-            format_duration(remaining),
-        )
+        vec![
+            format!("bound {}/{:.0}", g(State::Bound), level.floor()),
+            format!("hb {:.0}/s p99 {p99}", per_s(Counter::HeartbeatsAcked)),
+            format!("errors {}", self.errors),
+            format!(
+                "reconnects {} (heartbeat {})",
+                self.reconnects,
+                w.reconnects[Cause::Heartbeat.index()]
+            ),
+            format!("{} left", format_duration(remaining)),
+            format!(
+                "connecting {} steps {} reconnecting {}",
+                g(State::Connecting),
+                g(State::Steps),
+                g(State::Reconnecting)
+            ),
+            format!("connects {:.0}/s", per_s(Counter::ConnectsAttempted)),
+            format!("away {}", g(State::Away)),
+            format!("max {}", self.sessions),
+        ]
     }
 
     /// The duration is over: sessions are closing.
@@ -148,5 +190,56 @@ impl View {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_line_fits_the_width_and_keeps_what_matters_most() {
+        let parts: Vec<String> = [
+            "bound 2000/2000",
+            "hb 2000/s p99 1.1ms",
+            "errors 0",
+            "29s left",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let all = fit(&parts, 200);
+        assert_eq!(
+            all,
+            "bound 2000/2000  hb 2000/s p99 1.1ms  errors 0  29s left"
+        );
+        // At 100 columns less the bar, at 60, at 40 and at 10: never longer than the room,
+        // the first parts kept.
+        for width in [72, 60, 40, 20, 10] {
+            let line = fit(&parts, width);
+            assert!(line.chars().count() <= width, "{width}: {line}");
+            assert!(all.starts_with(&line), "{width}: {line}");
+        }
+        assert_eq!(fit(&parts, 40), "bound 2000/2000  hb 2000/s p99 1.1ms");
+        assert_eq!(fit(&parts, 10), "");
+    }
+
+    #[test]
+    fn a_full_line_fits_a_100_column_terminal() {
+        let mut view = Progress::Lines.start(15_000, Duration::from_secs(1800));
+        view.last = Duration::from_secs(100);
+        let parts = view.parts(
+            &Recorder::new(),
+            &[15_000; State::COUNT],
+            Duration::from_secs(1),
+            15_000.0,
+        );
+        let line = fit(&parts, 100 - BAR_COLUMNS);
+        assert!(line.chars().count() <= 100 - BAR_COLUMNS, "{line}");
+        // The most telling parts make it.
+        assert!(
+            line.starts_with("bound 15000/15000  hb 0/s p99 -  errors 0"),
+            "{line}"
+        );
     }
 }
