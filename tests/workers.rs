@@ -115,37 +115,46 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-#[test]
-fn a_killed_worker_is_reported_and_the_run_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = scenario(dir.path(), 40, "4s");
-    let report = dir.path().join("run").join("report.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
+/// Starts `wsoak run` with two workers on `sessions` sessions, its report in `dir/run`,
+/// and waits until both workers run and every session is bound (the interval log says
+/// so). Returns the parent and the workers' pids.
+fn start_bound(dir: &Path, sessions: u32, duration: &str) -> (std::process::Child, Vec<u32>) {
+    let path = scenario(dir, sessions, duration);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
         .arg("run")
         .arg(&path)
         .args(["--quiet", "--workers", "2", "--shards", "1", "--report"])
-        .arg(&report)
+        .arg(dir.join("run").join("report.json"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let parent = child.id();
-    // Wait until both workers run and every session is bound (the log says so).
-    let intervals = dir.path().join("run").join("intervals.jsonl");
+    let intervals = dir.join("run").join("intervals.jsonl");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let workers = loop {
-        let workers = children(parent);
+    loop {
+        let workers = children(child.id());
         let bound = std::fs::read_to_string(&intervals)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|l| l["states"]["bound"] == 40);
+            .any(|l| l["states"]["bound"] == sessions);
         if workers.len() == 2 && bound {
-            break workers;
+            return (child, workers);
         }
-        assert!(Instant::now() < deadline, "workers never ran: {workers:?}");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("workers never ran: {workers:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[test]
+fn a_killed_worker_is_reported_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("run").join("report.json");
+    let (child, workers) = start_bound(dir.path(), 40, "4s");
     // Which worker holds which sessions does not matter: each holds 20.
     let victim = workers[1];
     let killed = Command::new("kill")
@@ -202,33 +211,9 @@ fn workers_spread_over_the_source_addresses() {
 #[test]
 fn sigterm_on_the_parent_stops_every_worker_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let path = scenario(dir.path(), 30, "60s");
     let report = dir.path().join("run").join("report.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
-        .arg("run")
-        .arg(&path)
-        .args(["--quiet", "--workers", "2", "--shards", "1", "--report"])
-        .arg(&report)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, workers) = start_bound(dir.path(), 30, "60s");
     let parent = child.id();
-    let intervals = dir.path().join("run").join("intervals.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let workers = loop {
-        let workers = children(parent);
-        let bound = std::fs::read_to_string(&intervals)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|l| l["states"]["bound"] == 30);
-        if workers.len() == 2 && bound {
-            break workers;
-        }
-        assert!(Instant::now() < deadline, "workers never ran: {workers:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
     let asked = Instant::now();
     let term = Command::new("kill")
         .args(["-TERM", &parent.to_string()])

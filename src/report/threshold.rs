@@ -34,28 +34,19 @@ pub struct Verdict {
 impl Threshold {
     /// Evaluates against a report serialised as JSON.
     pub fn evaluate(&self, report: &Value) -> Verdict {
-        let observed = match self.divisor() {
-            None => lookup(report, self.left()),
-            Some(divisor) => match (lookup(report, self.left()), lookup(report, divisor)) {
-                (Some(a), Some(b)) if b != 0.0 => Some(a / b),
-                _ => None,
-            },
-        };
-        Verdict {
-            check: self.check.clone(),
-            observed,
-            pass: observed.is_some_and(|v| self.holds(v)),
-            abort_on_fail: self.abort_on_fail,
-        }
+        self.verdict(|path| lookup(report, path))
     }
-}
 
-impl Threshold {
     /// Evaluates against the run's totals so far, as an `abort_on_fail` check does every
     /// interval: the same value the finished report would give (`observe`), without
     /// building one.
     pub fn evaluate_live(&self, total: &Recorder, meta: &Meta) -> Verdict {
-        let value = |path: &str| observe(path, total, meta);
+        self.verdict(|path| observe(path, total, meta))
+    }
+
+    /// The verdict on the values `value` reads by path: the left one, or the ratio of
+    /// the two (no data when the divisor is zero).
+    fn verdict(&self, value: impl Fn(&str) -> Option<f64>) -> Verdict {
         let observed = match self.divisor() {
             None => value(self.left()),
             Some(divisor) => match (value(self.left()), value(divisor)) {
