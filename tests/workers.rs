@@ -118,6 +118,8 @@ fn alive(pid: u32) -> bool {
 /// Starts `wsoak run` with two workers on `sessions` sessions, its report in `dir/run`,
 /// and waits until both workers run and every session is bound (the interval log says
 /// so). Returns the parent and the workers' pids.
+// The child is handed to the caller, which waits for it; clippy cannot follow it there.
+#[allow(clippy::zombie_processes)]
 fn start_bound(dir: &Path, sessions: u32, duration: &str) -> (std::process::Child, Vec<u32>) {
     let path = scenario(dir, sessions, duration);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsoak"))
