@@ -3,7 +3,7 @@
 //! curves, and tables.
 //!
 //! The page reads without script: every chart is inline SVG drawn here. A small inline
-//! script ([`SCRIPT`]) adds what SVG alone cannot: the values under the pointer, and zoom
+//! script (`assets/charts.js`) adds what SVG alone cannot: the values under the pointer, and zoom
 //! (drag across a chart; double-click to zoom out), redrawing the charts over time from
 //! the same series, embedded as JSON. It loads nothing.
 //!
@@ -125,7 +125,7 @@ pub fn render(
         name = esc(&report.scenario),
     );
     html.push_str(&summary(report));
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<details class=\"meta\"><summary>Run details</summary><table>\
          <tr><th>target</th><td>{target}</td></tr>\
@@ -133,7 +133,7 @@ pub fn render(
          <tr><th>duration</th><td>{duration} s{interrupted}</td></tr>\
          <tr><th>load shape</th><td>{shape}</td></tr>\
          <tr><th>build</th><td>wsoak {version} · scenario sha256 <code>{hash}</code></td></tr>\
-         <tr><th>command</th><td><code>{command}</code></td></tr></table></details>\n",
+         <tr><th>command</th><td><code>{command}</code></td></tr></table></details>",
         target = esc(&report.target),
         started = esc(&report.started_at),
         duration = format_number(report.duration_s, 1),
@@ -298,10 +298,10 @@ pub fn render(
             .map_or("-".into(), |c| format!("{c:.1} s")),
         esc(&report.schema)
     );
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<script type=\"application/json\" id=\"wsoak-series\">{}</script>\
-         <script>{SCRIPT}</script></body></html>\n",
+         <script>{SCRIPT}</script></body></html>",
         embed(&times, end, embedded)
     );
     html
