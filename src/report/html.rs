@@ -3,9 +3,9 @@
 //! curves, and tables.
 //!
 //! The page reads without script: every chart is inline SVG drawn here. A small inline
-//! script (`assets/charts.js`) adds what SVG alone cannot: the values under the pointer, and zoom
-//! (drag across a chart; double-click to zoom out), redrawing the charts over time from
-//! the same series, embedded as JSON. It loads nothing.
+//! script (`assets/charts.js`) adds what SVG alone cannot: the values under the pointer,
+//! and zoom (drag across a chart; double-click to zoom out), redrawing the charts over
+//! time from the same series, embedded as JSON. It loads nothing.
 //!
 //! Charts stay readable, and the file small, for a 3-day run at 10 s intervals: series
 //! are downsampled to at most [`MAX_POINTS`] points, and a point that stands for several
