@@ -289,10 +289,28 @@ fn headless(chromium: &str, profile: &Path) -> Command {
 /// report.html must open with no network: nothing in it may load anything.
 fn assert_self_contained(html: &str) {
     let lower = html.to_ascii_lowercase();
+    // Inline script only: the charts' own, and their series as JSON. A `src` is caught
+    // below with the other attributes that fetch.
+    for (at, _) in lower.match_indices("<script") {
+        let open = &lower[at..at + lower[at..].find('>').unwrap_or(lower.len() - at)];
+        assert!(
+            open == "<script" || open == r#"<script type="application/json" id="wsoak-series""#,
+            "report.html has a script that is not inline: {open}>"
+        );
+    }
+    for api in [
+        "fetch(",
+        "xmlhttprequest",
+        "websocket(",
+        "eventsource(",
+        "import(",
+    ] {
+        assert!(!lower.contains(api), "report.html's script calls {api}");
+    }
     // Elements that fetch (or navigate) by their nature.
     for tag in [
-        "<script", "<link", "<img", "<iframe", "<frame", "<object", "<embed", "<base", "<video",
-        "<audio", "<source", "<track", "<image", "<use",
+        "<link", "<img", "<iframe", "<frame", "<object", "<embed", "<base", "<video", "<audio",
+        "<source", "<track", "<image", "<use",
     ] {
         assert!(!lower.contains(tag), "report.html contains {tag}");
     }
@@ -344,8 +362,11 @@ fn self_contained_check_catches_what_would_load() {
     assert_self_contained(&page(
         r##"<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0"/></svg><a href="#top">top</a>"##,
     ));
+    assert_self_contained(&page("<script>document.title = 'inline';</script>"));
     for bad in [
-        r#"<script>1</script>"#,
+        r#"<script src="x.js"></script>"#,
+        r#"<script type="module">import("x.js")</script>"#,
+        r#"<script>fetch("x.json")</script>"#,
         r#"<img src="x.png">"#,
         r#"<a href="https://example.com/">x</a>"#,
         r#"<div style="background: url(x.png)"></div>"#,
@@ -367,7 +388,15 @@ fn html_shows_every_chart_in_headless_chromium() {
     let out = run_in_process(&[s.to_str().unwrap(), "--report", report.to_str().unwrap()]);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_self_contained(&html);
-    let mut expected = vec!["chart-sessions".to_string(), "chart-connects".to_string()];
+    let mut expected: Vec<String> = [
+        "chart-sessions",
+        "chart-heartbeats",
+        "chart-messages",
+        "chart-connects",
+        "chart-errors",
+    ]
+    .map(String::from)
+    .to_vec();
     for (metric, l) in &out.report.latency_ms {
         if l.count > 0 {
             expected.push(format!("chart-latency-{metric}"));
@@ -407,6 +436,50 @@ fn html_shows_every_chart_in_headless_chromium() {
         let svg = &dom[at..at + dom[at..].find("</svg>").unwrap()];
         assert!(svg.contains("<path d=\"M"), "chart {id} draws no line");
     }
+    // The summary's key numbers, each with its unit.
+    let card = |id: &str| {
+        let at = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("summary card {id} missing from the rendered page"));
+        dom[at..at + dom[at..].find("</div></div>").unwrap()].to_string()
+    };
+    let r = &out.report;
+    assert!(card("summary-verdict").contains("no thresholds"));
+    assert!(card("summary-sessions")
+        .contains(&format!("{} of {}", r.sessions.bound, r.sessions.planned)));
+    assert!(card("summary-heartbeats").contains(" /s"));
+    assert!(card("summary-messages").contains(" /s"));
+    assert!(card("summary-errors").contains('%'));
+    let p99 = r.latency_ms["heartbeat"].p99.unwrap();
+    assert!(
+        card("summary-p99-heartbeat")
+            .contains(&format!("{} ms", wsoak::units::format_number(p99, 3))),
+        "{}",
+        card("summary-p99-heartbeat")
+    );
+    assert!(dom.contains("data-charts=\"ready\"") && dom.contains("id=\"wsoak-tip\""));
+
+    // The script runs, and redraws every chart over time for a range: the address can
+    // open the page zoomed, as a drag across a chart does.
+    let zoomed = headless(chromium, &dir.path().join("profile-zoom"))
+        .args(["--dump-dom", &format!("{url}#t=0.5-1.5")])
+        .output()
+        .unwrap();
+    let zoomed = String::from_utf8_lossy(&zoomed.stdout);
+    assert!(
+        zoomed.contains("data-charts=\"ready\""),
+        "the script did not finish"
+    );
+    for id in expected.iter().filter(|id| id.starts_with("chart-")) {
+        let at = zoomed.find(&format!("id=\"{id}\"")).unwrap();
+        let svg = &zoomed[at..at + zoomed[at..].find("</svg>").unwrap()];
+        assert!(
+            svg.contains("data-range=\"0.5-1.5\""),
+            "{id} not redrawn: {svg}"
+        );
+        assert!(svg.contains(">1s</text>"), "{id}: no tick at 1 s: {svg}");
+    }
+    assert!(zoomed.contains("Showing 0.5 s to 1.5 s of the run"));
     let shot = dir.path().join("shot.png");
     let status = headless(chromium, &dir.path().join("profile-shot"))
         .args([

@@ -1,32 +1,83 @@
-//! `report.html`: one self-contained file (inline SVG and CSS, no script, no network) that
-//! shows a run: header and thresholds, charts over time, percentile curves, and tables.
+//! `report.html`: one self-contained file (inline SVG, CSS and script, no network) that
+//! shows a run: a summary of the key numbers, thresholds, charts over time, percentile
+//! curves, and tables.
 //!
-//! Charts stay readable for a 3-day run at 10 s intervals: series are downsampled to at
-//! most [`MAX_POINTS`] points, and a point that stands for several intervals shows their
-//! maximum for latencies and states (so spikes are never averaged away) and their mean
-//! for per-interval counts.
+//! The page reads without script: every chart is inline SVG drawn here. A small inline
+//! script (`assets/charts.js`) adds what SVG alone cannot: the values under the pointer,
+//! and zoom (drag across a chart; double-click to zoom out), redrawing the charts over
+//! time from the same series, embedded as JSON. It loads nothing.
+//!
+//! Charts stay readable, and the file small, for a 3-day run at 10 s intervals: series
+//! are downsampled to at most [`MAX_POINTS`] points, and a point that stands for several
+//! intervals shows their maximum for latencies, states and errors (so spikes are never
+//! averaged away) and their mean for rates and other per-interval counts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use serde_json::{json, Value};
 
 use super::{IntervalLine, Report};
+use crate::units::{format_number, format_percent};
 
 /// Most points drawn per series.
 pub const MAX_POINTS: usize = 1200;
 
+/// The charts' coordinate system (the SVG viewBox); CSS scales it to the window's width.
 const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 260.0;
+const HEIGHT: f64 = 250.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 28.0;
-const BOTTOM: f64 = 36.0;
-/// Width of one legend entry.
-const LEGEND: f64 = 165.0;
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+const RIGHT: f64 = 24.0;
+const TOP: f64 = 10.0;
+const BOTTOM: f64 = 40.0;
+/// Rough width of one character of the charts' 11px labels, to keep labels inside.
+const CHAR: f64 = 6.5;
+/// Most ticks on a time axis.
+const MAX_TICKS: usize = 7;
+/// Round steps between time ticks, in seconds: 1, 2, 5 × 10^k below a minute, then
+/// minutes, hours and days (a longer span multiplies the last by 10).
+const TIME_STEPS: [f64; 31] = [
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    10800.0,
+    21600.0,
+    43200.0,
+    86400.0,
+    172_800.0,
+    432_000.0,
+    864_000.0,
+    1_728_000.0,
+    4_320_000.0,
 ];
+/// The Okabe–Ito palette, in the order a chart's series take them: told apart with every
+/// common colour-vision deficiency, and with no red and no green in it, so no chart ever
+/// pairs the two. Yellow last: it is the faintest on white.
+pub const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442",
+];
+/// The inline script: hover values and zoom.
+const SCRIPT: &str = include_str!("assets/charts.js");
 
 /// How a series is downsampled.
 #[derive(Clone, Copy)]
@@ -35,10 +86,24 @@ enum Fold {
     Mean,
 }
 
+/// One line of a chart over time.
 struct Series {
     name: String,
-    /// (seconds, value); NaN where an interval has no data.
-    points: Vec<(f64, f64)>,
+    /// One value per interval; NaN where an interval has no data.
+    values: Vec<f64>,
+}
+
+/// A chart over time, before downsampling.
+struct TimeChart {
+    /// The element id, `chart-…`.
+    id: String,
+    title: String,
+    /// The value axis's label, with its unit.
+    axis: String,
+    /// What follows a value in the hover tooltip: its unit.
+    suffix: &'static str,
+    series: Vec<Series>,
+    fold: Fold,
 }
 
 /// Renders the page. `totals` are the run's histograms by tag (metric name, or
@@ -50,174 +115,87 @@ pub fn render(
     shape: &str,
 ) -> String {
     let mut html = String::with_capacity(256 * 1024);
-    let passed = report.thresholds.iter().all(|t| t.pass);
+    let (verdict_class, verdict) = verdict(report);
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>wsoak · {name}</title><style>{CSS}</style></head><body>\n\
-         <h1>wsoak · {name} <span class=\"{cls}\">{verdict}</span></h1>\n\
-         <table class=\"meta\"><tr><th>target</th><td>{target}</td></tr>\
-         <tr><th>started</th><td>{started}</td></tr>\
-         <tr><th>duration</th><td>{duration:.1} s{interrupted}</td></tr>\
-         <tr><th>load shape</th><td>{shape}</td></tr>\
-         <tr><th>sessions</th><td>planned {planned}, bound {bound}, peak active {peak}</td></tr>\
-         <tr><th>build</th><td>wsoak {version} · scenario sha256 <code>{hash}</code></td></tr>\
-         <tr><th>command</th><td><code>{command}</code></td></tr></table>\n",
+         <h1>wsoak · {name} <span class=\"{verdict_class}\">{verdict}</span></h1>\n",
         name = esc(&report.scenario),
-        cls = if report.thresholds.is_empty() {
-            "none"
-        } else if passed {
-            "pass"
-        } else {
-            "fail"
-        },
-        verdict = if report.thresholds.is_empty() {
-            "no thresholds"
-        } else if passed {
-            "PASS"
-        } else {
-            "FAIL"
-        },
+    );
+    html.push_str(&summary(report));
+    let _ = writeln!(
+        html,
+        "<details class=\"meta\"><summary>Run details</summary><table>\
+         <tr><th>target</th><td>{target}</td></tr>\
+         <tr><th>started</th><td>{started}</td></tr>\
+         <tr><th>duration</th><td>{duration} s{interrupted}</td></tr>\
+         <tr><th>load shape</th><td>{shape}</td></tr>\
+         <tr><th>build</th><td>wsoak {version} · scenario sha256 <code>{hash}</code></td></tr>\
+         <tr><th>command</th><td><code>{command}</code></td></tr></table></details>",
         target = esc(&report.target),
         started = esc(&report.started_at),
-        duration = report.duration_s,
+        duration = format_number(report.duration_s, 1),
         interrupted = match (&report.aborted_by, report.interrupted) {
             (Some(check), _) => format!(" · aborted: {}", esc(check)),
             (None, true) => " · interrupted".to_string(),
             _ => String::new(),
         },
         shape = esc(shape),
-        planned = report.sessions.planned,
-        bound = report.sessions.bound,
-        peak = report.sessions.peak_active,
         version = esc(&report.wsoak.version),
         hash = esc(report.wsoak.scenario_sha256.as_deref().unwrap_or("-")),
         command = esc(&super::shell_words(&report.wsoak.command)),
     );
-    if !report.thresholds.is_empty() {
-        html.push_str(
-            "<h2>Thresholds</h2><table><tr><th>check</th><th>observed</th><th>result</th></tr>",
-        );
-        for t in &report.thresholds {
-            let _ = write!(
-                html,
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                esc(&t.check),
-                t.observed.map_or("no data".into(), |v| format!("{v:.4}")),
-                if t.pass { "pass" } else { "fail" },
-                if t.pass { "pass" } else { "FAIL" }
-            );
-        }
-        html.push_str("</table>\n");
-    }
+    html.push_str(&thresholds_table(report));
 
     let step = downsample_step(lines.len());
+    html.push_str("<h2>Over time</h2>\n<p class=\"note\" id=\"zoom-note\"></p>\n");
     if step > 1 {
         let _ = writeln!(
             html,
             "<p class=\"note\">{} intervals, drawn as {} points: each point covers {step} \
-             intervals and shows their maximum for latencies and sessions, their mean for \
-             counts.</p>",
+             intervals and shows their maximum for latencies, sessions and errors, their \
+             mean for rates and other counts.</p>",
             lines.len(),
             lines.len().div_ceil(step)
         );
     }
-    html.push_str("<h2>Over time</h2>\n");
-    // `authenticating` and `binding` are the states of runs from before steps were a list
-    // (one state, `steps`, since): kept so `wsoak report` still draws those runs' logs. A
-    // state no interval has is not drawn.
-    let states = [
-        "bound",
-        "connecting",
-        "steps",
-        "reconnecting",
-        "away",
-        "authenticating",
-        "binding",
-    ];
-    let by_state: Vec<Series> = states
-        .iter()
-        .map(|s| series(lines, s, |l| l.states.get(*s).map(|v| *v as f64)))
-        .filter(|s| s.points.iter().any(|p| p.1 > 0.0))
-        .collect();
-    html.push_str(&line_chart(
-        "sessions",
-        "Active sessions by state",
-        "sessions",
-        &by_state,
+    let times: Vec<f64> = fold(
+        &lines.iter().map(|l| (l.t, l.t)).collect::<Vec<_>>(),
+        step,
         Fold::Max,
-        step,
-    ));
-
-    let mut rates = vec![series(lines, "connects", |l| {
-        Some(*l.counts.get("connects.attempted").unwrap_or(&0) as f64)
-    })];
-    let mut causes: Vec<&String> = lines.iter().flat_map(|l| l.reconnects.keys()).collect();
-    causes.sort();
-    causes.dedup();
-    for cause in causes {
-        rates.push(series(lines, &format!("reconnect: {cause}"), |l| {
-            Some(*l.reconnects.get(cause).unwrap_or(&0) as f64)
-        }));
-    }
-    html.push_str(&line_chart(
-        "connects",
-        "Connects and reconnects (by cause) per interval",
-        "per interval",
-        &rates,
-        Fold::Mean,
-        step,
-    ));
-
-    let mut metrics: Vec<String> = lines
-        .iter()
-        .flat_map(|l| l.latency_ms.keys().cloned())
-        .collect();
-    metrics.sort();
-    metrics.dedup();
-    let mut custom: Vec<String> = lines
-        .iter()
-        .flat_map(|l| l.custom.latency_ms.keys().cloned())
-        .collect();
-    custom.sort();
-    custom.dedup();
-    let all = metrics
-        .iter()
-        .map(|m| (m.clone(), false))
-        .chain(custom.iter().map(|m| (m.clone(), true)));
-    for (metric, is_custom) in all {
-        let pick = |l: &IntervalLine| {
-            if is_custom {
-                l.custom.latency_ms.get(&metric).cloned()
-            } else {
-                l.latency_ms.get(&metric).cloned()
-            }
-        };
-        type Stat = fn(&super::Latency) -> Option<f64>;
-        let stats: [(&str, Stat); 4] = [
-            ("p50", |l| l.p50),
-            ("p90", |l| l.p90),
-            ("p99", |l| l.p99),
-            ("max", |l| l.max),
-        ];
-        let by_stat: Vec<Series> = stats
+    )
+    .into_iter()
+    .map(|p| p.0)
+    .collect();
+    let end = times.last().copied().unwrap_or(0.0).max(1.0);
+    let mut embedded = Vec::new();
+    for chart in time_charts(lines) {
+        let folded: Vec<(&str, Vec<f64>)> = chart
+            .series
             .iter()
-            .map(|(name, get)| series(lines, name, |l| pick(l).and_then(|x| get(&x))))
+            .map(|s| {
+                let points: Vec<(f64, f64)> = lines
+                    .iter()
+                    .map(|l| l.t)
+                    .zip(s.values.iter().copied())
+                    .collect();
+                let values = fold(&points, step, chart.fold).into_iter().map(|p| p.1);
+                (s.name.as_str(), values.collect())
+            })
             .collect();
-        let title = if is_custom {
-            format!("{metric} (script) latency per interval")
-        } else {
-            format!("{metric} latency per interval")
-        };
-        let id = format!(
-            "latency-{}",
-            if is_custom {
-                format!("custom-{metric}")
-            } else {
-                metric.clone()
-            }
-        );
-        html.push_str(&line_chart(&id, &title, "ms", &by_stat, Fold::Max, step));
+        html.push_str(&time_figure(&chart, &times, &folded, end));
+        embedded.push(json!({
+            "id": chart.id,
+            "axis": chart.axis,
+            "suffix": chart.suffix,
+            "series": folded.iter().enumerate().map(|(i, (name, values))| json!({
+                "name": name,
+                "color": PALETTE[i % PALETTE.len()],
+                "v": values.iter().map(|v| rounded(*v)).collect::<Vec<Value>>(),
+            })).collect::<Vec<Value>>(),
+        }));
     }
 
     html.push_str("<h2 id=\"percentiles\">Percentile distribution</h2>\n");
@@ -308,7 +286,7 @@ pub fn render(
     let _ = write!(
         html,
         "<tr><th>tester</th><td>{} shards · peak RSS {} · CPU {}</td></tr></table>\n\
-         <p class=\"note\">wsoak report schema {}</p></body></html>\n",
+         <p class=\"note\">wsoak report schema {}</p>\n",
         report.tester.shards,
         report
             .tester
@@ -320,9 +298,340 @@ pub fn render(
             .map_or("-".into(), |c| format!("{c:.1} s")),
         esc(&report.schema)
     );
+    let _ = writeln!(
+        html,
+        "<script type=\"application/json\" id=\"wsoak-series\">{}</script>\
+         <script>{SCRIPT}</script></body></html>",
+        embed(&times, end, embedded)
+    );
     html
 }
 
+/// The verdict's CSS class and words.
+fn verdict(report: &Report) -> (&'static str, &'static str) {
+    if report.thresholds.is_empty() {
+        ("none", "no thresholds")
+    } else if report.thresholds.iter().all(|t| t.pass) {
+        ("pass", "PASS")
+    } else {
+        ("fail", "FAIL")
+    }
+}
+
+/// The key numbers, each with its unit, as cards at the top of the page.
+fn summary(report: &Report) -> String {
+    let per_second = |n: u64| {
+        if report.duration_s > 0.0 {
+            format!("{} /s", format_number(n as f64 / report.duration_s, 2))
+        } else {
+            "-".to_string()
+        }
+    };
+    let errors: u64 = report.errors.values().sum();
+    let operations = report.connects.attempted + report.heartbeats.sent;
+    let error_rate = if operations > 0 {
+        format_percent(errors as f64 / operations as f64)
+    } else {
+        "-".to_string()
+    };
+    let (verdict_class, verdict) = verdict(report);
+    let failed = report.thresholds.iter().filter(|t| !t.pass).count();
+    let mut cards = vec![
+        (
+            "summary-verdict".to_string(),
+            "verdict".to_string(),
+            format!("<span class=\"{verdict_class}\">{verdict}</span>"),
+            if report.thresholds.is_empty() {
+                "no thresholds set".to_string()
+            } else {
+                format!("{failed} of {} thresholds failed", report.thresholds.len())
+            },
+        ),
+        (
+            "summary-sessions".to_string(),
+            "sessions bound".to_string(),
+            format!("{} of {}", report.sessions.bound, report.sessions.planned),
+            format!("peak {} active at once", report.sessions.peak_active),
+        ),
+        (
+            "summary-heartbeats".to_string(),
+            "heartbeats".to_string(),
+            per_second(report.heartbeats.sent),
+            format!(
+                "{} sent, {} acked, {} failed",
+                report.heartbeats.sent, report.heartbeats.acked, report.heartbeats.failed
+            ),
+        ),
+        (
+            "summary-messages".to_string(),
+            "messages received".to_string(),
+            per_second(report.messages.received),
+            format!(
+                "{} in {} s",
+                report.messages.received,
+                format_number(report.duration_s, 1)
+            ),
+        ),
+        (
+            "summary-errors".to_string(),
+            "error rate".to_string(),
+            error_rate,
+            format!("{errors} errors in {operations} connects and heartbeats"),
+        ),
+    ];
+    let steps = report.steps.0.iter().map(|(name, _)| name.as_str());
+    for name in steps.chain(std::iter::once("heartbeat")) {
+        let p99 = report.latency_ms.get(name).and_then(|l| l.p99);
+        cards.push((
+            format!("summary-p99-{name}"),
+            format!("{name} p99"),
+            p99.map_or("-".to_string(), |v| format!("{} ms", format_number(v, 3))),
+            report
+                .latency_ms
+                .get(name)
+                .map_or("no samples".to_string(), |l| format!("{} samples", l.count)),
+        ));
+    }
+    let mut html = String::from("<div class=\"summary\" id=\"summary\">");
+    for (id, label, value, detail) in cards {
+        let _ = write!(
+            html,
+            "<div class=\"card\" id=\"{}\"><div class=\"label\">{}</div>\
+             <div class=\"value\">{value}</div><div class=\"detail\">{}</div></div>",
+            esc(&id),
+            esc(&label),
+            esc(&detail)
+        );
+    }
+    html.push_str("</div>\n");
+    html
+}
+
+/// Each threshold with its observed value in its unit.
+fn thresholds_table(report: &Report) -> String {
+    if report.thresholds.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Thresholds</h2><table id=\"thresholds\"><tr><th>check</th><th>observed</th>\
+         <th>result</th></tr>",
+    );
+    for t in &report.thresholds {
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(&t.check),
+            esc(&t.observed_text()),
+            if t.pass { "pass" } else { "fail" },
+            if t.pass { "pass" } else { "FAIL" }
+        );
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+/// The charts over time, in page order, each series one value per interval.
+fn time_charts(lines: &[IntervalLine]) -> Vec<TimeChart> {
+    let mut charts = Vec::new();
+    // `authenticating` and `binding` are the states of runs from before steps were a list
+    // (one state, `steps`, since): kept so `wsoak report` still draws those runs' logs. A
+    // state no interval has is not drawn.
+    let states = [
+        "bound",
+        "connecting",
+        "steps",
+        "reconnecting",
+        "away",
+        "authenticating",
+        "binding",
+    ];
+    charts.push(TimeChart {
+        id: "chart-sessions".into(),
+        title: "Active sessions by state".into(),
+        axis: "sessions".into(),
+        suffix: " sessions",
+        series: states
+            .iter()
+            .map(|s| series(lines, s, |l| l.states.get(*s).map(|v| *v as f64)))
+            .filter(|s| s.values.iter().any(|v| *v > 0.0))
+            .collect(),
+        fold: Fold::Max,
+    });
+
+    // Per second, not per interval: an interval cut short at the end would read as a dip.
+    let seconds: Vec<f64> = lines
+        .iter()
+        .scan(0.0, |before, l| {
+            let dt = l.t - *before;
+            *before = l.t;
+            Some(dt)
+        })
+        .collect();
+    let rate = |name: &str, counter: &str| Series {
+        name: name.to_string(),
+        values: lines
+            .iter()
+            .zip(&seconds)
+            .map(|(l, dt)| {
+                if *dt > 0.0 {
+                    *l.counts.get(counter).unwrap_or(&0) as f64 / dt
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect(),
+    };
+    charts.push(TimeChart {
+        id: "chart-heartbeats".into(),
+        title: "Heartbeats per second".into(),
+        axis: "heartbeats/s".into(),
+        suffix: " /s",
+        series: vec![
+            rate("sent", "heartbeats.sent"),
+            rate("acked", "heartbeats.acked"),
+            rate("failed", "heartbeats.failed"),
+        ],
+        fold: Fold::Mean,
+    });
+    charts.push(TimeChart {
+        id: "chart-messages".into(),
+        title: "Messages received per second".into(),
+        axis: "messages/s".into(),
+        suffix: " /s",
+        series: vec![rate("received", "messages.received")],
+        fold: Fold::Mean,
+    });
+
+    let mut connects = vec![series(lines, "connects", |l| {
+        Some(*l.counts.get("connects.attempted").unwrap_or(&0) as f64)
+    })];
+    for cause in keys(lines, |l| &l.reconnects) {
+        connects.push(series(lines, &format!("reconnect: {cause}"), |l| {
+            Some(*l.reconnects.get(&cause).unwrap_or(&0) as f64)
+        }));
+    }
+    charts.push(TimeChart {
+        id: "chart-connects".into(),
+        title: "Connects and reconnects (by cause) per interval".into(),
+        axis: "per interval".into(),
+        suffix: "",
+        series: connects,
+        fold: Fold::Mean,
+    });
+
+    let kinds = keys(lines, |l| &l.errors);
+    let errors = if kinds.is_empty() {
+        vec![series(lines, "errors (none in any interval)", |_| {
+            Some(0.0)
+        })]
+    } else {
+        kinds
+            .iter()
+            .map(|kind| {
+                series(lines, kind, |l| {
+                    Some(*l.errors.get(kind).unwrap_or(&0) as f64)
+                })
+            })
+            .collect()
+    };
+    charts.push(TimeChart {
+        id: "chart-errors".into(),
+        title: "Errors by kind per interval".into(),
+        axis: "errors per interval".into(),
+        suffix: "",
+        series: errors,
+        fold: Fold::Max,
+    });
+
+    let mut metrics: Vec<String> = lines
+        .iter()
+        .flat_map(|l| l.latency_ms.keys().cloned())
+        .collect();
+    metrics.sort();
+    metrics.dedup();
+    let mut custom: Vec<String> = lines
+        .iter()
+        .flat_map(|l| l.custom.latency_ms.keys().cloned())
+        .collect();
+    custom.sort();
+    custom.dedup();
+    let all = metrics
+        .iter()
+        .map(|m| (m.clone(), false))
+        .chain(custom.iter().map(|m| (m.clone(), true)));
+    for (metric, is_custom) in all {
+        let pick = |l: &IntervalLine| {
+            if is_custom {
+                l.custom.latency_ms.get(&metric).cloned()
+            } else {
+                l.latency_ms.get(&metric).cloned()
+            }
+        };
+        type Stat = fn(&super::Latency) -> Option<f64>;
+        let stats: [(&str, Stat); 4] = [
+            ("p50", |l| l.p50),
+            ("p90", |l| l.p90),
+            ("p99", |l| l.p99),
+            ("max", |l| l.max),
+        ];
+        charts.push(TimeChart {
+            id: if is_custom {
+                format!("chart-latency-custom-{metric}")
+            } else {
+                format!("chart-latency-{metric}")
+            },
+            title: if is_custom {
+                format!("{metric} (script) latency per interval")
+            } else {
+                format!("{metric} latency per interval")
+            },
+            axis: "latency (ms)".into(),
+            suffix: " ms",
+            series: stats
+                .iter()
+                .map(|(name, get)| series(lines, name, |l| pick(l).and_then(|x| get(&x))))
+                .collect(),
+            fold: Fold::Max,
+        });
+    }
+    charts
+}
+
+/// The keys any interval has in one of its maps, sorted.
+fn keys(
+    lines: &[IntervalLine],
+    map: impl Fn(&IntervalLine) -> &BTreeMap<String, u64>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = lines.iter().flat_map(|l| map(l).keys().cloned()).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// A value for the embedded series: `null` for no data, else rounded to what a reader
+/// can use, so that a 24-hour run's page stays small.
+fn rounded(v: f64) -> Value {
+    if !v.is_finite() {
+        return Value::Null;
+    }
+    let decimals = if v.abs() >= 100.0 { 1 } else { 3 };
+    let factor = 10f64.powi(decimals);
+    json!((v * factor).round() / factor)
+}
+
+/// The series embedded for the script, as JSON that cannot end its `<script>` element.
+fn embed(times: &[f64], end: f64, charts: Vec<Value>) -> String {
+    let data = json!({
+        "geometry": {"w": WIDTH, "h": HEIGHT, "l": LEFT, "r": RIGHT, "t": TOP, "b": BOTTOM, "char": CHAR},
+        "steps": TIME_STEPS,
+        "maxTicks": MAX_TICKS,
+        "end": end,
+        "t": times.iter().map(|t| rounded(*t)).collect::<Vec<Value>>(),
+        "charts": charts,
+    });
+    // `<` only appears inside names; escaped, no `</script>` can close the element early.
+    data.to_string().replace('<', "\\u003c")
+}
 /// The request/reply steps in the order sessions run them, each with its counts
 /// (`steps.<step>`) and its latency's p50 and p99 (`latency_ms.<step>`); nothing for a
 /// scenario without steps.
@@ -363,14 +672,27 @@ fn ms(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
-const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}\
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222}\
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
-table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}\
-.pass{color:#fff;background:#2ca02c;padding:1px 8px;border-radius:3px}\
-.fail{color:#fff;background:#d62728;padding:1px 8px;border-radius:3px}\
-.none{color:#fff;background:#888;padding:1px 8px;border-radius:3px}\
-.note{color:#666;font-size:12px}svg{display:block;margin:6px 0 18px}\
-svg text{font:11px system-ui,sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}";
+table{border-collapse:collapse;margin:8px 0;display:block;overflow-x:auto;max-width:100%}\
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}\
+.pass{color:#fff;background:#0072B2;padding:1px 8px;border-radius:3px}\
+.fail{color:#fff;background:#D55E00;padding:1px 8px;border-radius:3px}\
+.none{color:#fff;background:#666;padding:1px 8px;border-radius:3px}\
+.summary{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}\
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:150px}\
+.card .label{color:#555;font-size:12px}.card .value{font-size:22px;font-weight:600}\
+.card .detail{color:#666;font-size:12px}.meta summary{cursor:pointer;color:#444}\
+.note{color:#666;font-size:12px}figure{margin:6px 0 22px}\
+figcaption{font-weight:600;margin-bottom:2px}\
+svg.chart{display:block;width:100%;height:auto;cursor:crosshair;user-select:none}\
+svg text{font:11px system-ui,sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}\
+.cursor{stroke:#444;stroke-dasharray:3 3;visibility:hidden}\
+.sel{fill:#0072B2;opacity:.15;visibility:hidden}\
+.legend{font-size:12px;color:#333}.legend span{margin-right:14px;white-space:nowrap}\
+.legend i,.tip i{display:inline-block;width:10px;height:10px;margin-right:4px}\
+.tip{position:fixed;display:none;pointer-events:none;background:#fff;border:1px solid #999;\
+border-radius:4px;padding:4px 8px;font-size:12px;box-shadow:0 1px 4px rgba(0,0,0,.2);z-index:1}";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -390,10 +712,7 @@ fn series(
 ) -> Series {
     Series {
         name: name.to_string(),
-        points: lines
-            .iter()
-            .map(|l| (l.t, value(l).unwrap_or(f64::NAN)))
-            .collect(),
+        values: lines.iter().map(|l| value(l).unwrap_or(f64::NAN)).collect(),
     }
 }
 
@@ -434,13 +753,58 @@ fn nice_max(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-fn format_time(seconds: f64) -> String {
-    if seconds >= 7200.0 {
-        format!("{:.1}h", seconds / 3600.0)
-    } else if seconds >= 120.0 {
-        format!("{:.0}m", seconds / 60.0)
+/// The time axis's ticks over `[t0, t1]` seconds: the smallest round step of
+/// [`TIME_STEPS`] that gives at most [`MAX_TICKS`] ticks, and every whole multiple of it
+/// in the range. The script's `ticks` follows the same rule when it zooms.
+fn time_ticks(t0: f64, t1: f64) -> (f64, Vec<f64>) {
+    let span = (t1 - t0).max(0.0);
+    let fits = |step: f64| ((span / step).floor() as usize) < MAX_TICKS;
+    let step = match TIME_STEPS.iter().copied().find(|s| fits(*s)) {
+        Some(step) => step,
+        None => {
+            let mut step = TIME_STEPS[TIME_STEPS.len() - 1];
+            while !fits(step) {
+                step *= 10.0;
+            }
+            step
+        }
+    };
+    let first = (t0 / step - 1e-9).ceil() as i64;
+    let last = (t1 / step + 1e-9).floor() as i64;
+    // Multiplied, not summed: 0.1 added thirty times is not 3.
+    (step, (first..=last).map(|k| k as f64 * step).collect())
+}
+
+/// A tick's label, in the unit its step is round in: `0.5s`, `20s`, `5m`, `1h30m`, `6h`,
+/// `2d`.
+fn tick_label(t: f64, step: f64) -> String {
+    if step < 60.0 {
+        let decimals = (-step.log10() + 0.75).floor().max(0.0) as usize;
+        format!("{}s", format_number(t, decimals))
+    } else if step < 3600.0 {
+        let minutes = (t / 60.0).round() as u64;
+        match (minutes / 60, minutes % 60) {
+            (0, m) => format!("{m}m"),
+            (h, 0) => format!("{h}h"),
+            (h, m) => format!("{h}h{m}m"),
+        }
+    } else if step < 86400.0 {
+        format!("{}h", (t / 3600.0).round() as u64)
     } else {
-        format!("{seconds:.0}s")
+        format!("{}d", (t / 86400.0).round() as u64)
+    }
+}
+
+/// The text-anchor that keeps a label at `x` inside the chart: centred where it fits,
+/// else flush against the edge it would cross, so no label is ever clipped.
+fn anchor(x: f64, text: &str) -> &'static str {
+    let half = text.chars().count() as f64 * CHAR / 2.0;
+    if x + half > WIDTH - 2.0 {
+        "end"
+    } else if x - half < 2.0 {
+        "start"
+    } else {
+        "middle"
     }
 }
 
@@ -448,24 +812,24 @@ fn format_value(v: f64) -> String {
     if v.fract() == 0.0 || v >= 100.0 {
         format!("{v:.0}")
     } else {
-        let text = format!("{v:.2}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
+        format_number(v, 2)
     }
 }
 
-/// Opens a chart's SVG element with its title.
+/// Opens a chart's figure: its caption and SVG element.
 fn svg_open(id: &str, title: &str) -> String {
     format!(
-        "<svg id=\"{}\" class=\"chart\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+        "<figure><figcaption>{t}</figcaption><svg id=\"{}\" class=\"chart\" \
          viewBox=\"0 0 {WIDTH} {HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
-         aria-label=\"{t}\"><text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{t}</text>",
+         aria-label=\"{t}\">",
         esc(id),
         t = esc(title)
     )
 }
 
-/// Horizontal grid lines with their value labels, at fifths of `y_max`.
-fn y_grid(svg: &mut String, y_max: f64, y: impl Fn(f64) -> f64) {
+/// Horizontal grid lines with their value labels, at quarters of `y_max`, and the value
+/// axis's label.
+fn y_grid(svg: &mut String, y_max: f64, y: impl Fn(f64) -> f64, axis: &str) {
     for i in 0..=4 {
         let v = y_max * f64::from(i) / 4.0;
         let _ = write!(
@@ -479,59 +843,87 @@ fn y_grid(svg: &mut String, y_max: f64, y: impl Fn(f64) -> f64) {
             yy = y(v),
         );
     }
+    let middle = TOP + (HEIGHT - TOP - BOTTOM) / 2.0;
+    let _ = write!(
+        svg,
+        "<text x=\"12\" y=\"{middle:.1}\" transform=\"rotate(-90 12 {middle:.1})\" \
+         text-anchor=\"middle\">{}</text>",
+        esc(axis)
+    );
 }
 
-fn line_chart(
-    id: &str,
-    title: &str,
-    unit: &str,
-    series: &[Series],
-    how: Fold,
-    step: usize,
-) -> String {
-    let folded: Vec<(&str, Vec<(f64, f64)>)> = series
-        .iter()
-        .map(|s| (s.name.as_str(), fold(&s.points, step, how)))
-        .collect();
-    let x_max = folded
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
+/// A label under the horizontal axis at `x`, kept inside the chart.
+fn x_label(svg: &mut String, x: f64, text: &str) {
+    let _ = write!(
+        svg,
+        "<line class=\"axis\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{b:.1}\" y2=\"{:.1}\"/>\
+         <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{}\">{}</text>",
+        HEIGHT - BOTTOM + 4.0,
+        HEIGHT - BOTTOM + 16.0,
+        anchor(x, text),
+        esc(text),
+        b = HEIGHT - BOTTOM,
+    );
+}
+
+/// Closes a chart: the axes, the script's cursor and selection, the legend.
+fn svg_close(svg: &mut String, names: &[&str]) {
+    let bottom = HEIGHT - BOTTOM;
+    let _ = write!(
+        svg,
+        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{bottom}\"/>\
+         <line class=\"axis\" x1=\"{LEFT}\" x2=\"{r}\" y1=\"{bottom}\" y2=\"{bottom}\"/>\
+         <line class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"{TOP}\" y2=\"{bottom}\"/>\
+         <rect class=\"sel\" x=\"0\" y=\"{TOP}\" width=\"0\" height=\"{h}\"/></svg>",
+        r = WIDTH - RIGHT,
+        h = bottom - TOP,
+    );
+    if names.len() > 1 {
+        svg.push_str("<div class=\"legend\">");
+        for (i, name) in names.iter().enumerate() {
+            let _ = write!(
+                svg,
+                "<span><i style=\"background:{}\"></i>{}</span>",
+                PALETTE[i % PALETTE.len()],
+                esc(name)
+            );
+        }
+        svg.push_str("</div>");
+    }
+    svg.push_str("</figure>\n");
+}
+
+/// A chart over time as a figure: `times` and each series' values are downsampled
+/// already, and the time axis runs from the load's start to `end` seconds.
+fn time_figure(chart: &TimeChart, times: &[f64], series: &[(&str, Vec<f64>)], end: f64) -> String {
     let y_max = nice_max(
-        folded
+        series
             .iter()
-            .flat_map(|(_, p)| p.iter().map(|p| p.1))
+            .flat_map(|(_, v)| v.iter().copied())
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max),
     );
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |t: f64| LEFT + t / x_max * plot_w;
+    let x = |t: f64| LEFT + t / end * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
-    let mut svg = svg_open(&format!("chart-{id}"), title);
-    y_grid(&mut svg, y_max, y);
-    for i in 0..=4 {
-        let t = x_max * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x(t),
-            HEIGHT - BOTTOM + 16.0,
-            format_time(t)
-        );
+    let mut svg = svg_open(&chart.id, &chart.title);
+    y_grid(&mut svg, y_max, y, &chart.axis);
+    let (step, ticks) = time_ticks(0.0, end);
+    for t in ticks {
+        x_label(&mut svg, x(t), &tick_label(t, step));
     }
     let _ = write!(
         svg,
-        "<text x=\"12\" y=\"{:.1}\" transform=\"rotate(-90 12 {:.1})\" text-anchor=\"middle\">{}</text>",
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
-        esc(unit)
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">time since start</text>",
+        WIDTH - RIGHT,
+        HEIGHT - 3.0
     );
-    for (i, (name, points)) in folded.iter().enumerate() {
+    for (i, (name, values)) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let mut d = String::new();
         let mut pen_down = false;
-        for (t, v) in points {
+        for (t, v) in times.iter().zip(values) {
             if v.is_nan() {
                 pen_down = false;
                 continue;
@@ -545,31 +937,33 @@ fn line_chart(
             );
             pen_down = true;
         }
-        if points.iter().filter(|p| !p.1.is_nan()).count() == 1 {
+        let drawn: Vec<(f64, f64)> = times
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(t, v)| (*t, *v))
+            .collect();
+        if let [(t, v)] = drawn[..] {
             // A lone point draws no line; mark it.
-            if let Some((t, v)) = points.iter().find(|p| !p.1.is_nan()) {
-                let _ = write!(
-                    svg,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"/>",
-                    x(*t),
-                    y(*v)
-                );
-            }
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"/>",
+                x(t),
+                y(v)
+            );
+        }
+        if d.is_empty() {
+            d.push_str("M0,0");
         }
         let _ = write!(
             svg,
-            "<path d=\"{d}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"><title>{n}</title></path>\
-             <rect x=\"{lx:.1}\" y=\"6\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{tx:.1}\" y=\"15\">{n}</text>",
-            n = esc(name),
-            lx = WIDTH - RIGHT - LEGEND * (folded.len() - i) as f64,
-            tx = WIDTH - RIGHT - LEGEND * (folded.len() - i) as f64 + 14.0,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\">\
+             <title>{}</title></path>",
+            esc(name)
         );
     }
-    let _ = writeln!(
-        svg,
-        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{LEFT}\" y1=\"{TOP}\" y2=\"{:.1}\"/></svg>",
-        TOP + plot_h
-    );
+    let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
+    svg_close(&mut svg, &names);
     svg
 }
 
@@ -604,13 +998,19 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
     {
         let _ = write!(
             svg,
-            "<line class=\"grid\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/><text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+            "<line class=\"grid\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>",
             TOP + plot_h,
-            HEIGHT - BOTTOM + 16.0,
             xx = x(i as f64)
         );
+        x_label(&mut svg, x(i as f64), label);
     }
-    y_grid(&mut svg, y_max, y);
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">percentile</text>",
+        WIDTH - RIGHT,
+        HEIGHT - 3.0
+    );
+    y_grid(&mut svg, y_max, y, "latency (ms)");
     let mut d = String::new();
     for (i, (n, v)) in points.iter().enumerate() {
         let _ = write!(
@@ -621,14 +1021,12 @@ fn percentile_chart(tag: &str, h: &Histogram<u64>) -> String {
             y(*v)
         );
     }
-    let _ = writeln!(
+    let _ = write!(
         svg,
-        "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"/>\
-         <text x=\"12\" y=\"{:.1}\" transform=\"rotate(-90 12 {:.1})\" text-anchor=\"middle\">ms</text></svg>",
+        "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"/>",
         PALETTE[0],
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
     );
+    svg_close(&mut svg, &[tag]);
     svg
 }
 
@@ -714,5 +1112,256 @@ mod tests {
         assert_eq!(nice_max(3.2), 5.0);
         assert_eq!(nice_max(180.0), 200.0);
         assert_eq!(nice_max(0.7), 1.0);
+    }
+
+    #[test]
+    fn time_ticks_land_exactly_on_round_times() {
+        // The review's case: a 3.76 s run gets 0, 1, 2, 3 s, and no "4s" at 3.76 s.
+        let (step, ticks) = time_ticks(0.0, 3.76);
+        assert_eq!(step, 1.0);
+        assert_eq!(ticks, [0.0, 1.0, 2.0, 3.0]);
+        let labels: Vec<String> = ticks.iter().map(|t| tick_label(*t, step)).collect();
+        assert_eq!(labels, ["0s", "1s", "2s", "3s"]);
+        // Each tick is drawn at its time: x is linear in t over [0, end].
+        let end = 3.76;
+        let plot_w = WIDTH - LEFT - RIGHT;
+        let x = |t: f64| LEFT + t / end * plot_w;
+        assert!((x(3.0) - (LEFT + 3.0 / 3.76 * plot_w)).abs() < 1e-9);
+
+        let cases: [(f64, f64, &[&str]); 6] = [
+            (0.45, 0.1, &["0s", "0.1s", "0.2s", "0.3s", "0.4s"]),
+            (30.0, 5.0, &["0s", "5s", "10s", "15s", "20s", "25s", "30s"]),
+            (600.0, 120.0, &["0m", "2m", "4m", "6m", "8m", "10m"]),
+            (5400.0, 1200.0, &["0m", "20m", "40m", "1h", "1h20m"]),
+            (86_400.0, 21_600.0, &["0h", "6h", "12h", "18h", "24h"]),
+            (
+                3.0 * 86_400.0,
+                43_200.0,
+                &["0h", "12h", "24h", "36h", "48h", "60h", "72h"],
+            ),
+        ];
+        for (end, want_step, want) in cases {
+            let (step, ticks) = time_ticks(0.0, end);
+            assert_eq!(step, want_step, "{end} s");
+            let labels: Vec<String> = ticks.iter().map(|t| tick_label(*t, step)).collect();
+            assert_eq!(labels, want, "{end} s");
+            assert!(ticks.len() <= MAX_TICKS && *ticks.last().unwrap() <= end);
+        }
+        // Zoomed: only whole multiples of the step inside the range.
+        let (step, ticks) = time_ticks(12.3, 17.9);
+        assert_eq!((step, ticks), (1.0, vec![13.0, 14.0, 15.0, 16.0, 17.0]));
+    }
+
+    #[test]
+    fn no_label_is_clipped() {
+        // The last tick at the right edge, and the percentile chart's last label.
+        for text in ["24h", "99.9999%", "1h20m"] {
+            let x = WIDTH - RIGHT;
+            let half = text.len() as f64 * CHAR / 2.0;
+            let (left, right) = match anchor(x, text) {
+                "end" => (x - 2.0 * half, x),
+                "start" => (x, x + 2.0 * half),
+                _ => (x - half, x + half),
+            };
+            assert!(left >= 0.0 && right <= WIDTH, "{text}: {left}..{right}");
+        }
+        assert_eq!(anchor(WIDTH / 2.0, "12s"), "middle");
+        let h = {
+            let mut h = Histogram::<u64>::new(3).unwrap();
+            for v in 1..1000 {
+                h.record(v * 1000).unwrap();
+            }
+            h
+        };
+        let svg = percentile_chart("heartbeat", &h);
+        assert!(svg.contains("text-anchor=\"end\">99.9999%</text>"), "{svg}");
+    }
+
+    /// Hue in degrees of a `#RRGGBB` colour, and whether it is saturated enough to read
+    /// as a hue at all.
+    fn hue(color: &str) -> (f64, bool) {
+        let c = |i: usize| f64::from(u8::from_str_radix(&color[i..i + 2], 16).unwrap()) / 255.0;
+        let (r, g, b) = (c(1), c(3), c(5));
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        if max - min < 0.2 {
+            return (0.0, false);
+        }
+        let d = max - min;
+        let h = if max == r {
+            60.0 * ((g - b) / d).rem_euclid(6.0)
+        } else if max == g {
+            60.0 * ((b - r) / d + 2.0)
+        } else {
+            60.0 * ((r - g) / d + 4.0)
+        };
+        (h, true)
+    }
+
+    fn red_green_pair(colors: &[&str]) -> bool {
+        let hues: Vec<f64> = colors
+            .iter()
+            .map(|c| hue(c))
+            .filter(|h| h.1)
+            .map(|h| h.0)
+            .collect();
+        let red = hues.iter().any(|h| !(20.0..=340.0).contains(h));
+        let green = hues.iter().any(|h| (80.0..=155.0).contains(h));
+        red && green
+    }
+
+    #[test]
+    fn the_palette_never_pairs_red_with_green() {
+        assert!(!red_green_pair(&PALETTE), "{PALETTE:?}");
+        // The palette before: matplotlib's, whose first three are blue, red, green.
+        assert!(red_green_pair(&["#1f77b4", "#d62728", "#2ca02c"]));
+        // Every chart draws its series from the palette, and so do the badges.
+        let html = render(&report(&[], |_| {}), &[], &BTreeMap::new(), "4 sessions");
+        let colors: Vec<&str> = html
+            .match_indices('#')
+            .filter_map(|(at, _)| html.get(at..at + 7))
+            .filter(|c| c[1..].chars().all(|ch| ch.is_ascii_hexdigit()))
+            .collect();
+        assert!(!colors.is_empty());
+        assert!(!red_green_pair(&colors), "{colors:?}");
+    }
+
+    #[test]
+    fn thresholds_show_observed_values_in_their_units() {
+        let mut r = report(&[], |_| {});
+        let verdict = |check: &str, observed: Option<f64>| crate::report::threshold::Verdict {
+            check: check.into(),
+            observed,
+            pass: true,
+            abort_on_fail: false,
+        };
+        r.thresholds = vec![
+            verdict("heartbeat.p99 < 200ms", Some(5.259)),
+            verdict("sessions.bound / sessions.started >= 99%", Some(0.9975)),
+            verdict("reconnects.total < 500", Some(429.0)),
+            verdict("errors.rate < 1%", None),
+        ];
+        let html = render(&r, &[], &BTreeMap::new(), "4 sessions");
+        let table = &html[html.find("id=\"thresholds\"").expect("a thresholds table")..];
+        let table = &table[..table.find("</table>").unwrap()];
+        for cell in [
+            "<td>5.259 ms</td>",
+            "<td>99.75%</td>",
+            "<td>429</td>",
+            "<td>no data</td>",
+        ] {
+            assert!(table.contains(cell), "{cell} in {table}");
+        }
+        assert!(
+            !table.contains("429.0000") && !table.contains("5.2590"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_the_key_numbers_with_units() {
+        let mut r = report(&["auth".into()], |r| {
+            r.step_accepted(0, Duration::from_micros(1500));
+        });
+        r.duration_s = 10.0;
+        r.heartbeats.sent = 200;
+        r.messages.received = 50;
+        r.connects.attempted = 50;
+        r.errors.insert("heartbeat_timeout".into(), 5);
+        let html = render(&r, &[], &BTreeMap::new(), "4 sessions");
+        let summary = &html[html.find("id=\"summary\"").unwrap()..];
+        let summary = &summary[..summary.find("</div>\n").unwrap()];
+        for text in [
+            "20 /s",
+            "5 /s",
+            "2%",
+            "1.5 ms",
+            "of 4",
+            "no thresholds",
+            "id=\"summary-p99-auth\"",
+            "id=\"summary-p99-heartbeat\"",
+        ] {
+            assert!(summary.contains(text), "{text} in {summary}");
+        }
+    }
+
+    /// A 24-hour soak at a 10 s interval, with a step, heartbeats, errors and reconnects.
+    fn day_of_intervals() -> Vec<IntervalLine> {
+        let latency = |base: f64| crate::report::Latency {
+            count: 250,
+            min: Some(base * 0.5),
+            mean: Some(base),
+            p50: Some(base * 0.9),
+            p90: Some(base * 1.7),
+            p99: Some(base * 3.1),
+            p999: Some(base * 5.3),
+            max: Some(base * 7.9),
+        };
+        (0..8640u64)
+            .map(|i| {
+                let wobble = (i % 37) as f64 / 37.0;
+                let count = |names: &[(&str, u64)]| {
+                    names.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+                };
+                IntervalLine {
+                    t: (i + 1) as f64 * 10.0 + wobble * 0.01,
+                    seq: i,
+                    counts: count(&[
+                        ("connects.attempted", i % 7),
+                        ("heartbeats.sent", 1000 + i % 13),
+                        ("heartbeats.acked", 998 + i % 11),
+                        ("heartbeats.failed", i % 3),
+                        ("messages.received", 480 + i % 29),
+                    ]),
+                    reconnects: count(&[("heartbeat", i % 5), ("server_close", i % 2)]),
+                    errors: count(&[("heartbeat_timeout", i % 3), ("auth_rejected", i % 2)]),
+                    states: count(&[("bound", 10_000 - (i % 50)), ("reconnecting", i % 50)])
+                        .into_iter()
+                        .map(|(k, v): (String, u64)| (k, v as i64))
+                        .collect(),
+                    peak_active: Some(10_000),
+                    latency_ms: [
+                        ("connect".to_string(), latency(12.0 + wobble)),
+                        ("auth".to_string(), latency(3.0 + wobble)),
+                        ("heartbeat".to_string(), latency(1.0 + wobble)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    custom: Default::default(),
+                    rss_kib: Some(180_000 + i),
+                    cpu_ms: Some(900.0),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_day_at_10s_intervals_stays_small() {
+        let lines = day_of_intervals();
+        let html = render(
+            &report(&["auth".into()], |_| {}),
+            &lines,
+            &BTreeMap::new(),
+            "s",
+        );
+        // Measured 483 KB (README, "Run output"); the bound leaves room for more metrics.
+        assert!(html.len() < 1_000_000, "{} bytes", html.len());
+        eprintln!(
+            "24 h at 10 s intervals: report.html is {} bytes",
+            html.len()
+        );
+        for id in [
+            "chart-heartbeats",
+            "chart-messages",
+            "chart-errors",
+            "chart-latency-auth",
+        ] {
+            assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
+        }
+        assert!(html.contains("8640 intervals, drawn as 1080 points"));
+        let ticks: Vec<&str> = ["0h", "6h", "12h", "18h", "24h"]
+            .into_iter()
+            .filter(|t| html.contains(&format!(">{t}</text>")))
+            .collect();
+        assert_eq!(ticks.len(), 5, "{ticks:?}");
     }
 }

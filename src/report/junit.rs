@@ -10,9 +10,8 @@
 use std::fmt::Write as _;
 
 use super::compare::Row;
-use super::threshold::{Threshold, Verdict};
+use super::threshold::{show, Threshold, Verdict};
 use super::Report;
-use crate::threshold::Measure;
 use crate::units::{format_number, format_percent};
 
 /// The class name of a threshold's test case.
@@ -93,16 +92,6 @@ pub fn compare(current_report: &Report, baseline: &str, current: &str, rows: &[R
         cases,
     }
     .render()
-}
-
-/// A value a threshold observed or compares against, with its unit: latencies in ms,
-/// ratios as a percentage, counts plain.
-fn show(measure: Option<Measure>, value: f64) -> String {
-    match measure {
-        Some(Measure::Latency) => format!("{} ms", format_number(value, 3)),
-        Some(Measure::Fraction) => format_percent(value),
-        Some(Measure::Count) | None => format_number(value, 3),
-    }
 }
 
 fn threshold_case(verdict: &Verdict) -> Case {

@@ -15,7 +15,8 @@ use crate::metrics::{Counter, Recorder};
 // Re-exported so that `report::threshold::Threshold` (the CLI, the runner, `lib.rs`) keeps
 // naming it where it has always been found.
 pub use crate::threshold::Threshold;
-use crate::threshold::{custom_latency, latency_path};
+use crate::threshold::{custom_latency, latency_path, Measure};
+use crate::units::{format_number, format_percent};
 
 /// A threshold's verdict, as reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,31 @@ pub struct Verdict {
     pub pass: bool,
     /// Whether it could end the run early.
     pub abort_on_fail: bool,
+}
+
+impl Verdict {
+    /// What the check measures, which says the unit of `observed`. The check as written
+    /// parses back to the threshold that was judged; a report edited by hand may hold one
+    /// that does not: `None`, and its values are then said without units.
+    pub fn measure(&self) -> Option<Measure> {
+        Threshold::parse(&self.check).ok().map(|t| t.measure())
+    }
+
+    /// The observed value with its unit (`1.083 ms`, `99.8%`, `12`), or `no data`.
+    pub fn observed_text(&self) -> String {
+        self.observed
+            .map_or("no data".to_string(), |v| show(self.measure(), v))
+    }
+}
+
+/// A value a threshold observed or compares against, with its unit: latencies in ms,
+/// ratios as a percentage, counts plain.
+pub fn show(measure: Option<Measure>, value: f64) -> String {
+    match measure {
+        Some(Measure::Latency) => format!("{} ms", format_number(value, 3)),
+        Some(Measure::Fraction) => format_percent(value),
+        Some(Measure::Count) | None => format_number(value, 3),
+    }
 }
 
 impl Threshold {
