@@ -774,9 +774,7 @@ impl Report {
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds");
             for v in &self.thresholds {
-                let observed = v
-                    .observed
-                    .map_or("no data".to_string(), |o| format!("{o:.4}"));
+                let observed = v.observed_text();
                 let _ = writeln!(
                     out,
                     "  {}  {}  (observed {observed})",
