@@ -7,6 +7,7 @@
 //! `raw` (the serde model of the file, `deny_unknown_fields`, so a typo is an error),
 //! `compile` (raw + [`Overrides`] → model: every value checked, templates and matchers
 //! compiled, card data loaded), `model` (the compiled [`Scenario`] and its parts),
+//! `schema` (the file's JSON Schema, generated from `raw`),
 //! `target` ([`Target`], [`redact`]), `cards` (the CSV feeder), `locate` (key path →
 //! line and column), `error` ([`ScenarioError`]), `template`, `matcher` and [`input`]
 //! (capped, regular-file reads).
@@ -23,6 +24,7 @@ mod locate;
 mod matcher;
 mod model;
 mod raw;
+mod schema;
 mod target;
 mod template;
 
@@ -33,6 +35,7 @@ pub use compile::Overrides;
 pub use error::ScenarioError;
 pub use matcher::Matcher;
 pub use model::{Backoff, Connect, Heartbeat, Reconnect, Scenario, Step};
+pub use schema::scenario_schema;
 pub use target::{redact, Target, TargetUrl};
 pub use template::{Template, Vars};
 
