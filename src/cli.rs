@@ -141,6 +141,32 @@ pub enum Command {
         wsoak man > /usr/share/man/man1/wsoak.1\n  \
         wsoak man | man -l -")]
     Man,
+    /// Print a JSON Schema: of scenario files, for editors (completion, hover help and
+    /// validation while writing a scenario), or of report.json, for programs that read
+    /// reports.
+    ///
+    /// The scenario schema is generated from the same types that read scenario files, so
+    /// it is never out of step with them; schema/scenario.schema.json in the repository
+    /// is a copy of it. Point an editor at it with a first line of
+    /// `# yaml-language-server: $schema=PATH` in the scenario (README, "Editor support").
+    #[command(after_help = "Examples:\n  \
+        wsoak schema scenario > schema/scenario.schema.json\n  \
+        wsoak schema report > report.schema.json\n  \
+        wsoak schema scenario | jq '.properties | keys'")]
+    Schema {
+        /// Which schema.
+        #[arg(value_enum)]
+        of: SchemaKind,
+    },
+}
+
+/// What `wsoak schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// Scenario files (YAML, and the map a .rhai scenario's `scenario()` returns).
+    Scenario,
+    /// The report.json that `wsoak run` writes.
+    Report,
 }
 
 /// What `wsoak report` and `wsoak compare` print on stdout.

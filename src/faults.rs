@@ -13,34 +13,42 @@ use serde::Deserialize;
 use crate::units;
 
 /// Ways the server misbehaves. All off by default.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
     /// Wait this long before each reply (measured from reading the message).
     #[serde(default, with = "units::opt_duration")]
+    #[schemars(with = "Option<units::DurationText>")]
     pub delay: Option<Duration>,
     /// Answer no ack to the N-th, 2N-th, … heartbeat of each connection (heartbeats
     /// are numbered from 1 on every connection).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub drop_ack_every: Option<u64>,
     /// Hold the reply to the N-th, 2N-th, … heartbeat of each connection for
     /// `slow_ack` (1: every heartbeat). Needs `slow_ack`.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub slow_ack_every: Option<u64>,
     /// How long `slow_ack_every` holds a heartbeat's reply, on top of any `delay`.
     #[serde(default, with = "units::opt_duration")]
+    #[schemars(with = "Option<units::DurationText>")]
     pub slow_ack: Option<Duration>,
     /// Close each connection abruptly (no close frame) once it has lived this long.
     #[serde(default, with = "units::opt_duration")]
+    #[schemars(with = "Option<units::DurationText>")]
     pub drop_after: Option<Duration>,
     /// Stop answering once a connection has lived this long, keeping TCP open.
     #[serde(default, with = "units::opt_duration")]
+    #[schemars(with = "Option<units::DurationText>")]
     pub stall_after: Option<Duration>,
     /// Fraction of auths answered with a rejection (`code "401"`), spread evenly.
     #[serde(default, with = "units::fraction")]
+    #[schemars(with = "units::FractionText")]
     pub reject_auth: f64,
     /// Once a connection has bound its card, push an `order_push` message this often.
     #[serde(default, with = "units::opt_duration")]
+    #[schemars(with = "Option<units::DurationText>")]
     pub push_every: Option<Duration>,
 }
 

@@ -14,7 +14,8 @@
 //!   three so that the input layer never imports the output layer.
 //! - [`report`]: the JSON report and the text summary.
 //! - [`server`]: the reference server, embedded by default and as `wsoak serve`.
-//! - [`command`]: one file per command (`run`, `check`, `serve`, `report`, `compare`),
+//! - [`command`]: one file per command (`run`, `check`, `serve`, `report`, `compare`,
+//!   `schema`),
 //!   each parsing nothing and validating then executing; [`command::rundir`] names a
 //!   run's files for all of them.
 //! - [`out`]: printing for people, where a closed pipe is never an error.
@@ -65,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Compare(args) => command::compare::compare(&args),
         Command::Completions { shell } => command::package::completions(shell),
         Command::Man => command::package::man(),
+        Command::Schema { of } => command::schema::schema(of),
     }
 }

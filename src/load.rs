@@ -18,24 +18,27 @@ use serde::Deserialize;
 use crate::units;
 
 /// One stage of the closed model: move linearly to `target` sessions over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// How long the stage lasts.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationText")]
     pub duration: Duration,
-    /// Concurrent sessions at the end of the stage.
+    /// Concurrent sessions at the end of the stage (0 ramps down to none).
     pub target: u32,
 }
 
 /// One stage of the open model: move linearly to `rate` arrivals per second.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateStage {
     /// How long the stage lasts.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationText")]
     pub duration: Duration,
     /// Arrivals per second at the end of the stage.
+    #[schemars(range(min = 0.0))]
     pub rate: f64,
 }
 

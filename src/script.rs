@@ -102,7 +102,17 @@ fn intern(name: &str) -> &'static str {
 }
 
 /// What a session does when a hook fails at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Drop the socket and reconnect (cause `script_error`).
@@ -115,23 +125,28 @@ pub enum OnError {
 }
 
 /// Sandbox limits, settable in the scenario's `script:` block.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Operations per hook call. 50,000 is about a millisecond.
+    /// Operations per hook call. 50,000 is about a millisecond. From 100 to 1,000,000.
     #[serde(default = "default_operations")]
+    #[schemars(range(min = 100, max = 1_000_000))]
     pub max_operations: u64,
-    /// Longest string, in bytes.
+    /// Longest string, in bytes. From 64 to 16 MiB (16,777,216).
     #[serde(default = "default_string")]
+    #[schemars(range(min = 64, max = 16_777_216))]
     pub max_string_size: usize,
-    /// Largest array.
+    /// Largest array, in elements. From 16 to 1,000,000.
     #[serde(default = "default_collection")]
+    #[schemars(range(min = 16, max = 1_000_000))]
     pub max_array_size: usize,
-    /// Largest map.
+    /// Largest map, in entries. From 16 to 1,000,000.
     #[serde(default = "default_collection")]
+    #[schemars(range(min = 16, max = 1_000_000))]
     pub max_map_size: usize,
-    /// Deepest call nesting.
+    /// Deepest call nesting. From 1 to 64.
     #[serde(default = "default_calls")]
+    #[schemars(range(min = 1, max = 64))]
     pub max_call_levels: usize,
 }
 

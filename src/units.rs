@@ -92,7 +92,7 @@ pub fn format_percent(fraction: f64) -> String {
 pub mod opt_duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     /// Deserialises an optional duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -100,24 +100,32 @@ pub mod opt_duration {
         text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
+    /// Writes an optional duration as a file would (the scenario schema's defaults).
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        value.map(super::format_duration).serialize(s)
+    }
 }
 
 /// Serde support for `Duration` fields written as duration strings.
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     /// Deserialises a duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+    /// Writes a duration as a file would (the scenario schema's defaults).
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*value))
+    }
 }
 
 /// Serde support for fractions written as `0.1` or `10%`.
 pub mod fraction {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -134,7 +142,59 @@ pub mod fraction {
         };
         super::parse_fraction(&text).map_err(serde::de::Error::custom)
     }
+    /// Writes a fraction as a number (the scenario schema's defaults).
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(*value)
+    }
 }
+
+/// The JSON Schema of a duration written with a unit, for `#[schemars(with = ...)]` on
+/// fields read through [`duration`] or [`opt_duration`].
+pub struct DurationText;
+
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration with a unit: `250ms`, `30s`, `5m`, `2h`, `1h30m` (also \
+                            `us` and `d`). A bare number is an error: write `30s`, not `30`.",
+            "type": "string",
+            // Numbers, each followed by a unit; the units themselves are humantime's to judge.
+            "pattern": DURATION_PATTERN,
+            "examples": ["250ms", "30s", "5m", "1h30m"]
+        })
+    }
+}
+
+/// What a duration looks like in the scenario schema: numbers, each with a unit.
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
+
+/// The JSON Schema of a fraction, for `#[schemars(with = ...)]` on fields read through
+/// [`fraction`]: a number in 0..1, or a percentage string.
+pub struct FractionText;
+
+impl schemars::JsonSchema for FractionText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fraction".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A fraction: a number from 0 to 1 (`0.25`) or a percentage from 0% \
+                            to 100% (`25%`).",
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1},
+                {"type": "string", "pattern": PERCENT_PATTERN}
+            ]
+        })
+    }
+}
+
+/// What a percentage from 0% to 100% looks like in the scenario schema.
+pub const PERCENT_PATTERN: &str = r"^\s*(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)\s*%\s*$";
 
 #[cfg(test)]
 mod tests {

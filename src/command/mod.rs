@@ -17,6 +17,7 @@ mod plan;
 pub(crate) mod report;
 pub mod run;
 pub mod rundir;
+pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod worker;
 

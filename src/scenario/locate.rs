@@ -5,6 +5,20 @@
 /// `["steps", "[1]", "name"]` for a list item's key) in block-style YAML, for errors found
 /// after parsing. Falls back to the deepest ancestor found.
 pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    search(text, path).0
+}
+
+/// The line and column of the key path itself, or `None` when only an ancestor is found
+/// (the key is in a flow mapping, say, or not in the text at all).
+pub(super) fn locate_exact(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    match search(text, path) {
+        (found, depth) if depth == path.len() => found,
+        _ => None,
+    }
+}
+
+/// The place of the deepest key of `path` found, and how many of its keys were found.
+fn search(text: &str, path: &[&str]) -> (Option<(usize, usize)>, usize) {
     let mut found = None;
     let mut depth = 0;
     let mut parent_indent: Option<usize> = None;
@@ -59,7 +73,7 @@ pub(super) fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
             parent_indent = Some(indent);
         }
     }
-    found
+    (found, depth)
 }
 
 /// `[3]` → 3: a path segment that is a list index.
@@ -89,6 +103,8 @@ mod tests {
         assert_eq!(locate(text, &["heartbeat", "timeout"]), Some((5, 3)));
         assert_eq!(locate(text, &["auth", "timeout"]), Some((2, 3)));
         assert_eq!(locate(text, &["heartbeat", "nope"]), Some((3, 1)));
+        assert_eq!(locate_exact(text, &["heartbeat", "timeout"]), Some((5, 3)));
+        assert_eq!(locate_exact(text, &["heartbeat", "nope"]), None);
     }
 
     #[test]

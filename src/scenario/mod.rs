@@ -7,6 +7,8 @@
 //! `raw` (the serde model of the file, `deny_unknown_fields`, so a typo is an error),
 //! `compile` (raw + [`Overrides`] → model: every value checked, templates and matchers
 //! compiled, card data loaded), `model` (the compiled [`Scenario`] and its parts),
+//! `schema` (the file's JSON Schema, generated from `raw`), `syntax` (serde's errors at
+//! the offending key, in a scenario writer's words),
 //! `target` ([`Target`], [`redact`]), `cards` (the CSV feeder), `locate` (key path →
 //! line and column), `error` ([`ScenarioError`]), `template`, `matcher` and [`input`]
 //! (capped, regular-file reads).
@@ -23,6 +25,8 @@ mod locate;
 mod matcher;
 mod model;
 mod raw;
+mod schema;
+mod syntax;
 mod target;
 mod template;
 
@@ -33,6 +37,7 @@ pub use compile::Overrides;
 pub use error::ScenarioError;
 pub use matcher::Matcher;
 pub use model::{Backoff, Connect, Heartbeat, Reconnect, Scenario, Step};
+pub use schema::scenario_schema;
 pub use target::{redact, Target, TargetUrl};
 pub use template::{Template, Vars};
 
@@ -174,18 +179,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Scenario,
             ),
         });
     }
-    let raw: RawScenario = serde_yaml::from_str(text).map_err(|e| match e.location() {
-        Some(loc) => ScenarioError::At {
-            path: shown.clone(),
-            line: loc.line(),
-            column: loc.column(),
-            message: strip_location(&e.to_string()),
-        },
-        None => ScenarioError::Invalid {
-            path: shown.clone(),
-            message: e.to_string(),
-        },
-    })?;
+    let raw: RawScenario = syntax::from_yaml(text, &shown)?;
     let at = |field: &[&str], message: String| match locate(text, field) {
         Some((line, column)) => ScenarioError::At {
             path: shown.clone(),
@@ -247,14 +241,6 @@ fn load_script(
     )
 }
 
-/// serde_yaml appends " at line L column C" to its messages; we print the place first.
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -286,6 +272,59 @@ heartbeat:
         let e = parse_str(text).unwrap_err().to_string();
         assert!(e.starts_with("test.yaml:1:"), "{e}");
         assert!(e.contains("no unit"), "{e}");
+    }
+    #[test]
+    fn a_reading_error_is_at_its_key_with_its_path_in_a_writers_words() {
+        // A duration without a unit: at `interval`'s own line and column, not at
+        // `heartbeat:`, and saying what to write.
+        let text = "name: x\nheartbeat:\n  send: {type: heartBeat}\n\n  interval: 30\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "test.yaml:5:3: heartbeat.interval: `30` has no unit: write e.g. 30ms or 30s"
+        );
+        let e = parse_str(&format!("{MINIMAL}sessions: lots\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "test.yaml:4:1: sessions: must be a whole number, not the text \"lots\""
+        );
+        // In a list item, with its index.
+        let text = format!("{MINIMAL}steps:\n  - name: a\n    send: x\n    timeout: 5\n");
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("test.yaml:7:5: steps[0].timeout: `5` has no unit"),
+            "{e}"
+        );
+        // A wrong shape, and a missing key.
+        let e = parse_str(&format!("{MINIMAL}thresholds: {{a: b}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "test.yaml:4:1: thresholds: must be a list, not a mapping"
+        );
+        let text = format!("{MINIMAL}load:\n  arrival:\n    rate: 5\n");
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "test.yaml:5:3: load.arrival: needs the key `max_sessions`"
+        );
+        // An unknown key, under its mapping's path; in a flow mapping, serde_yaml's place.
+        let text = "heartbeat: {send: x}\nreconnect:\n  delai: 1s\n";
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("test.yaml:3:3: reconnect: unknown field `delai`"),
+            "{e}"
+        );
+        let e = parse_str("heartbeat: {send: x, interval: 30}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.yaml:1:") && e.contains("heartbeat.interval: `30` has no unit"),
+            "{e}"
+        );
     }
     #[test]
     fn semantic_error_is_located() {

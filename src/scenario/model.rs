@@ -55,7 +55,9 @@ pub struct Heartbeat {
 }
 
 /// How long to wait before reconnecting.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     /// Always `delay`.
