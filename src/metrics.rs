@@ -281,6 +281,30 @@ pub const SCRIPT_FAIL: &str = "fail";
 /// were taken.
 pub const SCRIPT_METRICS: &str = "metrics";
 
+/// The `&'static str` a recorder keys a script failure by, from its name as written
+/// (`errors["script.<name>"]`, or a wire frame): a fixed hook, [`SCRIPT_FAIL`],
+/// [`SCRIPT_METRICS`], or the build or reply hook of one of `steps`. `None` for any other
+/// name, which is never interned.
+pub fn script_error_key(name: &str, steps: &[StepRecord]) -> Option<&'static str> {
+    use crate::script::Hook;
+    let fixed = Hook::FIXED
+        .iter()
+        .map(|h| h.name())
+        .chain([SCRIPT_FAIL, SCRIPT_METRICS])
+        .find(|h| *h == name);
+    fixed.or_else(|| {
+        steps.iter().find_map(|step| {
+            if name == &*step.name {
+                Some(Hook::build(&step.name).name())
+            } else if name.strip_suffix("_reply") == Some(&*step.name) {
+                Some(Hook::judge(&step.name).name())
+            } else {
+                None
+            }
+        })
+    })
+}
+
 /// Most internal-error messages kept: the first ones say what went wrong; a thousand
 /// copies of them would say nothing more.
 pub const MAX_INTERNAL: usize = 8;

@@ -47,7 +47,7 @@ use hdrhistogram::Histogram;
 
 use crate::metrics::{
     check_step_name, new_histogram, Cause, Counter, ErrorKind, Gauges, Metric, Recorder, State,
-    StepRecord, MAX_CUSTOM, MAX_INTERNAL, MAX_STEPS, SCRIPT_FAIL, SCRIPT_METRICS,
+    StepRecord, MAX_CUSTOM, MAX_INTERNAL, MAX_STEPS,
 };
 use crate::script::Hook;
 
@@ -691,7 +691,8 @@ impl<'a> Decoder<'a> {
         let mut script_errors = BTreeMap::new();
         for _ in 0..self.count("script errors", hooks)? {
             let name = self.str("a hook's name")?;
-            let hook = hook_name(name, &steps).ok_or_else(|| format!("no hook is `{name}`"))?;
+            let hook = crate::metrics::script_error_key(name, &steps)
+                .ok_or_else(|| format!("no hook is `{name}`"))?;
             if script_errors
                 .insert(hook, self.u64("a script error count")?)
                 .is_some()
@@ -765,27 +766,6 @@ fn kind_index(name: &str) -> Option<usize> {
         .map(|k| k.index())
 }
 
-/// The `&'static str` a recorder keys a hook's errors by: a fixed hook, a script's own
-/// failure or dropped metric, or a hook of one of `steps`.
-fn hook_name(name: &str, steps: &[StepRecord]) -> Option<&'static str> {
-    let fixed = Hook::FIXED
-        .iter()
-        .map(|h| h.name())
-        .chain([SCRIPT_FAIL, SCRIPT_METRICS])
-        .find(|h| *h == name);
-    fixed.or_else(|| {
-        steps.iter().find_map(|step| {
-            if name == &*step.name {
-                Some(Hook::build(&step.name).name())
-            } else if name.strip_suffix("_reply") == Some(&*step.name) {
-                Some(Hook::judge(&step.name).name())
-            } else {
-                None
-            }
-        })
-    })
-}
-
 /// Lowest, highest and significant figures of [`new_histogram`], which every histogram
 /// of a recorder has.
 fn standard_bounds() -> &'static (u64, u64, u8) {
@@ -801,6 +781,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::metrics::SCRIPT_FAIL;
 
     const STEPS: [&str; 2] = ["auth", "bind_card"];
 

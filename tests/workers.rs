@@ -108,6 +108,15 @@ fn children(parent: u32) -> Vec<u32> {
     found
 }
 
+/// Sends `signal` (`-TERM`, `-KILL`) to `pid`.
+fn signal(signal: &str, pid: u32) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -159,11 +168,7 @@ fn a_killed_worker_is_reported_and_the_run_goes_on() {
     let (child, workers) = start_bound(dir.path(), 40, "4s");
     // Which worker holds which sessions does not matter: each holds 20.
     let victim = workers[1];
-    let killed = Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal("-KILL", victim);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // No threshold failed: the run's verdict is the thresholds', as usual.
@@ -217,11 +222,7 @@ fn sigterm_on_the_parent_stops_every_worker_gracefully() {
     let (child, workers) = start_bound(dir.path(), 30, "60s");
     let parent = child.id();
     let asked = Instant::now();
-    let term = Command::new("kill")
-        .args(["-TERM", &parent.to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    signal("-TERM", parent);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

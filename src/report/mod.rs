@@ -1195,22 +1195,7 @@ pub fn rebuild(
                 continue;
             }
             if let Some(hook) = name.strip_prefix("script.") {
-                let known = crate::script::Hook::FIXED
-                    .iter()
-                    .map(|h| h.name())
-                    .chain([crate::metrics::SCRIPT_METRICS, crate::metrics::SCRIPT_FAIL])
-                    .find(|h| *h == hook);
-                let hook = known.or_else(|| {
-                    steps.iter().find_map(|step| {
-                        let build = crate::script::Hook::build(step);
-                        let judge = crate::script::Hook::judge(step);
-                        [build, judge]
-                            .into_iter()
-                            .map(|h| h.name())
-                            .find(|h| *h == hook)
-                    })
-                });
-                if let Some(hook) = hook {
+                if let Some(hook) = crate::metrics::script_error_key(hook, &r.steps) {
                     *r.script_errors.entry(hook).or_default() += n;
                 }
             }

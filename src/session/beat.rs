@@ -322,21 +322,8 @@ mod clock_tests {
                     t0,
                     "the handshake takes no time on this clock"
                 );
-                let mut session = Session {
-                    ctx: ctx.clone(),
-                    id,
-                    state: None,
-                    ever: 0,
-                    attempt: 0,
-                    failed_at: None,
-                    heartbeat: None,
-                    until: None,
-                    leave_at: Some(t0 + leave_after),
-                    script: None,
-                    leave_requested: false,
-                    fail_requested: false,
-                    heartbeat_seq: 0,
-                };
+                let mut session = Session::new(ctx.clone(), id, None);
+                session.leave_at = Some(t0 + leave_after);
                 // `biased`: the session's first slot is taken before the driver moves on.
                 let beats = session.heartbeats(&mut ws);
                 let (outcome, ()) = tokio::join!(beats, drive(t0));

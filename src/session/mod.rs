@@ -54,21 +54,7 @@ pub async fn run(
     gate: Option<oneshot::Sender<Result<(), ConnectFailure>>>,
     until: Option<Instant>,
 ) {
-    let mut session = Session {
-        ctx,
-        id,
-        state: None,
-        ever: 0,
-        attempt: 0,
-        failed_at: None,
-        heartbeat: None,
-        until,
-        leave_at: until,
-        script: None,
-        leave_requested: false,
-        fail_requested: false,
-        heartbeat_seq: 0,
-    };
+    let mut session = Session::new(ctx, id, until);
     session.ctx.count(Counter::SessionsStarted);
     if session.ctx.plan.scenario.script.is_some() {
         session.script = Some(SessionHandle::new(

@@ -95,6 +95,26 @@ impl Drop for Session {
 }
 
 impl Session {
+    /// A session that has not started: no state, no milestones, no script handle yet.
+    /// `until` is when the load shape ends it, and its first visit's end.
+    pub(super) fn new(ctx: Rc<Context>, id: u32, until: Option<Instant>) -> Session {
+        Session {
+            ctx,
+            id,
+            state: None,
+            ever: 0,
+            attempt: 0,
+            failed_at: None,
+            heartbeat: None,
+            until,
+            leave_at: until,
+            script: None,
+            leave_requested: false,
+            fail_requested: false,
+            heartbeat_seq: 0,
+        }
+    }
+
     /// Moves the session to `state`, in the shard's gauges too.
     pub(super) fn set_state(&mut self, state: Option<State>) {
         self.ctx.shift(self.state, state);
