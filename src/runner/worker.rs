@@ -60,19 +60,20 @@ pub fn work(
     })?;
 
     // Frames are written by a thread of their own: a slow parent must not stall this
-    // runtime, and a bounded queue keeps a stalled one from growing memory.
-    let (frames, queue) = std::sync::mpsc::sync_channel::<Frame>(64);
+    // runtime (a full queue is waited for asynchronously), and a bounded queue keeps a
+    // stalled one from growing memory.
+    let (frames, mut queue) = tokio::sync::mpsc::channel::<Frame>(64);
     let writer = std::thread::Builder::new()
         .name("wsoak-worker-out".into())
         .spawn(move || {
             let mut out = std::io::BufWriter::new(out);
-            for frame in queue {
+            while let Some(frame) = queue.blocking_recv() {
                 if wire::write_frame(&mut out, &frame).is_err() || out.flush().is_err() {
                     break; // the parent is gone
                 }
             }
         })?;
-    let _ = frames.send(Frame::Hello {
+    let _ = frames.blocking_send(Frame::Hello {
         pid: std::process::id(),
         shards: spec.shards.count as u32,
     });
@@ -130,12 +131,13 @@ async fn forward(
     shards: usize,
     active: &Active,
     stop: &CancellationToken,
-    frames: &std::sync::mpsc::SyncSender<Frame>,
+    frames: &tokio::sync::mpsc::Sender<Frame>,
 ) {
     let mut signals = Signals::new();
-    let send = |frame: Frame| {
-        // A full queue waits: the parent reads as fast as the intervals come.
-        let _ = frames.send(frame);
+    // A full queue waits without blocking this runtime: the parent reads as fast as the
+    // intervals come. A closed one means the parent is gone; the frame is dropped.
+    let send = |frame: Frame| async move {
+        let _ = frames.send(frame).await;
     };
     if let Some(gate) = gate {
         let outcome = tokio::select! {
@@ -148,7 +150,8 @@ async fn forward(
         send(Frame::Gate(outcome.map_err(|f| GateFailure {
             kind: f.kind.name().to_string(),
             detail: f.detail,
-        })));
+        })))
+        .await;
     }
     let mut assembler = Assembler::new(shards);
     let interval_frame = |seq: u64, interval: Pending, last: bool| {
@@ -172,7 +175,7 @@ async fn forward(
                 while let Some((seq, interval)) = assembler.next_complete() {
                     let last = assembler.finished_by(seq);
                     sent_last |= last;
-                    send(interval_frame(seq, interval, last));
+                    send(interval_frame(seq, interval, last)).await;
                 }
             }
             _ = signals.next() => stop.cancel(),
@@ -185,10 +188,10 @@ async fn forward(
     for (i, (seq, interval)) in rest.into_iter().enumerate() {
         let last = i + 1 == count;
         sent_last |= last;
-        send(interval_frame(seq, interval, last));
+        send(interval_frame(seq, interval, last)).await;
     }
     if !sent_last {
         // Nothing was left to say, but the parent must hear that this is the end.
-        send(interval_frame(assembler_next, Pending::empty(), true));
+        send(interval_frame(assembler_next, Pending::empty(), true)).await;
     }
 }
