@@ -75,7 +75,8 @@ pub enum Command {
         wsoak run scenarios/miniprogram.yaml --target wss://127.0.0.1:8443/ws --ca ca.pem\n  \
         wsoak run scenarios/miniprogram.yaml --target ws://127.0.0.1:8080/ \\\n      \
         --source-addrs 127.0.0.1-127.0.0.4\n  \
-        wsoak run scenarios/miniprogram.yaml --threshold 'heartbeat.p99 < 200ms' --junit junit.xml")]
+        wsoak run scenarios/miniprogram.yaml --threshold 'heartbeat.p99 < 200ms' --junit junit.xml\n  \
+        wsoak run scenarios/miniprogram.yaml --shard 0/3 --start-at 2026-11-29T15:00:00Z  # one of 3 machines")]
     Run(RunArgs),
     /// A worker process of `wsoak run --workers`: started by `wsoak run`, never by hand.
     /// Reads what to run from stdin and streams its measurements to stdout.
@@ -127,6 +128,23 @@ pub enum Command {
         wsoak compare baseline/ reports/latest --junit compare.xml\n  \
         wsoak compare baseline/ reports/latest --format json")]
     Compare(CompareArgs),
+    /// Merge the shards of one run (`wsoak run --shard I/N`) into one run directory.
+    ///
+    /// Writes report.json, report.html, intervals.jsonl, latency.hlog and run.json into
+    /// --out, as one run would have. Counters are summed; latency histograms are merged
+    /// from the shards' latency logs, interval by interval (percentiles are never
+    /// averaged); the thresholds are judged on the merged data, so the exit code is the
+    /// whole run's verdict: 0 every threshold passed, 1 one failed, 2 the shards do not
+    /// make one run (a shard missing, another scenario, another start time or shard
+    /// count), 3 a shard had internal errors.
+    ///
+    /// With --allow-partial, shards that are missing, or that belong to another run,
+    /// are left out and named in the report (`merged.missing`), and the rest are merged.
+    #[command(after_help = "Examples:\n  \
+        wsoak merge reports/nightly-20261129T150000Z/shard-* --out reports/nightly-20261129T150000Z/merged\n  \
+        wsoak merge shard-0 shard-1 shard-2 --out merged --junit junit.xml\n  \
+        wsoak merge shard-0 shard-2 --out merged --allow-partial")]
+    Merge(MergeArgs),
     /// Print a shell completion script, for packagers and for your shell's startup file.
     #[command(after_help = "Examples:\n  \
         wsoak completions bash > /etc/bash_completion.d/wsoak\n  \
@@ -177,6 +195,27 @@ pub enum Format {
     Text,
     /// For programs: JSON, and nothing else, on stdout (notes stay on stderr).
     Json,
+}
+
+/// `wsoak merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' run directories (or report paths given to `--report`), one per shard.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The directory to write the merged run into (created if need be).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Merge what there is: leave out missing shards and shards of another run, and name
+    /// them in the report, instead of failing.
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Also write the verdicts as JUnit XML here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `wsoak report`.
@@ -355,6 +394,63 @@ pub struct RunArgs {
     /// politely before the report is written with what has arrived.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
+    /// Run shard I of N (from 0) of a run spread over N processes, usually on N
+    /// machines. Sessions are dealt round-robin (session id s belongs to shard s mod N),
+    /// so the shards' sessions, stage targets, arrival rates and max_sessions add up
+    /// exactly to the scenario's, and ids (card rows) never overlap. Give every shard the
+    /// same --start-at, then `wsoak merge` their run directories. Without --report, the
+    /// run directory is reports/<scenario>-<start time>/shard-<I>/.
+    #[arg(long, value_name = "I/N", value_parser = crate::load::Slice::parse, conflicts_with = "shard_count")]
+    pub shard: Option<crate::load::Slice>,
+    /// Run one of N shards, reading I from the JOB_COMPLETION_INDEX environment variable
+    /// that a Kubernetes Indexed Job sets in each pod. Otherwise as --shard I/N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shard_count: Option<u32>,
+    /// Start the load at this moment (RFC 3339, e.g. 2026-11-29T15:00:00Z), waiting
+    /// until then; every shard given the same time starts together, and their intervals
+    /// line up. A time already past (a late pod) starts at once, counting the sessions
+    /// due meanwhile as late, and fails when the run's whole duration has passed.
+    #[arg(long, value_name = "TIME", env = "WSOAK_START_AT", value_parser = parse_start_at, conflicts_with = "start_in")]
+    pub start_at: Option<std::time::SystemTime>,
+    /// Start the load this long from now (e.g. 30s); the time is printed, to give other
+    /// shards as --start-at.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub start_in: Option<Duration>,
+}
+
+/// An RFC 3339 time, as `--start-at` takes it: UTC (`Z`) or with an offset
+/// (`+08:00`).
+pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    let bad = |why: String| {
+        format!("`{text}` is not a time: write RFC 3339, e.g. 2026-11-29T15:00:00Z or 2026-11-29T23:00:00+08:00 ({why})")
+    };
+    let text = text.trim();
+    // humantime reads UTC only: an offset is taken off by hand.
+    let at = text
+        .len()
+        .checked_sub(6)
+        .filter(|at| text.is_char_boundary(*at));
+    let (utc, offset) = match at.map(|at| text.split_at(at)) {
+        Some((time, zone))
+            if (zone.starts_with('+') || zone.starts_with('-')) && zone.as_bytes()[3] == b':' =>
+        {
+            let hours: u64 = zone[1..3].parse().map_err(|_| bad("bad offset".into()))?;
+            let minutes: u64 = zone[4..6].parse().map_err(|_| bad("bad offset".into()))?;
+            if hours > 23 || minutes > 59 {
+                return Err(bad("bad offset".into()));
+            }
+            let seconds = Duration::from_secs(hours * 3600 + minutes * 60);
+            (format!("{time}Z"), Some((zone.starts_with('+'), seconds)))
+        }
+        _ => (text.to_string(), None),
+    };
+    let local = humantime::parse_rfc3339_weak(&utc).map_err(|e| bad(e.to_string()))?;
+    Ok(match offset {
+        // 15:00+08:00 is 07:00Z.
+        Some((true, d)) => local - d,
+        Some((false, d)) => local + d,
+        None => local,
+    })
 }
 
 /// `wsoak check`.
@@ -470,7 +566,7 @@ pub struct ServeArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_listen;
+    use super::{parse_listen, parse_start_at, Duration};
 
     #[test]
     fn the_exporters_port_only_form_is_every_interface() {
@@ -485,5 +581,29 @@ mod tests {
         );
         assert!(parse_listen(":x").unwrap_err().contains(":PORT"));
         assert!(parse_listen("9464").is_err());
+    }
+
+    #[test]
+    fn start_times_parse_with_or_without_an_offset() {
+        let utc = parse_start_at("2026-11-29T15:00:00Z").unwrap();
+        assert_eq!(
+            utc,
+            std::time::UNIX_EPOCH + Duration::from_secs(1_795_964_400)
+        );
+        assert_eq!(parse_start_at("2026-11-29T23:00:00+08:00").unwrap(), utc);
+        assert_eq!(parse_start_at("2026-11-29T10:30:00-04:30").unwrap(), utc);
+        assert_eq!(
+            parse_start_at("2026-11-29T15:00:00.250Z").unwrap(),
+            utc + Duration::from_millis(250)
+        );
+        for bad in [
+            "tomorrow",
+            "2026-11-29T15:00:00+8",
+            "2026-11-29T15:00:00+25:00",
+            "",
+            "é2026-11-29T1",
+        ] {
+            assert!(parse_start_at(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -64,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => command::serve::serve(&args),
         Command::Report(args) => command::report::rerender(&args),
         Command::Compare(args) => command::compare::compare(&args),
+        Command::Merge(args) => command::merge::merge(&args),
         Command::Completions { shell } => command::package::completions(shell),
         Command::Man => command::package::man(),
         Command::Schema { of } => command::schema::schema(of),

@@ -263,6 +263,80 @@ impl Shape {
     }
 }
 
+/// One shard of a run spread over several processes, usually on several machines
+/// (`wsoak run --shard I/N`): shard `index` of `count`. The run's sessions are dealt
+/// round-robin: closed-model slot (session id) `s`, and open-model arrival `m`, belong
+/// to shard `s mod count`. Every share is therefore exact: the shards' sessions, stage
+/// targets, arrivals and caps add up to the whole with no rounding drift, and a session
+/// has the same id, card row and heartbeat phase as in a run on one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Slice {
+    /// This shard, from 0.
+    pub index: u32,
+    /// Shards in the run, at least 1.
+    pub count: u32,
+}
+
+impl Default for Slice {
+    fn default() -> Slice {
+        Slice::WHOLE
+    }
+}
+
+impl Slice {
+    /// The whole run, on one machine.
+    pub const WHOLE: Slice = Slice { index: 0, count: 1 };
+
+    /// Shard `index` of `count`, or why that is not a shard.
+    pub fn new(index: u32, count: u32) -> Result<Slice, String> {
+        if count == 0 {
+            return Err("a run has at least 1 shard".into());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard {index} of {count} does not exist: shards are numbered 0 to {}",
+                count - 1
+            ));
+        }
+        Ok(Slice { index, count })
+    }
+
+    /// Parses `I/N`, as `--shard` takes it.
+    pub fn parse(text: &str) -> Result<Slice, String> {
+        let bad = || format!("`{text}` is not a shard: write I/N, e.g. 0/3 for the first of 3");
+        let (i, n) = text.trim().split_once('/').ok_or_else(bad)?;
+        let (i, n) = (
+            i.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        Slice::new(i, n)
+    }
+
+    /// Whether the run is split at all.
+    pub fn is_whole(&self) -> bool {
+        self.count == 1
+    }
+
+    /// This shard's share of `n` things dealt round-robin (sessions, the open model's
+    /// cap): `n / count`, plus one for the first `n % count` shards.
+    pub fn share(&self, n: u32) -> u32 {
+        n / self.count + u32::from(self.index < n % self.count)
+    }
+
+    /// The ids this shard's thread `thread` of `threads` runs, as (first, step): the ids
+    /// `first, first + step, …`. Threads deal this shard's ids among themselves as shards
+    /// deal the run's.
+    pub fn deal(&self, thread: usize, threads: usize) -> (u64, u64) {
+        let (index, count) = (u64::from(self.index), u64::from(self.count));
+        (index + count * thread as u64, count * threads.max(1) as u64)
+    }
+
+    /// `I/N`, as written.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
+}
+
 /// A random duration: fixed, uniform in a range, or exponential with a mean.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Spread {
@@ -509,5 +583,132 @@ mod tests {
             .sum::<f64>()
             / 10_000.0;
         assert!((mean - 1.0).abs() < 0.01, "{mean}");
+    }
+
+    /// The ids one shard's thread runs: every id of the run belongs to exactly one
+    /// (shard, thread), whatever the numbers.
+    fn ids(slice: Slice, thread: usize, threads: usize, below: u64) -> Vec<u64> {
+        let (first, step) = slice.deal(thread, threads);
+        (first..below).step_by(step as usize).collect()
+    }
+
+    #[test]
+    fn shards_and_their_threads_deal_every_id_once() {
+        for (count, threads) in [(1, 1), (3, 2), (7, 3), (4, 1), (5, 8)] {
+            let mut seen = vec![0u32; 1000];
+            for index in 0..count {
+                let slice = Slice::new(index, count).unwrap();
+                let mut mine = 0;
+                for thread in 0..threads {
+                    for id in ids(slice, thread, threads, 1000) {
+                        assert_eq!(id % u64::from(count), u64::from(index));
+                        seen[id as usize] += 1;
+                        mine += 1;
+                    }
+                }
+                assert_eq!(mine, slice.share(1000), "shard {index}/{count}");
+            }
+            assert!(
+                seen.iter().all(|n| *n == 1),
+                "{count} shards, {threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    fn shares_add_up_to_the_whole() {
+        // 1,000 sessions over 7 shards: 143, 143, 143, 143, 143, 143, 142.
+        let shares: Vec<u32> = (0..7)
+            .map(|i| Slice::new(i, 7).unwrap().share(1000))
+            .collect();
+        assert_eq!(shares, vec![143, 143, 143, 143, 143, 143, 142]);
+        for (n, count) in [(1000, 7), (1003, 3), (2, 5), (0, 4), (u32::MAX, 9)] {
+            let sum: u64 = (0..count)
+                .map(|i| u64::from(Slice::new(i, count).unwrap().share(n)))
+                .sum();
+            assert_eq!(sum, u64::from(n), "{n} over {count}");
+        }
+    }
+
+    /// A closed model's stage targets: at every moment, the shards' active slots add up
+    /// to the single run's.
+    #[test]
+    fn stage_targets_split_exactly() {
+        let shape = Shape::Closed {
+            stages: vec![
+                Stage {
+                    duration: s(10.0),
+                    target: 1000,
+                },
+                Stage {
+                    duration: s(5.0),
+                    target: 1000,
+                },
+                Stage {
+                    duration: s(7.0),
+                    target: 333,
+                },
+            ],
+        };
+        let end = s(30.0);
+        let active = |slot: u32, t: Duration| {
+            shape
+                .active_intervals(slot, end)
+                .iter()
+                .any(|(a, b)| *a <= t && t < *b)
+        };
+        for tenth in 0..300 {
+            let t = s(f64::from(tenth) / 10.0 + 0.05);
+            let whole = (0..1000).filter(|slot| active(*slot, t)).count();
+            let shards: usize = (0..7)
+                .map(|i| {
+                    let slice = Slice::new(i, 7).unwrap();
+                    ids(slice, 0, 1, 1000)
+                        .into_iter()
+                        .filter(|slot| active(*slot as u32, t))
+                        .count()
+                })
+                .sum();
+            assert_eq!(shards, whole, "at {t:?}");
+        }
+    }
+
+    /// An open model: 10 arrivals a second over 3 shards add up to the single run's
+    /// arrivals, by any time.
+    #[test]
+    fn arrival_rates_split_exactly() {
+        let shape = Shape::Open {
+            start_rate: 10.0,
+            stages: vec![RateStage {
+                duration: s(7.0),
+                rate: 10.0,
+            }],
+            max_sessions: 100,
+        };
+        let end = s(7.0);
+        let whole: Vec<Duration> = (0..1000)
+            .filter_map(|m| shape.arrival_due(m, end))
+            .collect();
+        assert_eq!(whole.len(), 70);
+        let per_shard: Vec<usize> = (0..3)
+            .map(|i| {
+                ids(Slice::new(i, 3).unwrap(), 0, 1, 1000)
+                    .into_iter()
+                    .filter_map(|m| shape.arrival_due(m, end))
+                    .count()
+            })
+            .collect();
+        assert_eq!(per_shard, vec![24, 23, 23]);
+        assert_eq!(per_shard.iter().sum::<usize>(), whole.len());
+    }
+
+    #[test]
+    fn shards_parse() {
+        assert_eq!(Slice::parse("2/3").unwrap(), Slice { index: 2, count: 3 });
+        assert_eq!(Slice::parse(" 0 / 1 ").unwrap(), Slice::WHOLE);
+        for bad in ["3/3", "1/0", "1", "a/3", "-1/3", "1/3/4"] {
+            assert!(Slice::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Slice::parse("3/3").unwrap_err().contains("numbered 0 to 2"));
     }
 }

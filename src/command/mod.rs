@@ -1,4 +1,4 @@
-//! The five commands, one file each (and the hidden `worker` of `run --workers`), and
+//! The commands, one file each (and the hidden `worker` of `run --workers`), and
 //! what they share. `serve` keeps its processes for `--workers` (starting them, being
 //! one, what they say) in `serve/`.
 //!
@@ -12,6 +12,7 @@ pub(crate) mod check;
 pub(crate) mod compare;
 mod finish;
 pub(crate) mod limits;
+pub(crate) mod merge;
 pub(crate) mod package;
 mod plan;
 pub(crate) mod report;

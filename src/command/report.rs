@@ -70,6 +70,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             peak_active: report::peak_active(&lines),
             interrupted: true,
             aborted_by: None,
+            shard: None,
         };
         let rebuilt = Report::build(
             &report::rebuild(&lines, &totals, &info.steps),

@@ -12,9 +12,10 @@ use super::limits::ensure_open_files;
 use super::plan::plan;
 use super::rundir::RunDir;
 use crate::cli::{RunArgs, Workers};
+use crate::load::Slice;
 use crate::progress::Progress;
 use crate::report::{self, Footprint, Report};
-use crate::runner::{self, ShardSet, WorkerSpec};
+use crate::runner::{self, Origin, ShardSet, WorkerSpec};
 use crate::scenario::{self, Overrides, Target, TargetUrl};
 use crate::server;
 use crate::units;
@@ -34,8 +35,11 @@ pub struct RunOutput {
 
 impl RunOutput {
     /// The process exit code this run earns: an internal error outranks the thresholds.
+    /// A shard of a run (`--shard I/N`) is not the run: its thresholds, judged on its
+    /// share alone, do not fail it (a Kubernetes Job would count the pod failed, and
+    /// could stop before the merge); `wsoak merge` gives the run's verdict.
     pub fn exit_code(&self) -> u8 {
-        finish::exit_code(&self.report, self.passed)
+        finish::exit_code(&self.report, self.passed || self.report.shard.is_some())
     }
 }
 
@@ -130,6 +134,10 @@ fn run_argv(args: &RunArgs, target: String, for_worker: bool) -> Vec<String> {
                 .map(|p| p.to_string_lossy().into_owned()),
         );
         flag("metrics-listen", args.metrics_listen.map(|a| a.to_string()));
+        flag("shard", args.shard.map(|s| s.label()));
+        flag("shard-count", args.shard_count.map(|n| n.to_string()));
+        flag("start-at", args.start_at.map(report::format_start));
+        flag("start-in", args.start_in.map(units::format_duration));
         flag(
             "junit",
             args.junit
@@ -180,16 +188,21 @@ fn worker_specs(
     args: &RunArgs,
     url: &TargetUrl,
     scenario: &scenario::Scenario,
-    workers: usize,
-    shards: usize,
+    split: Split,
 ) -> Vec<WorkerSpec> {
+    let Split {
+        workers,
+        shards,
+        slice,
+        start,
+    } = split;
     let run = run_argv(args, url.uri.to_string(), true);
     // Shards are dealt out as evenly as they go; the cap follows the shards, so that a
     // worker admits what its own shards' arrivals need.
-    let cap = match &scenario.shape {
+    let cap = slice.share(match &scenario.shape {
         crate::load::Shape::Open { max_sessions, .. } => *max_sessions,
         crate::load::Shape::Closed { .. } => scenario.sessions,
-    };
+    });
     let mut first = 0;
     (0..workers)
         .map(|index| {
@@ -198,6 +211,7 @@ fn worker_specs(
                 first,
                 count,
                 total: shards,
+                slice,
             };
             first += count;
             let share = |n: u32| -> u32 {
@@ -217,9 +231,85 @@ fn worker_specs(
                 run: run.clone(),
                 shards: set,
                 cap: share(cap),
+                start,
             }
         })
         .collect()
+}
+
+/// How a process's part of the run is split into worker processes and shard threads.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// Worker processes (0: none).
+    workers: usize,
+    /// Shard threads over all of them.
+    shards: usize,
+    /// The run's shard this process runs.
+    slice: Slice,
+    /// When the load starts.
+    start: std::time::SystemTime,
+}
+
+/// Which shard of the run this process is: `--shard I/N`, or `--shard-count N` with I
+/// from the `JOB_COMPLETION_INDEX` a Kubernetes Indexed Job sets.
+fn slice(args: &RunArgs) -> anyhow::Result<Slice> {
+    if let Some(slice) = args.shard {
+        return Ok(slice);
+    }
+    let Some(count) = args.shard_count else {
+        return Ok(Slice::WHOLE);
+    };
+    let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+        anyhow::anyhow!(
+            "--shard-count {count}: JOB_COMPLETION_INDEX is not set. A Kubernetes Indexed \
+             Job sets it in each pod; elsewhere, give --shard I/{count}"
+        )
+    })?;
+    let parsed = index.trim().parse::<u32>().map_err(|_| {
+        anyhow::anyhow!(
+            "--shard-count {count}: JOB_COMPLETION_INDEX is `{index}`, not a shard number"
+        )
+    })?;
+    Slice::new(parsed, count).map_err(|e| {
+        anyhow::anyhow!("--shard-count {count} with JOB_COMPLETION_INDEX={index}: {e}")
+    })
+}
+
+/// When the load starts, as asked: `--start-at`, or `--start-in` from now rounded up to
+/// a whole second (so that the time printed can be given to other shards as it is).
+/// `None`: as soon as the run is set up.
+fn asked_start(args: &RunArgs, now: std::time::SystemTime) -> Option<std::time::SystemTime> {
+    args.start_at.or_else(|| {
+        let at = now + args.start_in?;
+        let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let whole =
+            std::time::Duration::from_secs(since.as_secs() + u64::from(since.subsec_nanos() > 0));
+        Some(std::time::UNIX_EPOCH + whole)
+    })
+}
+
+/// Refuses a start so long ago that the whole run would be over; warns of one merely
+/// past (a late pod): its sessions due meanwhile start at once.
+fn check_start(at: std::time::SystemTime, duration: std::time::Duration) -> anyhow::Result<()> {
+    let Ok(late) = std::time::SystemTime::now().duration_since(at) else {
+        return Ok(());
+    };
+    let shown = report::format_start(at);
+    if late >= duration {
+        bail!(
+            "the run was to start at {shown} and last {}: it is over. Give a start time in \
+             the future (--start-at), or none",
+            units::format_duration(duration)
+        );
+    }
+    if late > std::time::Duration::from_secs(1) {
+        note!(
+            "wsoak: warning: starting {} after the start time {shown}: sessions due \
+             meanwhile start at once, and are counted as late arrivals",
+            units::format_duration(std::time::Duration::from_millis(late.as_millis() as u64))
+        );
+    }
+    Ok(())
 }
 
 /// The run's footprint: this process's, plus each worker's as it last said. A sum of
@@ -266,10 +356,31 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             units::format_duration(scenario.duration)
         );
     }
+    let slice = slice(args)?;
+    let now = std::time::SystemTime::now();
+    let start = asked_start(args, now);
+    if let Some(at) = start {
+        check_start(at, scenario.duration)?;
+    }
+    if !slice.is_whole() && start.is_none() {
+        note!(
+            "wsoak: warning: shard {} without --start-at: each shard starts when it is \
+             launched, and `wsoak merge` will not put shards with different starts together",
+            slice.label()
+        );
+    }
+    let planned = slice.share(scenario.sessions);
     let dir = RunDir::new(
-        args.report.clone(),
+        args.report.clone().or_else(|| {
+            // The shards of one run, side by side: reports/<scenario>-<start>/shard-<I>/.
+            (!slice.is_whole()).then(|| {
+                let run = report::default_path(&scenario.name, start.unwrap_or(now));
+                run.with_file_name(format!("shard-{}", slice.index))
+                    .join("report.json")
+            })
+        }),
         &scenario.name,
-        std::time::SystemTime::now(),
+        now,
     );
     dir.create()?;
     if let Some(dir) = args.junit.as_deref().and_then(Path::parent) {
@@ -312,17 +423,12 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         Some(_) => 1 + report::prometheus::MAX_CONNECTIONS as u64,
         None => 0,
     };
-    let workers = workers(
-        args.workers,
-        scenario.sessions,
-        embedded.is_some(),
-        metrics_files,
-    )?;
+    let workers = workers(args.workers, planned, embedded.is_some(), metrics_files)?;
     // This process holds the embedded server's sockets, and the sessions' own unless
     // workers hold them.
     let per_session_files = u64::from(embedded.is_some()) + u64::from(workers == 0);
     ensure_open_files(
-        u64::from(scenario.sessions) * per_session_files + RESERVED_FILES + metrics_files,
+        u64::from(planned) * per_session_files + RESERVED_FILES + metrics_files,
         embedded.is_some(),
     )?;
 
@@ -346,21 +452,29 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             cores.div_ceil(processes)
         })
         .max(1);
-    let shards = (per_process * processes)
-        .min(scenario.sessions as usize)
-        .max(1);
+    let shards = (per_process * processes).min(planned as usize).max(1);
     let identity = identity(args);
+    // The moment the load shape, and every interval, counts from.
+    let origin = match start {
+        Some(at) => Origin::at(at),
+        None => Origin::now(),
+    };
+    let shard = (!slice.is_whole()).then(|| report::ShardIdentity {
+        index: slice.index,
+        count: slice.count,
+        start_at: report::format_start(origin.wall),
+    });
     let info = report::RunInfo {
         schema: "wsoak.run/1".into(),
         wsoak: identity.clone(),
         scenario: scenario.name.clone(),
         target: shown_target.clone(),
         shape: scenario.shape.describe(),
-        planned: scenario.sessions,
+        planned,
         shards,
         interval_s: args.interval.as_secs_f64(),
         duration_s: scenario.duration.as_secs_f64(),
-        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        started_at: humantime::format_rfc3339_seconds(origin.wall).to_string(),
         thresholds: scenario
             .thresholds
             .iter()
@@ -368,8 +482,24 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             .collect(),
         steps: scenario.steps.iter().map(|s| s.name.to_string()).collect(),
         workers,
+        shard: shard.clone(),
     };
     dir.write_info(&info)?;
+    if let Some(ahead) = start.and_then(|at| at.duration_since(std::time::SystemTime::now()).ok()) {
+        note!(
+            "start       {} (in {}){}",
+            report::format_start(origin.wall),
+            units::format_duration(std::time::Duration::from_millis(ahead.as_millis() as u64)),
+            if slice.is_whole() {
+                String::new()
+            } else {
+                format!(", shard {}", slice.label())
+            }
+        );
+    }
+    if !origin.wait()? {
+        bail!("interrupted before the start: nothing ran");
+    }
     let options = runner::RunOptions {
         shards,
         interval: args.interval,
@@ -378,11 +508,19 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         target: shown_target,
         grace: args.grace,
         metrics,
+        origin,
+        slice,
     };
     let result = if workers == 0 {
         runner::run(plan, options)?
     } else {
-        let specs = worker_specs(args, &url, &scenario, workers, shards);
+        let split = Split {
+            workers,
+            shards,
+            slice,
+            start: origin.wall,
+        };
+        let specs = worker_specs(args, &url, &scenario, split);
         let exe = std::env::var_os("WSOAK_WORKER_EXE")
             .map(std::path::PathBuf::from)
             .map_or_else(std::env::current_exe, Ok)
@@ -399,6 +537,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
     let server_stats = embedded.map(server::Embedded::stop);
     let meta = report::Meta {
         identity,
+        shard,
         ..result.meta
     };
     let report = Report::build(
@@ -427,6 +566,16 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         intervals_path.display(),
         hlog_path.display()
     );
+    if let Some(shard) = &report.shard {
+        if !report.thresholds.is_empty() {
+            note!(
+                "wsoak: shard {}/{}: the thresholds above judge this shard's share alone and do \
+                 not set its exit code; `wsoak merge` judges the whole run",
+                shard.index,
+                shard.count
+            );
+        }
+    }
     Ok(RunOutput {
         report,
         path: dir.report().to_path_buf(),
@@ -457,7 +606,13 @@ mod tests {
             panic!("a valid target")
         };
         for (workers, shards) in [(1, 1), (2, 2), (3, 7), (4, 4), (6, 6)] {
-            let specs = worker_specs(&args, &url, &scenario, workers, shards);
+            let split = Split {
+                workers,
+                shards,
+                slice: Slice::WHOLE,
+                start: std::time::UNIX_EPOCH,
+            };
+            let specs = worker_specs(&args, &url, &scenario, split);
             assert_eq!(specs.len(), workers);
             let mut next = 0;
             for spec in &specs {

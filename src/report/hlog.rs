@@ -114,6 +114,47 @@ pub fn read_totals_prefix(
     Ok((totals, note))
 }
 
+/// One histogram of a log, as read back.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its tag: a metric or step name, or `custom.<name>`.
+    pub tag: String,
+    /// Its interval's start, since the log's start.
+    pub start: Duration,
+    /// Its interval's length.
+    pub length: Duration,
+    /// The histogram.
+    pub histogram: Histogram<u64>,
+}
+
+/// Reads a possibly damaged log's histograms, in order, up to the first entry that
+/// cannot be read. Returns them, and what was skipped (for people) when anything was.
+/// Only I/O is an error.
+pub fn read_entries_prefix(path: &Path) -> Result<(Vec<Entry>, Option<String>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut entries = Vec::new();
+    for (n, entry) in intervals(&bytes).enumerate() {
+        match entry {
+            Ok((tag, start, length, histogram)) => entries.push(Entry {
+                tag,
+                start,
+                length,
+                histogram,
+            }),
+            Err(problem) => {
+                let note = format!(
+                    "{}: histogram entry {} cannot be read ({problem}); skipped it and the \
+                     rest of the log",
+                    path.display(),
+                    n + 1
+                );
+                return Ok((entries, Some(note)));
+            }
+        }
+    }
+    Ok((entries, None))
+}
+
 /// Merges one interval's histogram into the totals of its tag.
 fn add(totals: &mut Totals, tag: &str, histogram: Histogram<u64>) -> Result<(), String> {
     match totals.get_mut(tag) {

@@ -1062,6 +1062,7 @@ mod tests {
             peak_active: 0,
             interrupted: false,
             aborted_by: None,
+            shard: None,
         };
         let mut recorder = Recorder::for_steps(steps);
         fill(&mut recorder);

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod hlog;
 pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod prometheus;
 pub mod threshold;
 
@@ -46,6 +47,13 @@ pub struct Report {
     pub interrupted: bool,
     /// The `abort_on_fail` threshold that ended the run early, if one did.
     pub aborted_by: Option<String>,
+    /// For one shard of a run spread over several processes or machines (`wsoak run
+    /// --shard I/N`): which shard, and the run's shared start. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<ShardIdentity>,
+    /// For a merged run (`wsoak merge`): the shards merged, and those missing.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merged: Option<Merged>,
     /// Session milestones.
     pub sessions: Sessions,
     /// Session starts the load shape asked for.
@@ -410,6 +418,50 @@ pub struct Meta {
     pub interrupted: bool,
     /// The threshold that aborted the run.
     pub aborted_by: Option<String>,
+    /// Which shard of the run this is, when it is one.
+    pub shard: Option<ShardIdentity>,
+}
+
+/// A run's start as written in `run.json`, reports and notes: RFC 3339 UTC, to the
+/// second when it is a whole second (as people write `--start-at`), else to the
+/// millisecond or, failing that, the nanosecond, so that it reads back exactly.
+pub fn format_start(at: SystemTime) -> String {
+    let nanos = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    match nanos {
+        0 => humantime::format_rfc3339_seconds(at).to_string(),
+        n if n % 1_000_000 == 0 => humantime::format_rfc3339_millis(at).to_string(),
+        _ => humantime::format_rfc3339_nanos(at).to_string(),
+    }
+}
+
+/// Which shard of a run a run directory holds (`wsoak run --shard I/N`), in `run.json`
+/// and `report.json`: what `wsoak merge` checks before it merges.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardIdentity {
+    /// This shard, from 0.
+    pub index: u32,
+    /// Shards in the run.
+    pub count: u32,
+    /// The run's start (RFC 3339), the same on every shard of the run: the moment its
+    /// load shape and intervals count from.
+    pub start_at: String,
+}
+
+/// What `wsoak merge` put together.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Merged {
+    /// Shards in the run.
+    pub count: u32,
+    /// The shards merged, by index.
+    pub shards: Vec<u32>,
+    /// The shards not merged, by index: not given, or left out by `--allow-partial`.
+    /// Empty for a whole run.
+    pub missing: Vec<u32>,
+    /// Why each run directory given but left out was left out, for people.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub left_out: Vec<String>,
 }
 
 /// What produced a run, so that a baseline from last month can be told apart from
@@ -488,6 +540,8 @@ impl Report {
             duration_s: round3(meta.elapsed.as_secs_f64()),
             interrupted: meta.interrupted,
             aborted_by: meta.aborted_by.clone(),
+            shard: meta.shard.clone(),
+            merged: None,
             sessions: Sessions {
                 planned: u64::from(meta.planned),
                 started: c(Counter::SessionsStarted),
@@ -563,6 +617,7 @@ impl Report {
             peak_active: 0,
             interrupted: false,
             aborted_by: None,
+            shard: None,
         };
         // Measured, not left null: a `tester.*` threshold path is known only where this
         // platform reports a value for it.
@@ -622,6 +677,27 @@ impl Report {
             shown_hash,
             shell_words(&self.wsoak.command)
         );
+        if let Some(shard) = &self.shard {
+            let _ = writeln!(
+                out,
+                "shard       {} of {} (from 0), started at {}: merge the shards with `wsoak merge`",
+                shard.index, shard.count, shard.start_at
+            );
+        }
+        if let Some(merged) = &self.merged {
+            let missing = if merged.missing.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = merged.missing.iter().map(u32::to_string).collect();
+                format!("  MISSING {}: this is not the whole run", list.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "shards      {} of {} merged{missing}",
+                merged.shards.len(),
+                merged.count
+            );
+        }
         let _ = writeln!(
             out,
             "sessions    planned {}  started {}  connected {}  authenticated {}  bound {}  closed {}  peak active {}",
@@ -1046,6 +1122,7 @@ mod tests {
             peak_active: 0,
             interrupted: false,
             aborted_by: None,
+            shard: None,
         };
         let mut recorder = Recorder::new();
         let quiet = Report::build(&recorder, &meta, None, Footprint::default()).summary();
@@ -1106,6 +1183,9 @@ pub struct RunInfo {
     /// always had `auth` and `bind_card`).
     #[serde(default = "legacy_steps")]
     pub steps: Vec<String>,
+    /// Which shard of the run this is (`--shard I/N`); absent for a whole run.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<ShardIdentity>,
 }
 
 fn legacy_steps() -> Vec<String> {

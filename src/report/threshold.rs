@@ -309,6 +309,7 @@ mod tests {
             peak_active: 33,
             interrupted: false,
             aborted_by: None,
+            shard: None,
         };
         let report = super::super::Report::build(&r, &meta, None, Footprint::default());
         let json = serde_json::to_value(&report).unwrap();

@@ -32,11 +32,60 @@ pub use worker::{work, WorkerSpec};
 pub use workers::run_with_workers;
 pub use writer::{tagged_histograms, Logs};
 
+use crate::load::Slice;
 use crate::metrics::{Active, Gauges, Recorder, Snapshot, State, WorkerNews};
 use crate::progress::{Progress, View};
 use crate::report::{hlog, prometheus, IntervalLine, Meta};
 use crate::session::{ConnectFailure, Plan};
 use writer::IntervalWriter;
+
+/// When a run's load shape starts, on both clocks: every interval boundary and due time
+/// counts from it. Shards of one run (`--shard I/N --start-at T`) share it, so their
+/// intervals line up.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// On the wall clock: `started_at` in the report, `StartTime` in the latency log.
+    pub wall: SystemTime,
+    /// The same moment on the monotonic clock.
+    pub instant: Instant,
+}
+
+impl Origin {
+    /// Now.
+    pub fn now() -> Origin {
+        Origin {
+            wall: SystemTime::now(),
+            instant: Instant::now(),
+        }
+    }
+
+    /// The moment `wall`, past or future.
+    pub fn at(wall: SystemTime) -> Origin {
+        let (now, instant) = (SystemTime::now(), Instant::now());
+        let instant = match wall.duration_since(now) {
+            Ok(ahead) => instant + ahead,
+            Err(behind) => instant.checked_sub(behind.duration()).unwrap_or(instant),
+        };
+        Origin { wall, instant }
+    }
+
+    /// Waits on this thread until the origin, unless a signal (Ctrl-C, SIGTERM, SIGHUP)
+    /// comes first: then false.
+    pub fn wait(&self) -> std::io::Result<bool> {
+        if self.instant <= Instant::now() {
+            return Ok(true);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep_until(self.instant) => true,
+                _ = shutdown_signal() => false,
+            }
+        }))
+    }
+}
 
 /// How to run, beyond what the scenario says.
 #[derive(Debug)]
@@ -55,6 +104,10 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Where to serve `/metrics`, already bound.
     pub metrics: Option<std::net::TcpListener>,
+    /// When the load shape starts.
+    pub origin: Origin,
+    /// The run's shard this process runs (the whole run, normally).
+    pub slice: Slice,
 }
 
 /// Everything measured in a run.
@@ -96,10 +149,11 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     let stop = CancellationToken::new();
     let go = CancellationToken::new();
     let (gate_tx, gate_rx) = oneshot::channel();
-    let cap = plan.scenario.sessions;
+    let cap = options.slice.share(plan.scenario.sessions);
     let started = shard::start(shard::Start {
         plan: plan.clone(),
-        set: ShardSet::whole(shards),
+        set: ShardSet::whole(shards, options.slice),
+        origin: options.origin.instant,
         interval: options.interval,
         stop: stop.clone(),
         go: go.clone(),
@@ -171,6 +225,8 @@ pub(crate) fn aggregate(
         writer,
         metrics: options.metrics,
         active: source.active,
+        origin: options.origin,
+        planned: options.slice.share(plan.scenario.sessions),
     };
     let outcome = runtime.block_on(aggregator.run(source.rx, source.gate));
     outcome.map(|(mut result, cut_short, writer)| {
@@ -198,6 +254,10 @@ struct Aggregator<'a> {
     metrics: Option<std::net::TcpListener>,
     /// Open sockets across the shards, for the exact peak.
     active: Arc<Active>,
+    /// When the load shape starts.
+    origin: Origin,
+    /// This process's share of the scenario's sessions.
+    planned: u32,
 }
 
 /// One interval, while its shards' snapshots arrive.
@@ -399,7 +459,7 @@ impl Aggregator<'_> {
             }
             None => (None, None),
         };
-        let mut view = self.progress.start(scenario.sessions, scenario.duration);
+        let mut view = self.progress.start(self.planned, scenario.duration);
         let mut signals = Signals::new();
         // The first connect decides whether the run goes ahead.
         let gate = tokio::select! {
@@ -423,19 +483,20 @@ impl Aggregator<'_> {
             identity: Default::default(),
             scenario: scenario.name.clone(),
             target: self.target.clone(),
-            planned: scenario.sessions,
+            planned: self.planned,
             shards: self.total_shards,
             workers: self.workers,
-            started_at: SystemTime::now(),
+            started_at: self.origin.wall,
             elapsed: Duration::ZERO,
             peak_active: 0,
             interrupted: self.stop.is_cancelled(),
             aborted_by: None,
             lost_workers: Vec::new(),
+            shard: None,
         };
         // What each worker process last said of itself.
         let mut workers: BTreeMap<usize, WorkerNews> = BTreeMap::new();
-        let deadline = tokio::time::sleep(scenario.duration);
+        let deadline = tokio::time::sleep_until(self.origin.instant + scenario.duration);
         tokio::pin!(deadline);
         let grace = tokio::time::sleep(Duration::MAX / 4);
         tokio::pin!(grace);
@@ -447,7 +508,7 @@ impl Aggregator<'_> {
             writer: self.writer.take(),
             view,
             exposition,
-            started: Instant::now(),
+            started: self.origin.instant,
             started_at: meta.started_at,
             last_emitted: Duration::ZERO,
             cpu_before: crate::report::process_cpu(),

@@ -19,31 +19,36 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::load::Shape;
+use crate::load::{Shape, Slice};
 use crate::metrics::{Active, Counter, Recorder, Snapshot, State};
 use crate::session::{self, ConnectFailure, Context, Plan};
 
 /// Which shards of a run one process runs: the global shard numbers
-/// `first..first + count` of `total`. Session ids, slots and arrivals are dealt by global
-/// number, so a session is the same (id, card row, heartbeat phase) however many
-/// processes the run is spread over.
+/// `first..first + count` of `total`, within the run's shard `slice` (`--shard I/N`;
+/// the whole run on one machine). Session ids, slots and arrivals are dealt by slice,
+/// then by global number, so a session is the same (id, card row, heartbeat phase)
+/// however many processes and machines the run is spread over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardSet {
     /// The first global shard number.
     pub first: usize,
     /// How many shards, from `first`.
     pub count: usize,
-    /// Shards in the whole run.
+    /// Shards in the whole run (of this slice).
     pub total: usize,
+    /// The run's shard these threads are part of.
+    #[serde(default)]
+    pub slice: Slice,
 }
 
 impl ShardSet {
-    /// Every shard, in one process.
-    pub fn whole(count: usize) -> ShardSet {
+    /// Every shard of a slice, in one process.
+    pub fn whole(count: usize, slice: Slice) -> ShardSet {
         ShardSet {
             first: 0,
             count,
             total: count,
+            slice,
         }
     }
 }
@@ -62,6 +67,8 @@ pub(super) struct Shards {
 pub(super) struct Start {
     pub(super) plan: Arc<Plan>,
     pub(super) set: ShardSet,
+    /// When the load shape starts: intervals and due times count from it.
+    pub(super) origin: Instant,
     pub(super) interval: Duration,
     pub(super) stop: CancellationToken,
     pub(super) go: CancellationToken,
@@ -77,6 +84,7 @@ pub(super) fn start(start: Start) -> std::io::Result<Shards> {
     let Start {
         plan,
         set,
+        origin,
         interval,
         stop,
         go,
@@ -91,9 +99,10 @@ pub(super) fn start(start: Start) -> std::io::Result<Shards> {
         let global = set.first + shard;
         let args = ShardArgs {
             shard,
-            global,
-            shards: set.total,
+            deal: set.slice.deal(global, set.total),
+            slice: set.slice,
             plan: plan.clone(),
+            origin,
             interval,
             stop: stop.clone(),
             go: go.clone(),
@@ -125,11 +134,12 @@ pub(super) fn start(start: Start) -> std::io::Result<Shards> {
 pub(super) struct ShardArgs {
     /// This process's number for the shard (its Snapshots carry it).
     pub(super) shard: usize,
-    /// The run's number for it: which sessions are its.
-    pub(super) global: usize,
-    /// Shards in the whole run.
-    pub(super) shards: usize,
+    /// Its sessions: ids `first, first + step, …` ([`Slice::deal`]).
+    pub(super) deal: (u64, u64),
+    /// The run's shard it is part of.
+    pub(super) slice: Slice,
     pub(super) plan: Arc<Plan>,
+    pub(super) origin: Instant,
     pub(super) interval: Duration,
     pub(super) stop: CancellationToken,
     pub(super) go: CancellationToken,
@@ -231,10 +241,11 @@ const LATE: Duration = Duration::from_millis(100);
 async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     let ShardArgs {
         shard,
-        global,
-        shards,
+        deal,
+        slice,
         cap,
         plan,
+        origin,
         interval,
         stop,
         go,
@@ -254,20 +265,38 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     let tracker = TaskTracker::new();
     let scenario = &plan.scenario;
     let end = scenario.duration;
-    // Slot 0 (or arrival 0) connects first and alone: it decides whether the run goes on.
+    // The slice's first slot (or arrival) connects first and alone: it decides whether
+    // the run goes on. Slot 0 on one machine; slot I for shard I/N.
+    let first = slice.index;
     let first_until = match &scenario.shape {
-        Shape::Closed { .. } => scenario.shape.active_intervals(0, end).first().map(|i| i.1),
-        Shape::Open { .. } => None,
+        Shape::Closed { .. } => scenario
+            .shape
+            .active_intervals(first, end)
+            .first()
+            .map(|i| i.1),
+        Shape::Open { .. } => scenario
+            .shape
+            .arrival_due(u64::from(first), end)
+            .map(|_| end),
     };
     if let Some(gate) = gate {
-        running.fetch_add(1, Ordering::Relaxed);
-        ctx.count(Counter::ArrivalsDue);
-        let until = first_until.filter(|u| *u < end).map(|u| Instant::now() + u);
-        spawn_contained(
-            &tracker,
-            &ctx,
-            session::run(ctx.clone(), 0, Some(gate), until),
-        );
+        match first_until {
+            Some(until) => {
+                running.fetch_add(1, Ordering::Relaxed);
+                ctx.count(Counter::ArrivalsDue);
+                let until = (until < end).then(|| origin + until);
+                spawn_contained(
+                    &tracker,
+                    &ctx,
+                    session::run(ctx.clone(), first, Some(gate), until),
+                );
+            }
+            // A shard with no sessions at all (more shards than sessions): nothing to
+            // try, and nothing to stop the others.
+            None => {
+                let _ = gate.send(Ok(()));
+            }
+        }
     }
     {
         let (ctx, spawner, stop) = (ctx.clone(), tracker.clone(), stop.clone());
@@ -277,7 +306,18 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
                 _ = go.cancelled() => {}
                 _ = stop.cancelled() => return,
             }
-            spawn_sessions(&ctx, &spawner, global, shards, cap, &stop).await;
+            spawn_sessions(
+                &ctx,
+                &spawner,
+                Dealt {
+                    deal,
+                    first,
+                    origin,
+                },
+                cap,
+                &stop,
+            )
+            .await;
         });
     }
     let take = |seq: u64, last: bool| Snapshot {
@@ -293,9 +333,11 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
         peak_active: None,
         worker: None,
     };
-    let mut flush = tokio::time::interval(interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    flush.tick().await;
+    // Interval `seq` ends at `origin + (seq + 1) · interval`, on every shard of every
+    // process and machine, so that their intervals line up. A shard that falls behind
+    // catches up with its missed ticks at once rather than shifting the later ones.
+    let mut flush = tokio::time::interval_at(origin + interval, interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut seq = 0;
     let mut closing = false;
     loop {
@@ -317,18 +359,32 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
     let _ = tx.send(take(seq, true)).await;
 }
 
+/// Which sessions a shard thread starts, and from when.
+struct Dealt {
+    /// Its ids, as (first, step).
+    deal: (u64, u64),
+    /// The id of the session that connected first (already running, if it is this
+    /// thread's).
+    first: u32,
+    /// When the load shape starts.
+    origin: Instant,
+}
+
 /// Starts this shard's share of the load shape's sessions, each at its due time.
 async fn spawn_sessions(
     ctx: &Rc<Context>,
     tracker: &TaskTracker,
-    shard: usize,
-    shards: usize,
+    dealt: Dealt,
     cap: u32,
     stop: &CancellationToken,
 ) {
     let scenario = &ctx.plan.scenario;
     let end = scenario.duration;
-    let start = Instant::now();
+    let Dealt {
+        deal: (first_id, step),
+        first,
+        origin: start,
+    } = dealt;
     // Waits until `due` (from the start); false when the run stopped first.
     let wait = |due: Duration| async move {
         let at = start + due;
@@ -346,12 +402,13 @@ async fn spawn_sessions(
     match &scenario.shape {
         Shape::Closed { .. } => {
             // (start, slot, end) for every time one of this shard's slots becomes active.
-            let mut starts: Vec<(Duration, u32, Duration)> = (shard as u32..scenario.sessions)
-                .step_by(shards)
+            let ids = (first_id..u64::from(scenario.sessions)).step_by(step as usize);
+            let mut starts: Vec<(Duration, u32, Duration)> = ids
                 .flat_map(|slot| {
+                    let slot = slot as u32; // below `sessions`, a u32
                     let intervals = scenario.shape.active_intervals(slot, end);
-                    // Slot 0's first interval is the gate session's, already running.
-                    let skip = usize::from(slot == 0);
+                    // The first slot's first interval is the gate session's, running.
+                    let skip = usize::from(slot == first);
                     intervals
                         .into_iter()
                         .skip(skip)
@@ -374,11 +431,11 @@ async fn spawn_sessions(
             }
         }
         Shape::Open { .. } => {
-            let mut index = shard as u64;
+            let mut index = first_id;
             while let Some(due) = scenario.shape.arrival_due(index, end) {
                 let this = index;
-                index += shards as u64;
-                if this == 0 {
+                index += step;
+                if this == u64::from(first) {
                     continue; // the gate session
                 }
                 if !wait(due).await {
@@ -462,10 +519,11 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let args = ShardArgs {
             shard: 3,
-            global: 3,
-            shards: 4,
+            deal: Slice::WHOLE.deal(3, 4),
+            slice: Slice::WHOLE,
             cap: 10,
             plan: context().plan.clone(),
+            origin: Instant::now(),
             interval: Duration::from_secs(1),
             stop: CancellationToken::new(),
             go: CancellationToken::new(),
@@ -474,7 +532,7 @@ mod tests {
             tx,
             gate: None,
         };
-        // A shard whose own loop panics: its interval of zero makes `tokio::time::interval`
+        // A shard whose own loop panics: its interval of zero makes `tokio::time::interval_at`
         // panic, the way a bug in the shard would.
         let args = ShardArgs {
             interval: Duration::ZERO,

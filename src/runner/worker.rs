@@ -35,6 +35,9 @@ pub struct WorkerSpec {
     pub shards: ShardSet,
     /// The open model's cap for this worker's sessions together.
     pub cap: u32,
+    /// When the run's load shape starts (the parent's origin), so that every worker's
+    /// intervals and due times count from the same moment.
+    pub start: std::time::SystemTime,
 }
 
 /// Runs a worker's shards until they end, writing frames to `out`. Returns once every
@@ -52,6 +55,7 @@ pub fn work(
     let started = shard::start(shard::Start {
         plan,
         set: spec.shards,
+        origin: super::Origin::at(spec.start).instant,
         interval,
         stop: stop.clone(),
         go: go.clone(),
