@@ -378,6 +378,11 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         target: shown_target,
         grace: args.grace,
         metrics,
+        labels: report::prometheus::Labels {
+            run: dir.name(),
+            scenario: scenario.name.clone(),
+            shard: "0".into(),
+        },
     };
     let result = if workers == 0 {
         runner::run(plan, options)?

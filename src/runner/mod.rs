@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Where to serve `/metrics`, already bound.
     pub metrics: Option<std::net::TcpListener>,
+    /// The labels every series of `/metrics` carries.
+    pub labels: prometheus::Labels,
 }
 
 /// Everything measured in a run.
@@ -170,6 +172,7 @@ pub(crate) fn aggregate(
         go,
         writer,
         metrics: options.metrics,
+        labels: options.labels,
         active: source.active,
     };
     let outcome = runtime.block_on(aggregator.run(source.rx, source.gate));
@@ -196,6 +199,8 @@ struct Aggregator<'a> {
     go: CancellationToken,
     writer: Option<IntervalWriter>,
     metrics: Option<std::net::TcpListener>,
+    /// The labels of every series of `/metrics`.
+    labels: prometheus::Labels,
     /// Open sockets across the shards, for the exact peak.
     active: Arc<Active>,
 }
@@ -333,6 +338,8 @@ struct Sinks {
     view: View,
     /// The text `/metrics` serves, when it is served.
     exposition: Option<prometheus::Exposition>,
+    /// The labels of every series it has.
+    labels: prometheus::Labels,
     /// When the load started.
     started: Instant,
     /// The same, on the wall clock, for the hlog's `StartTime`.
@@ -360,7 +367,7 @@ impl Sinks {
         let (recorder, gauges) = (&interval.recorder, &interval.gauges);
         self.view.update(recorder, gauges, elapsed, level);
         if let Some(exposition) = &self.exposition {
-            let text = prometheus::render(total, gauges);
+            let text = prometheus::render(total, gauges, &self.labels);
             if let Ok(mut shared) = exposition.lock() {
                 *shared = text;
             }
@@ -447,6 +454,7 @@ impl Aggregator<'_> {
             writer: self.writer.take(),
             view,
             exposition,
+            labels: std::mem::take(&mut self.labels),
             started: Instant::now(),
             started_at: meta.started_at,
             last_emitted: Duration::ZERO,
@@ -539,6 +547,7 @@ impl Aggregator<'_> {
             writer,
             mut view,
             exposition,
+            labels,
             started,
             sampled_rss_kib,
             ..
@@ -549,7 +558,7 @@ impl Aggregator<'_> {
         }
         meta.elapsed = started.elapsed();
         meta.peak_active = meta.peak_active.max(self.active.run_peak());
-        let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now));
+        let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now, &labels));
         Ok((
             RunResult {
                 total,
