@@ -354,6 +354,145 @@ fn series(name: &str, own: &str) -> String {
     }
 }
 
+/// Every tag's histograms in a `latency.hlog`, merged, decoded with the hdrhistogram
+/// crate alone.
+fn hlog_totals(path: &Path) -> BTreeMap<String, hdrhistogram::Histogram<u64>> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let bytes = std::fs::read(path).unwrap();
+    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
+    let mut totals: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(interval) = entry.unwrap() else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> =
+            deserializer.deserialize(&mut raw.as_slice()).unwrap();
+        let tag = interval.tag().unwrap().as_str().to_string();
+        match totals.get_mut(&tag) {
+            Some(total) => total.add(&h).unwrap(),
+            None => drop(totals.insert(tag, h)),
+        }
+    }
+    totals
+}
+
+/// The exposition's latency histograms count exactly what the run recorded: for every
+/// step and script latency, `_count` and `+Inf` are the report's count, and each
+/// `le` bucket holds the samples at or below `le` in the run's `latency.hlog`. A sample
+/// counts as at or below `le` when the lowest value of its HdrHistogram equivalence
+/// range is, which is the crate's `count_between(0, le)`.
+#[test]
+fn exposition_histograms_count_the_logged_samples_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A script latency of 1 to 7 ms by session: on and between the bucket bounds.
+    std::fs::write(
+        dir.path().join("hooks.rhai"),
+        "fn heartbeat_reply(session, msg) {\n\
+         \x20   if msg.msgType != \"heartBeat_ack\" { return false; }\n\
+         \x20   session.record(\"think\", 1 + session.id % 7);\n\
+         \x20   true\n\
+         }\n",
+    )
+    .unwrap();
+    let s = scenario(dir.path(), "script: hooks.rhai\n");
+    let report = dir.path().join("run/report.json");
+    let out = run_in_process(&[
+        s.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--interval",
+        "250ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let run = dir.path().join("run");
+    let text = std::fs::read_to_string(run.join("metrics.prom")).unwrap();
+    let samples = parse_exposition(&text);
+    let logged = hlog_totals(&run.join("latency.hlog"));
+    let r = &out.report;
+    let latencies = r.latency_ms.iter().map(|(step, l)| {
+        (
+            "wsoak_latency_seconds",
+            "step",
+            step.clone(),
+            step.clone(),
+            l,
+        )
+    });
+    let custom = r.custom.latency_ms.iter().map(|(name, l)| {
+        let tag = format!("custom.{name}");
+        ("wsoak_script_latency_seconds", "name", name.clone(), tag, l)
+    });
+    let mut checked = 0;
+    for (family, key, name, tag, latency) in latencies.chain(custom) {
+        let own = format!("{key}=\"{name}\"");
+        let get = |series: &str| {
+            samples
+                .get(series)
+                .copied()
+                .unwrap_or_else(|| panic!("{series} not in\n{text}"))
+        };
+        let count = latency.count as f64;
+        assert_eq!(get(&series(&format!("{family}_count"), &own)), count);
+        let inf = format!("{own},le=\"+Inf\"");
+        assert_eq!(get(&series(&format!("{family}_bucket"), &inf)), count);
+        // `_sum` is in seconds, and over `_count` the report's mean (rounded to the µs).
+        let sum = get(&series(&format!("{family}_sum"), &own));
+        if let Some(mean) = latency.mean {
+            assert!(
+                (sum / count * 1000.0 - mean).abs() < 0.0006,
+                "{name}: {sum}"
+            );
+        } else {
+            assert_eq!(sum, 0.0);
+        }
+        let h = logged.get(&tag);
+        assert_eq!(h.map_or(0, |h| h.len()), latency.count, "{tag}");
+        let prefix = series(&format!("{family}_bucket"), &format!("{own},le=\""));
+        let prefix = prefix.trim_end_matches('}');
+        let mut bounds = 0;
+        for (series, value) in samples.range(prefix.to_string()..) {
+            let Some(le) = series.strip_prefix(prefix) else {
+                break;
+            };
+            let le = le.trim_end_matches("\"}");
+            if le == "+Inf" {
+                continue;
+            }
+            let us = (le.parse::<f64>().unwrap() * 1e6).round() as u64;
+            let expected = h.map_or(0, |h| h.count_between(0, us));
+            assert_eq!(*value, expected as f64, "{series}");
+            bounds += 1;
+        }
+        assert_eq!(bounds, 18, "{family} {name}: every bound");
+        checked += 1;
+    }
+    // connect, auth, bind_card, heartbeat, reconnect, schedule_lag, and the script's.
+    assert_eq!(checked, 7);
+    assert!(r.latency_ms["reconnect"].count > 0);
+    // The script's samples spread over several buckets, so the check above has teeth.
+    let think = |le: &str| {
+        samples[&series(
+            "wsoak_script_latency_seconds_bucket",
+            &format!("name=\"think\",le=\"{le}\""),
+        )]
+    };
+    assert!(think("0.001") > 0.0, "{text}");
+    assert!(think("0.001") < think("0.0025"), "{text}");
+    assert!(think("0.0025") < think("0.005"), "{text}");
+    assert!(think("0.005") < think("0.01"), "{text}");
+    // Every sample carries the run's labels, first.
+    for key in samples.keys() {
+        let name = key.split('{').next().unwrap();
+        assert!(key.starts_with(&format!("{name}{{{RUN_LABELS}")), "{key}");
+    }
+    assert!(samples.len() > 100, "{text}");
+}
+
 /// Where Chromium may be found; `.ci/run` installs Debian's `chromium`.
 const CHROMIUMS: [&str; 4] = [
     "chromium",
