@@ -90,10 +90,20 @@ fn hlog_round_trips_through_the_crate_reader() {
     assert!(out.report.latency_ms["reconnect"].count >= 30);
 }
 
-/// Minimal validator for the Prometheus text exposition format (0.0.4).
+/// Minimal validator for the Prometheus text exposition format (0.0.4): names, HELP and
+/// TYPE at most once per family and before its samples, a family's samples together,
+/// counters named `_total`, and a histogram's buckets cumulative in ascending `le`,
+/// ending with `+Inf`, which equals its `_count`.
 fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut samples = BTreeMap::new();
     let mut typed: BTreeMap<String, String> = BTreeMap::new();
+    let mut helped: Vec<String> = Vec::new();
+    // Families whose samples are over: none may come back.
+    let mut done: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    // A histogram's buckets by the series they belong to (`_count`'s name and labels):
+    // each bucket's `le` and value, in order.
+    let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.chars()
@@ -116,37 +126,82 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
             );
             continue;
         }
-        if line.starts_with("# HELP ") || line.is_empty() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            assert!(!helped.iter().any(|h| h == name), "HELP twice: {line}");
+            helped.push(name.to_string());
+            continue;
+        }
+        if line.is_empty() {
             continue;
         }
         assert!(!line.starts_with('#'), "unknown comment: {line}");
         let (series, value) = line.rsplit_once(' ').expect("series value");
         let name = series.split('{').next().unwrap();
         assert!(name_ok(name), "{line}");
-        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+        let labels = series.strip_prefix(name).unwrap();
+        let mut le = None;
+        if !labels.is_empty() {
             assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
             for pair in labels[1..labels.len() - 1].split("\",") {
                 let (k, v) = pair.split_once('=').expect("label=value");
                 assert!(name_ok(k) && v.starts_with('"'), "{line}");
+                if k == "le" {
+                    le = Some(v.trim_matches('"').to_string());
+                }
             }
         }
         let value: f64 = match value {
             "NaN" => f64::NAN,
             v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
         };
-        let family = ["_sum", "_count"]
+        let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains_key(*f)))
             .unwrap_or(name);
         let kind = typed
             .get(family)
             .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        if current.as_deref() != Some(family) {
+            assert!(!done.iter().any(|d| d == family), "family split: {line}");
+            done.extend(current.replace(family.to_string()));
+        }
         if kind == "counter" {
             assert!(name.ends_with("_total"), "{line}");
+        }
+        if kind == "histogram" && name.ends_with("_bucket") {
+            let le = le.unwrap_or_else(|| panic!("bucket without le: {line}"));
+            let le: f64 = match le.as_str() {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad le: {line}")),
+            };
+            let rest = match labels.split_once("le=") {
+                Some((before, _)) => before.trim_end_matches(','),
+                None => labels,
+            };
+            let of = match rest {
+                "{" => format!("{family}_count"),
+                rest if rest.ends_with('}') => format!("{family}_count{rest}"),
+                rest => format!("{family}_count{rest}}}"),
+            };
+            buckets.entry(of).or_default().push((le, value));
         }
         assert!(
             samples.insert(series.to_string(), value).is_none(),
             "series twice: {line}"
+        );
+    }
+    for (count, series) in &buckets {
+        for pair in series.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{count}: le not ascending");
+            assert!(pair[0].1 <= pair[1].1, "{count}: buckets not cumulative");
+        }
+        let (le, inf) = *series.last().unwrap();
+        assert_eq!(le, f64::INFINITY, "{count}: no +Inf bucket");
+        assert_eq!(
+            samples.get(count),
+            Some(&inf),
+            "{count} is not its +Inf bucket"
         );
     }
     samples
@@ -157,22 +212,49 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
 /// able to fail.
 #[test]
 fn exposition_validator_rejects_broken_text() {
-    let good = "# TYPE wsoak_x_total counter\nwsoak_x_total 3\n\
-                # TYPE wsoak_l_seconds summary\nwsoak_l_seconds{step=\"a\",quantile=\"0.5\"} 0.1\n\
+    let good = "# HELP wsoak_x_total X.\n# TYPE wsoak_x_total counter\nwsoak_x_total 3\n\
+                # TYPE wsoak_l_seconds histogram\n\
+                wsoak_l_seconds_bucket{step=\"a\",le=\"0.1\"} 1\n\
+                wsoak_l_seconds_bucket{step=\"a\",le=\"+Inf\"} 2\n\
                 wsoak_l_seconds_sum{step=\"a\"} 1\nwsoak_l_seconds_count{step=\"a\"} 2\n";
-    assert_eq!(parse_exposition(good).len(), 4);
+    assert_eq!(parse_exposition(good).len(), 5);
+    let histogram = |buckets: &str, count: u32| {
+        format!(
+            "# TYPE wsoak_l histogram\n{buckets}wsoak_l_sum{{s=\"a\"}} 1\n\
+             wsoak_l_count{{s=\"a\"}} {count}\n"
+        )
+    };
     for bad in [
-        "wsoak_x_total 3\n",                                   // sample before its TYPE
-        "# TYPE wsoak_x counter\nwsoak_x 3\n",                 // counter without _total
-        "# TYPE wsoak_x_total counter\nwsoak_x_total three\n", // not a number
-        "# TYPE wsoak_x_total counter\nwsoak_x_total 1\nwsoak_x_total 2\n", // twice
-        "# TYPE 1wsoak gauge\n",                               // bad name
-        "# TYPE wsoak_g gauge\nwsoak_g{state=bound} 1\n",      // unquoted label
-        "# TYPE wsoak_g meter\n",                              // unknown type
-        "# TYPE wsoak_g gauge\n# TYPE wsoak_g gauge\n",        // TYPE twice
-        "# nonsense\n",                                        // unknown comment
+        "wsoak_x_total 3\n".to_string(), // sample before its TYPE
+        "# TYPE wsoak_x counter\nwsoak_x 3\n".into(), // counter without _total
+        "# TYPE wsoak_x_total counter\nwsoak_x_total three\n".into(), // not a number
+        "# TYPE wsoak_x_total counter\nwsoak_x_total 1\nwsoak_x_total 2\n".into(), // twice
+        "# TYPE 1wsoak gauge\n".into(),  // bad name
+        "# TYPE wsoak_g gauge\nwsoak_g{state=bound} 1\n".into(), // unquoted label
+        "# TYPE wsoak_g meter\n".into(), // unknown type
+        "# TYPE wsoak_g gauge\n# TYPE wsoak_g gauge\n".into(), // TYPE twice
+        "# HELP wsoak_g G.\n# HELP wsoak_g G.\n".into(), // HELP twice
+        "# nonsense\n".into(),           // unknown comment
+        // A family's samples apart.
+        "# TYPE wsoak_g gauge\n# TYPE wsoak_h gauge\nwsoak_g 1\nwsoak_h 1\nwsoak_g{a=\"b\"} 1\n"
+            .into(),
+        // Buckets that fall, come out of order, lack +Inf, or disagree with _count.
+        histogram(
+            "wsoak_l_bucket{s=\"a\",le=\"1\"} 2\nwsoak_l_bucket{s=\"a\",le=\"+Inf\"} 1\n",
+            1,
+        ),
+        histogram(
+            "wsoak_l_bucket{s=\"a\",le=\"2\"} 1\nwsoak_l_bucket{s=\"a\",le=\"1\"} 1\n\
+             wsoak_l_bucket{s=\"a\",le=\"+Inf\"} 1\n",
+            1,
+        ),
+        histogram("wsoak_l_bucket{s=\"a\",le=\"1\"} 1\n", 1),
+        histogram(
+            "wsoak_l_bucket{s=\"a\",le=\"1\"} 1\nwsoak_l_bucket{s=\"a\",le=\"+Inf\"} 2\n",
+            3,
+        ),
     ] {
-        let caught = std::panic::catch_unwind(|| parse_exposition(bad));
+        let caught = std::panic::catch_unwind(|| parse_exposition(&bad));
         assert!(caught.is_err(), "accepted: {bad:?}");
     }
 }
@@ -200,7 +282,7 @@ fn live_metrics_are_valid_and_agree_with_the_report() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let report = dir.path().join("report.json");
+    let report = dir.path().join("run/report.json");
     let args: Vec<String> = vec![
         s.to_str().unwrap().into(),
         "--report".into(),
@@ -217,33 +299,39 @@ fn live_metrics_are_valid_and_agree_with_the_report() {
     std::thread::sleep(Duration::from_millis(1500));
     let live = parse_exposition(&scrape(&addr));
     let out = runner.join().unwrap();
-    let final_text = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
+    let final_text = std::fs::read_to_string(dir.path().join("run/metrics.prom")).unwrap();
     let last = parse_exposition(&final_text);
     let r = &out.report;
     let get =
         |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or_else(|| panic!("{k}"));
     for (key, value) in [
-        ("wsoak_sessions_bound_total", r.sessions.bound),
-        ("wsoak_heartbeats_acked_total", r.heartbeats.acked),
-        ("wsoak_heartbeats_sent_total", r.heartbeats.sent),
-        ("wsoak_connects_attempted_total", r.connects.attempted),
+        (series("wsoak_sessions_bound_total", ""), r.sessions.bound),
         (
-            "wsoak_reconnects_total{cause=\"server_close\"}",
+            series("wsoak_heartbeats_acked_total", ""),
+            r.heartbeats.acked,
+        ),
+        (series("wsoak_heartbeats_sent_total", ""), r.heartbeats.sent),
+        (
+            series("wsoak_connects_attempted_total", ""),
+            r.connects.attempted,
+        ),
+        (
+            series("wsoak_reconnects_total", "cause=\"server_close\""),
             r.reconnects.by_cause["server_close"],
         ),
         (
-            "wsoak_errors_total{kind=\"server_reset\"}",
+            series("wsoak_errors_total", "kind=\"server_reset\""),
             r.errors["server_reset"],
         ),
         (
-            "wsoak_latency_seconds_count{step=\"heartbeat\"}",
+            series("wsoak_latency_seconds_count", "step=\"heartbeat\""),
             r.latency_ms["heartbeat"].count,
         ),
     ] {
-        assert_eq!(get(&last, key), value as f64, "{key}");
-        assert!(get(&live, key) <= value as f64, "{key} only grows");
+        assert_eq!(get(&last, &key), value as f64, "{key}");
+        assert!(get(&live, &key) <= value as f64, "{key} only grows");
     }
-    assert!(get(&live, "wsoak_heartbeats_acked_total") > 0.0);
+    assert!(get(&live, &series("wsoak_heartbeats_acked_total", "")) > 0.0);
     let live_sessions: f64 = live
         .iter()
         .filter(|(k, _)| k.starts_with("wsoak_sessions{"))
@@ -253,11 +341,156 @@ fn live_metrics_are_valid_and_agree_with_the_report() {
         live_sessions, 30.0,
         "every session is in some state mid-run"
     );
-    let p99 = get(
-        &last,
-        "wsoak_latency_seconds{step=\"heartbeat\",quantile=\"0.99\"}",
-    );
-    assert!((p99 * 1000.0 - r.latency_ms["heartbeat"].p99.unwrap()).abs() < 1e-6);
+}
+
+/// The labels every series of a run of `s.yaml` written to `run/report.json` carries.
+const RUN_LABELS: &str = r#"run="run",scenario="s",shard="0""#;
+
+/// `name{RUN_LABELS,own}`.
+fn series(name: &str, own: &str) -> String {
+    match own {
+        "" => format!("{name}{{{RUN_LABELS}}}"),
+        own => format!("{name}{{{RUN_LABELS},{own}}}"),
+    }
+}
+
+/// Every tag's histograms in a `latency.hlog`, merged, decoded with the hdrhistogram
+/// crate alone.
+fn hlog_totals(path: &Path) -> BTreeMap<String, hdrhistogram::Histogram<u64>> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let bytes = std::fs::read(path).unwrap();
+    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
+    let mut totals: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(interval) = entry.unwrap() else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> =
+            deserializer.deserialize(&mut raw.as_slice()).unwrap();
+        let tag = interval.tag().unwrap().as_str().to_string();
+        match totals.get_mut(&tag) {
+            Some(total) => total.add(&h).unwrap(),
+            None => drop(totals.insert(tag, h)),
+        }
+    }
+    totals
+}
+
+/// The exposition's latency histograms count exactly what the run recorded: for every
+/// step and script latency, `_count` and `+Inf` are the report's count, and each
+/// `le` bucket holds the samples at or below `le` in the run's `latency.hlog`. A sample
+/// counts as at or below `le` when the lowest value of its HdrHistogram equivalence
+/// range is, which is the crate's `count_between(0, le)`.
+#[test]
+fn exposition_histograms_count_the_logged_samples_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A script latency of 1 to 7 ms by session: on and between the bucket bounds.
+    std::fs::write(
+        dir.path().join("hooks.rhai"),
+        "fn heartbeat_reply(session, msg) {\n\
+         \x20   if msg.msgType != \"heartBeat_ack\" { return false; }\n\
+         \x20   session.record(\"think\", 1 + session.id % 7);\n\
+         \x20   true\n\
+         }\n",
+    )
+    .unwrap();
+    let s = scenario(dir.path(), "script: hooks.rhai\n");
+    let report = dir.path().join("run/report.json");
+    let out = run_in_process(&[
+        s.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--interval",
+        "250ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let run = dir.path().join("run");
+    let text = std::fs::read_to_string(run.join("metrics.prom")).unwrap();
+    let samples = parse_exposition(&text);
+    let logged = hlog_totals(&run.join("latency.hlog"));
+    let r = &out.report;
+    let latencies = r.latency_ms.iter().map(|(step, l)| {
+        (
+            "wsoak_latency_seconds",
+            "step",
+            step.clone(),
+            step.clone(),
+            l,
+        )
+    });
+    let custom = r.custom.latency_ms.iter().map(|(name, l)| {
+        let tag = format!("custom.{name}");
+        ("wsoak_script_latency_seconds", "name", name.clone(), tag, l)
+    });
+    let mut checked = 0;
+    for (family, key, name, tag, latency) in latencies.chain(custom) {
+        let own = format!("{key}=\"{name}\"");
+        let get = |series: &str| {
+            samples
+                .get(series)
+                .copied()
+                .unwrap_or_else(|| panic!("{series} not in\n{text}"))
+        };
+        let count = latency.count as f64;
+        assert_eq!(get(&series(&format!("{family}_count"), &own)), count);
+        let inf = format!("{own},le=\"+Inf\"");
+        assert_eq!(get(&series(&format!("{family}_bucket"), &inf)), count);
+        // `_sum` is in seconds, and over `_count` the report's mean (rounded to the µs).
+        let sum = get(&series(&format!("{family}_sum"), &own));
+        if let Some(mean) = latency.mean {
+            assert!(
+                (sum / count * 1000.0 - mean).abs() < 0.0006,
+                "{name}: {sum}"
+            );
+        } else {
+            assert_eq!(sum, 0.0);
+        }
+        let h = logged.get(&tag);
+        assert_eq!(h.map_or(0, |h| h.len()), latency.count, "{tag}");
+        let prefix = series(&format!("{family}_bucket"), &format!("{own},le=\""));
+        let prefix = prefix.trim_end_matches('}');
+        let mut bounds = 0;
+        for (series, value) in samples.range(prefix.to_string()..) {
+            let Some(le) = series.strip_prefix(prefix) else {
+                break;
+            };
+            let le = le.trim_end_matches("\"}");
+            if le == "+Inf" {
+                continue;
+            }
+            let us = (le.parse::<f64>().unwrap() * 1e6).round() as u64;
+            let expected = h.map_or(0, |h| h.count_between(0, us));
+            assert_eq!(*value, expected as f64, "{series}");
+            bounds += 1;
+        }
+        assert_eq!(bounds, 18, "{family} {name}: every bound");
+        checked += 1;
+    }
+    // connect, auth, bind_card, heartbeat, reconnect, schedule_lag, and the script's.
+    assert_eq!(checked, 7);
+    assert!(r.latency_ms["reconnect"].count > 0);
+    // The script's samples spread over several buckets, so the check above has teeth.
+    let think = |le: &str| {
+        samples[&series(
+            "wsoak_script_latency_seconds_bucket",
+            &format!("name=\"think\",le=\"{le}\""),
+        )]
+    };
+    assert!(think("0.001") > 0.0, "{text}");
+    assert!(think("0.001") < think("0.0025"), "{text}");
+    assert!(think("0.0025") < think("0.005"), "{text}");
+    assert!(think("0.005") < think("0.01"), "{text}");
+    // Every sample carries the run's labels, first.
+    for key in samples.keys() {
+        let name = key.split('{').next().unwrap();
+        assert!(key.starts_with(&format!("{name}{{{RUN_LABELS}")), "{key}");
+    }
+    assert!(samples.len() > 100, "{text}");
 }
 
 /// Where Chromium may be found; `.ci/run` installs Debian's `chromium`.

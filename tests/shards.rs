@@ -126,6 +126,7 @@ fn three_shards_merge_into_the_run_the_server_saw() {
                 .arg("run")
                 .arg(&path)
                 .args(["--quiet", "--target", &url, "--start-at", &start])
+                .args(["--metrics-listen", "127.0.0.1:0"])
                 .args(["--shard", &format!("{i}/3"), "--report"])
                 .arg(shard_dir(i).join("report.json"))
                 .stdout(Stdio::piped())
@@ -167,6 +168,24 @@ fn three_shards_merge_into_the_run_the_server_saw() {
             );
         }
     }
+
+    // Their live metrics carry one run label, and each its own shard label, so that
+    // Prometheus adds them up.
+    let labels: Vec<String> = (0..3)
+        .map(|i| {
+            let text = std::fs::read_to_string(shard_dir(i).join("metrics.prom")).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("wsoak_build_info{"))
+                .unwrap()
+                .to_string();
+            assert!(line.contains(&format!("shard=\"{i}\"")), "{line}");
+            let run = line.split("run=\"").nth(1).unwrap();
+            run[..run.find('"').unwrap()].to_string()
+        })
+        .collect();
+    assert!(labels[0].starts_with("sharded-"), "{labels:?}");
+    assert!(labels.iter().all(|l| *l == labels[0]), "{labels:?}");
 
     let merged_dir = dir.path().join("merged");
     let runs: Vec<PathBuf> = (0..3).map(shard_dir).collect();

@@ -332,7 +332,10 @@ fn abort_thresholds_and_metrics_work_on_the_workers_merged_data() {
     assert_eq!(r.sessions.closed, 20);
     // The final exposition is the merged one: both workers' heartbeats.
     let prom = std::fs::read_to_string(dir.path().join("run").join("metrics.prom")).unwrap();
-    let acked = format!("wsoak_heartbeats_acked_total {}\n", r.heartbeats.acked);
+    let acked = format!(
+        "wsoak_heartbeats_acked_total{{run=\"run\",scenario=\"s\",shard=\"0\"}} {}\n",
+        r.heartbeats.acked
+    );
     assert!(prom.contains(&acked), "{acked}");
     assert!(r.heartbeats.acked > 20, "{:?}", r.heartbeats);
     // intervals.jsonl adds up to the report.

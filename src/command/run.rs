@@ -288,6 +288,19 @@ fn asked_start(args: &RunArgs, now: std::time::SystemTime) -> Option<std::time::
     })
 }
 
+/// The name every shard of a run goes by (the `run` label of its metrics): the
+/// directory name a run of the scenario started then would have,
+/// `<scenario>-<start stamp>`, which is where the shards' directories go by default.
+fn run_name(scenario: &str, start: std::time::SystemTime) -> String {
+    report::default_path(scenario, start)
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or_else(
+            || scenario.to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+}
+
 /// Refuses a start so long ago that the whole run would be over; warns of one merely
 /// past (a late pod): its sessions due meanwhile start at once.
 fn check_start(at: std::time::SystemTime, duration: std::time::Duration) -> anyhow::Result<()> {
@@ -510,6 +523,16 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
         metrics,
         origin,
         slice,
+        labels: report::prometheus::Labels {
+            // One name for every shard of a run, so that their series add up.
+            run: if slice.is_whole() {
+                dir.name()
+            } else {
+                run_name(&scenario.name, origin.wall)
+            },
+            scenario: scenario.name.clone(),
+            shard: slice.index.to_string(),
+        },
     };
     let result = if workers == 0 {
         runner::run(plan, options)?

@@ -80,6 +80,27 @@ impl RunDir {
         report::sibling(&self.report, "metrics.prom")
     }
 
+    /// The run's name: the name of the directory that holds its report
+    /// (`mini-20261129T150000Z` for `reports/mini-20261129T150000Z/report.json`), or of
+    /// the working directory when the report path has no directory to name (`report.json`,
+    /// `./report.json`). Call it once the directory exists.
+    pub fn name(&self) -> String {
+        let dir = self.report.parent().unwrap_or(Path::new(""));
+        let named = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        named
+            .or_else(|| {
+                // `.`, `..` or nothing: the directory those stand for, resolved.
+                let here = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                let full = std::fs::canonicalize(here).ok()?;
+                Some(full.file_name()?.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "run".to_string())
+    }
+
     /// Reads the JSON report.
     pub fn read_report(&self) -> anyhow::Result<Report> {
         let path = &self.report;
@@ -133,6 +154,24 @@ mod tests {
             dir.intervals(),
             Path::new("reports/mini-19700101T000000Z/intervals.jsonl")
         );
+    }
+
+    #[test]
+    fn a_run_is_named_by_the_directory_holding_its_report() {
+        let at = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            RunDir::new(None, "mini", at).name(),
+            "mini-19700101T000000Z"
+        );
+        let named = |report: &str| RunDir::new(Some(report.into()), "s", at).name();
+        assert_eq!(named("x/report.json"), "x");
+        assert_eq!(named("/tmp/soak/foo.json"), "soak");
+        let here = std::env::current_dir().unwrap();
+        let here = here.file_name().unwrap().to_str().unwrap();
+        assert_eq!(named("report.json"), here);
+        assert_eq!(named("./report.json"), here);
+        // The root has no name to give.
+        assert_eq!(named("/report.json"), "run");
     }
 
     #[test]

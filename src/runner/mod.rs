@@ -108,6 +108,8 @@ pub struct RunOptions {
     pub origin: Origin,
     /// The run's shard this process runs (the whole run, normally).
     pub slice: Slice,
+    /// The labels every series of `/metrics` carries.
+    pub labels: prometheus::Labels,
 }
 
 /// Everything measured in a run.
@@ -224,6 +226,7 @@ pub(crate) fn aggregate(
         go,
         writer,
         metrics: options.metrics,
+        labels: options.labels,
         active: source.active,
         origin: options.origin,
         planned: options.slice.share(plan.scenario.sessions),
@@ -252,6 +255,8 @@ struct Aggregator<'a> {
     go: CancellationToken,
     writer: Option<IntervalWriter>,
     metrics: Option<std::net::TcpListener>,
+    /// The labels of every series of `/metrics`.
+    labels: prometheus::Labels,
     /// Open sockets across the shards, for the exact peak.
     active: Arc<Active>,
     /// When the load shape starts.
@@ -393,6 +398,8 @@ struct Sinks {
     view: View,
     /// The text `/metrics` serves, when it is served.
     exposition: Option<prometheus::Exposition>,
+    /// The labels of every series it has.
+    labels: prometheus::Labels,
     /// When the load started.
     started: Instant,
     /// The same, on the wall clock, for the hlog's `StartTime`.
@@ -420,7 +427,7 @@ impl Sinks {
         let (recorder, gauges) = (&interval.recorder, &interval.gauges);
         self.view.update(recorder, gauges, elapsed, level);
         if let Some(exposition) = &self.exposition {
-            let text = prometheus::render(total, gauges);
+            let text = prometheus::render(total, gauges, &self.labels);
             if let Ok(mut shared) = exposition.lock() {
                 *shared = text;
             }
@@ -508,6 +515,7 @@ impl Aggregator<'_> {
             writer: self.writer.take(),
             view,
             exposition,
+            labels: std::mem::take(&mut self.labels),
             started: self.origin.instant,
             started_at: meta.started_at,
             last_emitted: Duration::ZERO,
@@ -600,6 +608,7 @@ impl Aggregator<'_> {
             writer,
             mut view,
             exposition,
+            labels,
             started,
             sampled_rss_kib,
             ..
@@ -610,7 +619,7 @@ impl Aggregator<'_> {
         }
         meta.elapsed = started.elapsed();
         meta.peak_active = meta.peak_active.max(self.active.run_peak());
-        let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now));
+        let exposition = exposition.map(|_| prometheus::render(&total, &gauges_now, &labels));
         Ok((
             RunResult {
                 total,
