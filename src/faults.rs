@@ -118,7 +118,7 @@ impl Faults {
 
     /// What this connection does with the reply to its `n`-th heartbeat (`n` from 1).
     pub fn heartbeat_fate(&self, n: u64) -> HeartbeatFate {
-        let every = |e: Option<u64>| e.is_some_and(|e| e > 0 && n % e == 0);
+        let every = |e: Option<u64>| e.is_some_and(|e| e > 0 && n.is_multiple_of(e));
         if every(self.drop_ack_every) {
             // A dropped ack has nothing left to hold.
             HeartbeatFate::Drop

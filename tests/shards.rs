@@ -269,6 +269,31 @@ fn three_shards_merge_into_the_run_the_server_saw() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A shard killed before it wrote its report merges from its logs: the same counts
+    // and percentiles, and the run marked interrupted.
+    let killed = dir.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    for file in ["run.json", "intervals.jsonl", "latency.hlog"] {
+        std::fs::copy(runs[2].join(file), killed.join(file)).unwrap();
+    }
+    let rebuilt_dir = dir.path().join("rebuilt");
+    let with_killed = [runs[0].as_path(), runs[1].as_path(), killed.as_path()];
+    let out = merge(&with_killed, &["--out", rebuilt_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rebuilt = read_report(&rebuilt_dir.join("report.json"));
+    assert!(rebuilt.interrupted && !merged.interrupted);
+    assert_eq!(rebuilt.heartbeats, merged.heartbeats);
+    assert_eq!(rebuilt.sessions.bound, merged.sessions.bound);
+    assert_eq!(
+        rebuilt.latency_ms["heartbeat"],
+        merged.latency_ms["heartbeat"]
+    );
+
     // A missing shard: a clear error, exit 2, unless --allow-partial.
     let partial = dir.path().join("partial");
     let two = [runs[0].as_path(), runs[2].as_path()];

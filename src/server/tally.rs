@@ -147,7 +147,7 @@ mod tests {
             stats.messages.fetch_add(1, Relaxed);
             answer(message, &faults, stats);
         }
-        stats.record_close_code(if i % 4 == 0 { 1001 } else { 1000 });
+        stats.record_close_code(if i.is_multiple_of(4) { 1001 } else { 1000 });
         stats.record_unanswered(i % 3);
         stats.record_hold(Duration::from_micros(1_000 + i * 997));
         stats.dropped.fetch_add(i % 2, Relaxed);
