@@ -17,7 +17,6 @@ use super::finish::{self, Finish};
 use super::rundir::RunDir;
 use crate::cli::MergeArgs;
 use crate::report::merge::{self, MergedInterval, ShardInterval};
-use crate::report::threshold::Threshold;
 use crate::report::{self, hlog, Footprint, Merged, Report, RunInfo, ShardIdentity};
 use crate::runner::tagged_histograms;
 
@@ -274,16 +273,10 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     for why in &left_out {
         note!("wsoak: left out: {why}");
     }
-    let thresholds = key
-        .thresholds
-        .iter()
-        .map(|t| {
-            let steps: Vec<&str> = key.steps.iter().map(String::as_str).collect();
-            let threshold = Threshold::parse(t)?;
-            threshold.check_names(&steps)?;
-            Ok(threshold)
-        })
-        .collect::<Result<Vec<_>, String>>()
+    // The chosen shards' thresholds and steps are the key's: any shard's will do.
+    let thresholds = shards[0]
+        .info
+        .parsed_thresholds()
         .map_err(anyhow::Error::msg)?;
     let per_shard = shards
         .iter()

@@ -43,17 +43,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             args.run.display()
         );
     }
-    let thresholds = info
-        .thresholds
-        .iter()
-        .map(|t| {
-            let steps: Vec<&str> = info.steps.iter().map(String::as_str).collect();
-            let threshold = report::threshold::Threshold::parse(t)?;
-            threshold.check_names(&steps)?;
-            Ok(threshold)
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(anyhow::Error::msg)?;
+    let thresholds = info.parsed_thresholds().map_err(anyhow::Error::msg)?;
     let report = if path.exists() {
         dir.read_report()?
     } else {

@@ -1188,6 +1188,21 @@ pub struct RunInfo {
     pub shard: Option<ShardIdentity>,
 }
 
+impl RunInfo {
+    /// The run's thresholds, parsed again from their text and checked against its steps.
+    pub fn parsed_thresholds(&self) -> Result<Vec<threshold::Threshold>, String> {
+        let steps: Vec<&str> = self.steps.iter().map(String::as_str).collect();
+        self.thresholds
+            .iter()
+            .map(|t| {
+                let threshold = threshold::Threshold::parse(t)?;
+                threshold.check_names(&steps)?;
+                Ok(threshold)
+            })
+            .collect()
+    }
+}
+
 fn legacy_steps() -> Vec<String> {
     vec!["auth".into(), "bind_card".into()]
 }
