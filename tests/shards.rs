@@ -260,6 +260,8 @@ fn three_shards_merge_into_the_run_the_server_saw() {
         lines.iter().filter_map(|l| l.peak_active).max(),
         Some(merged.sessions.peak_active as i64)
     );
+    let html = std::fs::read_to_string(merged_dir.join("report.html")).unwrap();
+    assert!(html.contains("<th>shards</th><td>3 of 3 merged</td>"));
     // `wsoak report` reads the merged directory as any run's.
     let out = wsoak().arg("report").arg(&merged_dir).output().unwrap();
     assert_eq!(
@@ -306,9 +308,16 @@ fn three_shards_merge_into_the_run_the_server_saw() {
     );
     assert!(err.contains("--allow-partial"), "{err}");
     assert!(!partial.join("report.json").exists());
+    let junit = dir.path().join("partial.xml");
     let out = merge(
         &two,
-        &["--out", partial.to_str().unwrap(), "--allow-partial"],
+        &[
+            "--out",
+            partial.to_str().unwrap(),
+            "--allow-partial",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
     );
     let summary = String::from_utf8_lossy(&out.stdout);
     // 21 of 31 sessions bound: `sessions.bound >= 31` fails, as it should.
@@ -321,6 +330,11 @@ fn three_shards_merge_into_the_run_the_server_saw() {
     let m = report.merged.unwrap();
     assert_eq!((m.shards, m.missing), (vec![0, 2], vec![1]));
     assert_eq!(report.sessions.bound, 21);
+    // A CI server sees the gap: the `run` test case fails for it.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("partial: shards 1 of 3 are missing"), "{xml}");
+    let html = std::fs::read_to_string(partial.join("report.html")).unwrap();
+    assert!(html.contains("2 of 3 merged · <b>missing 1</b>"));
 
     // A shard of another run (another start), and a shard given twice: exit 2, each
     // named; with --allow-partial, left out and said why.

@@ -106,6 +106,32 @@ struct TimeChart {
     fold: Fold,
 }
 
+/// The run details' row for a shard (`run --shard`) or a merged run (`merge`), if either.
+fn shards_row(report: &Report) -> String {
+    if let Some(shard) = &report.shard {
+        return format!(
+            "<tr><th>shard</th><td>{} of {} (from 0), started at {}</td></tr>",
+            shard.index,
+            shard.count,
+            esc(&shard.start_at)
+        );
+    }
+    let Some(merged) = &report.merged else {
+        return String::new();
+    };
+    let missing = if merged.missing.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = merged.missing.iter().map(u32::to_string).collect();
+        format!(" · <b>missing {}</b>: not the whole run", list.join(", "))
+    };
+    format!(
+        "<tr><th>shards</th><td>{} of {} merged{missing}</td></tr>",
+        merged.shards.len(),
+        merged.count
+    )
+}
+
 /// Renders the page. `totals` are the run's histograms by tag (metric name, or
 /// `custom.<name>`), for the percentile curves; `shape` describes the load shape.
 pub fn render(
@@ -131,7 +157,7 @@ pub fn render(
          <tr><th>target</th><td>{target}</td></tr>\
          <tr><th>started</th><td>{started}</td></tr>\
          <tr><th>duration</th><td>{duration} s{interrupted}</td></tr>\
-         <tr><th>load shape</th><td>{shape}</td></tr>\
+         <tr><th>load shape</th><td>{shape}</td></tr>{shards}\
          <tr><th>build</th><td>wsoak {version} · scenario sha256 <code>{hash}</code></td></tr>\
          <tr><th>command</th><td><code>{command}</code></td></tr></table></details>",
         target = esc(&report.target),
@@ -143,6 +169,7 @@ pub fn render(
             _ => String::new(),
         },
         shape = esc(shape),
+        shards = shards_row(report),
         version = esc(&report.wsoak.version),
         hash = esc(report.wsoak.scenario_sha256.as_deref().unwrap_or("-")),
         command = esc(&super::shell_words(&report.wsoak.command)),

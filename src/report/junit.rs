@@ -23,7 +23,8 @@ pub const COMPARE_CLASS: &str = "wsoak.compare";
 
 /// A finished run as JUnit XML: one suite, `wsoak.<scenario>`, with a test case per
 /// threshold (in the order given) and a last one, `run`, that fails when the run was
-/// interrupted, ended early by an `abort_on_fail` threshold, or had internal errors.
+/// interrupted, ended early by an `abort_on_fail` threshold, had internal errors, or is
+/// a merge of only some of its shards.
 pub fn run(report: &Report) -> String {
     let mut cases: Vec<Case> = report.thresholds.iter().map(threshold_case).collect();
     cases.push(run_case(report));
@@ -136,6 +137,15 @@ fn run_case(report: &Report) -> Case {
     }
     if let Some(check) = &report.aborted_by {
         why.push(format!("aborted by the abort_on_fail threshold `{check}`"));
+    }
+    if let Some(merged) = report.merged.as_ref().filter(|m| !m.missing.is_empty()) {
+        let list: Vec<String> = merged.missing.iter().map(u32::to_string).collect();
+        why.push(format!(
+            "partial: shards {} of {} are missing (merged with --allow-partial), so this is \
+             not the whole run",
+            list.join(", "),
+            merged.count
+        ));
     }
     let internal = report
         .errors
