@@ -317,6 +317,11 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     let first = &shards[0];
     let sum = |f: fn(&Shard) -> u64| shards.iter().map(f).sum::<u64>();
     let info = RunInfo {
+        // The shards' build and scenario, and the command that made this run directory.
+        wsoak: report::Identity {
+            command: std::env::args().collect(),
+            ..first.info.wsoak.clone()
+        },
         planned: sum(|s| u64::from(s.info.planned)) as u32,
         shards: sum(|s| s.info.shards as u64) as usize,
         workers: sum(|s| s.info.workers as u64) as usize,
@@ -348,8 +353,20 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     for (_, r) in &reports {
         lost_workers.extend(r.lost_workers.iter().cloned());
     }
+    let versions: std::collections::BTreeSet<&str> = shards
+        .iter()
+        .map(|s| s.info.wsoak.version.as_str())
+        .collect();
+    if versions.len() > 1 {
+        note!(
+            "wsoak: warning: the shards ran different wsoak versions ({}): their numbers may \
+             not compare",
+            versions.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     let meta = report::Meta {
-        identity: first.info.wsoak.clone(),
+        // The shards' build and scenario, and the command that made this report.
+        identity: info.wsoak.clone(),
         scenario: key.scenario.clone(),
         target: first.info.target.clone(),
         planned: info.planned,

@@ -60,7 +60,7 @@ pub(crate) fn rerender(args: &ReportArgs) -> anyhow::Result<u8> {
             peak_active: report::peak_active(&lines),
             interrupted: true,
             aborted_by: None,
-            shard: None,
+            shard: info.shard.clone(),
         };
         let rebuilt = Report::build(
             &report::rebuild(&lines, &totals, &info.steps),
