@@ -482,3 +482,61 @@ fn open_model_shards_add_up_to_the_whole() {
     assert_eq!(whole, (20, 1000));
     assert_eq!(parts, vec![(7, 334), (7, 333), (6, 333)]);
 }
+
+/// A shard that runs its share in worker processes: the workers deal the shard's ids
+/// among themselves, and count from the same start.
+#[test]
+fn a_shard_in_worker_processes_runs_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "sessions: 40\nramp_up: 300ms\nduration: 2s\n{}",
+            common::FLOW
+                .replace("interval: 100ms", "interval: 200ms")
+                .replace("timeout: 90ms", "timeout: 190ms")
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("w").join("report.json");
+    let out = wsoak()
+        .arg("run")
+        .arg(&path)
+        .args([
+            "--quiet",
+            "--shard",
+            "1/3",
+            "--workers",
+            "2",
+            "--shards",
+            "2",
+        ])
+        .args(["--start-in", "1s", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = read_report(&report);
+    let server = r.server.as_ref().unwrap();
+    // Sessions 1, 4, 7, …, 37: 13 of 40.
+    assert_eq!((r.sessions.planned, r.sessions.bound), (13, 13));
+    assert_eq!(server.connections, 13);
+    assert_eq!(r.heartbeats.sent, server.heartbeats);
+    assert_eq!(r.tester.workers, 2);
+    let lines =
+        wsoak::report::read_intervals(&dir.path().join("w").join("intervals.jsonl")).unwrap();
+    for line in &lines[..lines.len() - 1] {
+        let due = (line.seq + 1) as f64;
+        assert!(
+            (line.t - due).abs() < 0.5,
+            "interval {} at {} s",
+            line.seq,
+            line.t
+        );
+    }
+}
