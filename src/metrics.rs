@@ -268,7 +268,14 @@ impl Active {
 
 /// Creates an empty latency histogram with the resolution every metric uses.
 pub fn new_histogram() -> Histogram<u64> {
+    // (`is_wsoak_histogram` reads the same bounds.)
     Histogram::new_with_bounds(1, HIGHEST_US, SIGFIGS).expect("constant bounds are valid")
+}
+
+/// Whether `h` has [`new_histogram`]'s bounds and precision (one read back from a log
+/// wsoak wrote does), so that it merges with any of wsoak's own.
+pub fn is_wsoak_histogram(h: &Histogram<u64>) -> bool {
+    h.low() == 1 && h.high() == HIGHEST_US && h.sigfig() == SIGFIGS
 }
 
 /// Most distinct custom metric names a recorder keeps; a script that invents names

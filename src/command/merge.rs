@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use super::finish::{self, Finish};
 use super::rundir::RunDir;
 use crate::cli::MergeArgs;
-use crate::report::merge::{self, MergedInterval, ShardInterval};
+use crate::report::merge::{Merger, Pairer, ShardInterval};
 use crate::report::{self, hlog, Footprint, Merged, Report, RunInfo, ShardIdentity};
 use crate::runner::tagged_histograms;
 
@@ -229,31 +229,57 @@ fn choose(shards: Vec<Shard>, allow_partial: bool) -> anyhow::Result<Chosen> {
     })
 }
 
-/// Reads a shard's intervals, each with its histograms.
-fn read_intervals(shard: &Shard) -> anyhow::Result<Vec<ShardInterval>> {
-    let dir = RunDir::find(&shard.given);
-    let (lines, skipped_lines) =
-        report::read_intervals_prefix(&dir.intervals()).map_err(anyhow::Error::msg)?;
-    let (entries, skipped_entries) =
-        hlog::read_entries_prefix(&dir.hlog()).map_err(anyhow::Error::msg)?;
-    for note in skipped_lines.iter().chain(&skipped_entries) {
-        note!("wsoak: damaged log: {note}");
+/// A shard's intervals, each with its histograms, read a line at a time as the merge
+/// takes them.
+struct ShardStream {
+    lines: report::IntervalLines,
+    pairer: Pairer<hlog::Entries>,
+    hlog: PathBuf,
+}
+
+impl ShardStream {
+    fn open(shard: &Shard) -> anyhow::Result<ShardStream> {
+        let dir = RunDir::find(&shard.given);
+        Ok(ShardStream {
+            lines: report::IntervalLines::open(&dir.intervals()).map_err(anyhow::Error::msg)?,
+            pairer: Pairer::new(hlog::Entries::open(&dir.hlog()).map_err(anyhow::Error::msg)?),
+            hlog: dir.hlog(),
+        })
     }
-    // Histograms of intervals after the last valid line (a damaged end) cannot be
-    // placed: leave them, as `wsoak report` does.
-    let until = lines.last().map_or(0.0, |l| l.t) + 0.0015;
-    let (entries, later): (Vec<_>, Vec<_>) = entries
-        .into_iter()
-        .partition(|e| (e.start + e.length).as_secs_f64() <= until);
-    if !later.is_empty() {
-        note!(
-            "wsoak: damaged log: {}: skipped {} histograms of intervals after the last valid \
-             interval line",
-            dir.hlog().display(),
-            later.len()
-        );
+
+    /// Says what damage was skipped, once the merge has read all it could.
+    fn report_damage(mut self) {
+        let skipped_lines = self.lines.skipped();
+        let (orphans, entries) = self.pairer.finish();
+        for note in skipped_lines.iter().chain(&entries.skipped()) {
+            note!("wsoak: damaged log: {note}");
+        }
+        if orphans > 0 {
+            // Histograms of intervals after the last valid line (a damaged end), or of
+            // none: they cannot be placed, and are left out, as `wsoak report` does.
+            note!(
+                "wsoak: damaged log: {}: skipped {orphans} histograms that belong to no \
+                 valid interval line",
+                self.hlog.display()
+            );
+        }
     }
-    merge::pair(lines, entries).map_err(|e| anyhow::anyhow!("{}: {e}", dir.hlog().display()))
+}
+
+impl Iterator for ShardStream {
+    type Item = Result<ShardInterval, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = match self.lines.next()? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            self.pairer
+                .interval(line)
+                .map_err(|e| format!("{}: {e}", self.hlog.display())),
+        )
+    }
 }
 
 /// `wsoak merge`: merges the shards, writes the merged run directory, prints the summary
@@ -278,11 +304,10 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
         .info
         .parsed_thresholds()
         .map_err(anyhow::Error::msg)?;
-    let per_shard = shards
+    let streams = shards
         .iter()
-        .map(read_intervals)
+        .map(ShardStream::open)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let intervals = merge::merge(&per_shard, &key.steps);
 
     let dir = RunDir::new(
         Some(args.out.join("report.json")),
@@ -312,7 +337,17 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     dir.create()?;
     let start = humantime::parse_rfc3339_weak(&key.start_at)
         .with_context(|| format!("the shards' start time `{}` is not a time", key.start_at))?;
-    write_logs(&dir, &intervals, start)?;
+    let mut whole = crate::metrics::Recorder::for_steps(
+        &key.steps
+            .iter()
+            .map(|s| s.as_str().into())
+            .collect::<Vec<_>>(),
+    );
+    let mut merger = Merger::new(streams, &key.steps);
+    let lines = write_logs(&dir, &mut merger, start, &mut whole)?;
+    for stream in merger.into_shards() {
+        stream.report_damage();
+    }
 
     let first = &shards[0];
     let sum = |f: fn(&Shard) -> u64| shards.iter().map(f).sum::<u64>();
@@ -330,20 +365,10 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     };
     dir.write_info(&info)?;
 
-    let mut whole = crate::metrics::Recorder::for_steps(
-        &key.steps
-            .iter()
-            .map(|s| s.as_str().into())
-            .collect::<Vec<_>>(),
-    );
-    for interval in &intervals {
-        whole.merge(&interval.recorder);
-    }
     let reports: Vec<(u32, &Report)> = shards
         .iter()
         .filter_map(|s| s.report.as_ref().map(|r| (s.identity.index, r)))
         .collect();
-    let lines: Vec<report::IntervalLine> = intervals.iter().map(|i| i.line.clone()).collect();
     let elapsed = reports
         .iter()
         .map(|(_, r)| r.duration_s)
@@ -428,27 +453,38 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     Ok(finish::exit_code(&report, passed))
 }
 
-/// Writes the merged `intervals.jsonl` and `latency.hlog`, the latter starting at the
-/// run's shared start.
+/// Merges the intervals as they come and writes them to the merged `intervals.jsonl`
+/// and `latency.hlog` (the latter starting at the run's shared start), adding each to
+/// `whole`. Returns the lines (for the HTML report): one interval's histograms are held
+/// at a time, however long the run.
 fn write_logs(
     dir: &RunDir,
-    intervals: &[MergedInterval],
+    intervals: &mut Merger<ShardStream>,
     start: std::time::SystemTime,
-) -> anyhow::Result<()> {
-    let mut text = String::new();
-    for interval in intervals {
-        text.push_str(&serde_json::to_string(&interval.line)?);
-        text.push('\n');
-    }
-    let path = dir.intervals();
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    let path = dir.hlog();
-    let mut out = Vec::new();
+    whole: &mut crate::metrics::Recorder,
+) -> anyhow::Result<Vec<report::IntervalLine>> {
+    let create = |path: &Path| {
+        std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    let (intervals_path, hlog_path) = (dir.intervals(), dir.hlog());
+    let mut intervals_out = create(&intervals_path)?;
+    let mut hlog_out = create(&hlog_path)?;
+    let mut lines = Vec::new();
     {
         let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
-        let mut log = hlog::begin(&mut out, &mut serializer, start)?;
+        let mut log = hlog::begin(&mut hlog_out, &mut serializer, start)
+            .with_context(|| format!("cannot write {}", hlog_path.display()))?;
         let mut from = Duration::ZERO;
         for interval in intervals {
+            let interval = interval.map_err(anyhow::Error::msg)?;
+            whole.merge(&interval.recorder);
+            let mut text = serde_json::to_string(&interval.line)?;
+            text.push('\n');
+            intervals_out
+                .write_all(text.as_bytes())
+                .with_context(|| format!("cannot write {}", intervals_path.display()))?;
             let to = Duration::from_secs_f64(interval.line.t);
             hlog::write(
                 &mut log,
@@ -457,13 +493,17 @@ fn write_logs(
                     length: to.saturating_sub(from),
                     histograms: tagged_histograms(&interval.recorder),
                 },
-            )?;
+            )
+            .with_context(|| format!("cannot write {}", hlog_path.display()))?;
             from = to;
+            lines.push(interval.line);
         }
     }
-    let mut file =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(&out)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    intervals_out
+        .flush()
+        .with_context(|| format!("cannot write {}", intervals_path.display()))?;
+    hlog_out
+        .flush()
+        .with_context(|| format!("cannot write {}", hlog_path.display()))?;
+    Ok(lines)
 }

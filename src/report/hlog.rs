@@ -127,32 +127,89 @@ pub struct Entry {
     pub histogram: Histogram<u64>,
 }
 
-/// Reads a possibly damaged log's histograms, in order, up to the first entry that
-/// cannot be read. Returns them, and what was skipped (for people) when anything was.
-/// Only I/O is an error.
-pub fn read_entries_prefix(path: &Path) -> Result<(Vec<Entry>, Option<String>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut entries = Vec::new();
-    for (n, entry) in intervals(&bytes).enumerate() {
-        match entry {
-            Ok((tag, start, length, histogram)) => entries.push(Entry {
-                tag,
-                start,
-                length,
-                histogram,
-            }),
-            Err(problem) => {
-                let note = format!(
-                    "{}: histogram entry {} cannot be read ({problem}); skipped it and the \
-                     rest of the log",
-                    path.display(),
-                    n + 1
-                );
-                return Ok((entries, Some(note)));
-            }
-        }
+/// A log's histograms, in order, a line at a time (for logs too long to hold decoded:
+/// a merge of day-long shards), up to the first entry that cannot be read. Only I/O is
+/// an error; [`Entries::skipped`] says what damage stopped the reading, if any.
+pub struct Entries {
+    path: std::path::PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    deserializer: Deserializer,
+    line: Vec<u8>,
+    /// Entries read so far.
+    read: usize,
+    /// Why reading stopped early, once it has.
+    skipped: Option<String>,
+}
+
+impl Entries {
+    /// Opens the log.
+    pub fn open(path: &Path) -> Result<Entries, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Entries {
+            path: path.to_path_buf(),
+            reader: std::io::BufReader::new(file),
+            deserializer: Deserializer::new(),
+            line: Vec::new(),
+            read: 0,
+            skipped: None,
+        })
     }
-    Ok((entries, None))
+
+    /// What damage stopped the reading, for people; `None` when none did.
+    pub fn skipped(&self) -> Option<String> {
+        self.skipped.clone()
+    }
+
+    fn damaged(&mut self, problem: String) -> Option<Result<Entry, String>> {
+        self.skipped = Some(format!(
+            "{}: histogram entry {} cannot be read ({problem}); skipped it and the rest of \
+             the log",
+            self.path.display(),
+            self.read + 1
+        ));
+        None
+    }
+}
+
+impl Iterator for Entries {
+    type Item = Result<Entry, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead as _;
+        while self.skipped.is_none() {
+            self.line.clear();
+            match self.reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(format!("{}: {e}", self.path.display()))),
+            }
+            // The format's lines are independent: each is parsed alone, so only one
+            // interval's histogram is ever decoded at a time.
+            let entry = IntervalLogIterator::new(&self.line).next();
+            let interval = match entry {
+                None | Some(Ok(LogEntry::StartTime(_) | LogEntry::BaseTime(_))) => continue,
+                Some(Ok(LogEntry::Interval(interval))) => interval,
+                Some(Err(e)) => return self.damaged(format!("{e:?}")),
+            };
+            let decoded = base64_decode(interval.encoded_histogram()).and_then(|bytes| {
+                self.deserializer
+                    .deserialize::<u64, _>(&mut bytes.as_slice())
+                    .map_err(|e| format!("{e:?}"))
+            });
+            let histogram = match decoded {
+                Ok(h) => h,
+                Err(problem) => return self.damaged(problem),
+            };
+            self.read += 1;
+            return Some(Ok(Entry {
+                tag: interval.tag().map_or("", |t| t.as_str()).to_owned(),
+                start: interval.start_timestamp(),
+                length: interval.duration(),
+                histogram,
+            }));
+        }
+        None
+    }
 }
 
 /// Merges one interval's histogram into the totals of its tag.

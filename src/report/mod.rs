@@ -1221,38 +1221,82 @@ const MAX_T: f64 = 10.0 * 365.0 * 86_400.0;
 /// time, or a line out of order ends the valid prefix. Returns the prefix, and what was
 /// skipped (for people) when anything was. Only I/O is an error.
 pub fn read_intervals_prefix(path: &Path) -> Result<(Vec<IntervalLine>, Option<String>), String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    let mut lines: Vec<IntervalLine> = Vec::new();
-    for (i, line) in all.iter().enumerate() {
-        let problem = match serde_json::from_str::<IntervalLine>(line) {
-            Err(e) => Some(e.to_string()),
+    let mut reader = IntervalLines::open(path)?;
+    let lines: Vec<IntervalLine> = reader.by_ref().collect::<Result<_, _>>()?;
+    Ok((lines, reader.skipped()))
+}
+
+/// `intervals.jsonl`'s valid prefix, a line at a time, for logs too long to hold (a
+/// merge of day-long shards). The same rules as [`read_intervals_prefix`].
+pub struct IntervalLines {
+    path: PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    /// Lines read so far.
+    read: usize,
+    /// The last valid line's `t`.
+    last_t: Option<f64>,
+    /// Why reading stopped early, once it has.
+    skipped: Option<(usize, String)>,
+}
+
+impl IntervalLines {
+    /// Opens the log.
+    pub fn open(path: &Path) -> Result<IntervalLines, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(IntervalLines {
+            path: path.to_path_buf(),
+            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            read: 0,
+            last_t: None,
+            skipped: None,
+        })
+    }
+
+    /// What was skipped from the first damaged line on, for people; `None` when nothing
+    /// was (or nothing yet).
+    pub fn skipped(&mut self) -> Option<String> {
+        let (at, problem) = self.skipped.clone()?;
+        // What is left is skipped too.
+        let rest = 1 + self.lines.by_ref().count();
+        self.skipped = Some((at, problem.clone()));
+        Some(format!(
+            "{}:{at}: {problem}; skipped {rest} line{} from there",
+            self.path.display(),
+            if rest == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+impl Iterator for IntervalLines {
+    type Item = Result<IntervalLine, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.skipped.is_some() {
+            return None;
+        }
+        let text = match self.lines.next()? {
+            Ok(text) => text,
+            // Not UTF-8, or unreadable: damage from here on, as for a bad line.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
+            Err(e) => return Some(Err(format!("{}: {e}", self.path.display()))),
+        };
+        self.read += 1;
+        let problem = match serde_json::from_str::<IntervalLine>(&text) {
+            Err(e) => e.to_string(),
             Ok(l) if !(l.t.is_finite() && (0.0..=MAX_T).contains(&l.t)) => {
-                Some(format!("t = {} is not a time", l.t))
+                format!("t = {} is not a time", l.t)
             }
-            Ok(l) if lines.last().is_some_and(|p| l.t < p.t) => {
-                Some(format!("t = {} is before the line above", l.t))
+            Ok(l) if self.last_t.is_some_and(|t| l.t < t) => {
+                format!("t = {} is before the line above", l.t)
             }
             Ok(l) => {
-                lines.push(l);
-                None
+                self.last_t = Some(l.t);
+                return Some(Ok(l));
             }
         };
-        if let Some(problem) = problem {
-            let rest = all.len() - i;
-            return Ok((
-                lines,
-                Some(format!(
-                    "{}:{}: {problem}; skipped {rest} line{} from there",
-                    path.display(),
-                    i + 1,
-                    if rest == 1 { "" } else { "s" }
-                )),
-            ));
-        }
+        self.skipped = Some((self.read, problem));
+        None
     }
-    Ok((lines, None))
 }
 
 /// Rebuilds a run's measurements from its interval log and latency log: every counter
