@@ -296,6 +296,29 @@ fn three_shards_merge_into_the_run_the_server_saw() {
         merged.latency_ms["heartbeat"]
     );
 
+    // Its logs cut short mid-line too (killed while writing): the lines before the
+    // damage merge, and the damage is said.
+    let text = std::fs::read_to_string(killed.join("intervals.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut in the middle of the last line but one: the last two are lost.
+    let lost: u64 = lines[lines.len() - 2..]
+        .iter()
+        .map(|l| {
+            let line: wsoak::report::IntervalLine = serde_json::from_str(l).unwrap();
+            line.counts.get("heartbeats.sent").copied().unwrap_or(0)
+        })
+        .sum();
+    assert!(lost > 0, "the lines cut hold heartbeats");
+    let keep = text.len() - lines[lines.len() - 1].len() - 1 - lines[lines.len() - 2].len() / 2;
+    std::fs::write(killed.join("intervals.jsonl"), &text[..keep]).unwrap();
+    let hlog = std::fs::read_to_string(killed.join("latency.hlog")).unwrap();
+    std::fs::write(killed.join("latency.hlog"), &hlog[..hlog.len() - 20]).unwrap();
+    let out = merge(&with_killed, &["--out", rebuilt_dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("damaged log"), "{err}");
+    let cut = read_report(&rebuilt_dir.join("report.json"));
+    assert_eq!(cut.heartbeats.sent, merged.heartbeats.sent - lost);
+
     // A missing shard: a clear error, exit 2, unless --allow-partial.
     let partial = dir.path().join("partial");
     let two = [runs[0].as_path(), runs[2].as_path()];
