@@ -195,6 +195,7 @@ fn worker_specs(
         shards,
         slice,
         start,
+        fixed_start,
     } = split;
     let run = run_argv(args, url.uri.to_string(), true);
     // Shards are dealt out as evenly as they go; the cap follows the shards, so that a
@@ -232,6 +233,7 @@ fn worker_specs(
                 shards: set,
                 cap: share(cap),
                 start,
+                fixed_start,
             }
         })
         .collect()
@@ -248,6 +250,8 @@ struct Split {
     slice: Slice,
     /// When the load starts.
     start: std::time::SystemTime,
+    /// Whether that start was given.
+    fixed_start: bool,
 }
 
 /// Which shard of the run this process is: `--shard I/N`, or `--shard-count N` with I
@@ -542,6 +546,7 @@ pub fn run_scenario(args: &RunArgs) -> anyhow::Result<RunOutput> {
             shards,
             slice,
             start: origin.wall,
+            fixed_start: origin.fixed,
         };
         let specs = worker_specs(args, &url, &scenario, split);
         let exe = std::env::var_os("WSOAK_WORKER_EXE")
@@ -634,6 +639,7 @@ mod tests {
                 shards,
                 slice: Slice::WHOLE,
                 start: std::time::UNIX_EPOCH,
+                fixed_start: false,
             };
             let specs = worker_specs(&args, &url, &scenario, split);
             assert_eq!(specs.len(), workers);

@@ -48,6 +48,11 @@ pub struct Origin {
     pub wall: SystemTime,
     /// The same moment on the monotonic clock.
     pub instant: Instant,
+    /// Whether the moment was given (`--start-at`, `--start-in`): sessions are then due
+    /// from it even when the run's first connect takes a while, as on every other shard.
+    /// Otherwise they are due from when that first connect has worked, and only
+    /// intervals count from the origin.
+    pub fixed: bool,
 }
 
 impl Origin {
@@ -56,6 +61,7 @@ impl Origin {
         Origin {
             wall: SystemTime::now(),
             instant: Instant::now(),
+            fixed: false,
         }
     }
 
@@ -66,7 +72,11 @@ impl Origin {
             Ok(ahead) => instant + ahead,
             Err(behind) => instant.checked_sub(behind.duration()).unwrap_or(instant),
         };
-        Origin { wall, instant }
+        Origin {
+            wall,
+            instant,
+            fixed: true,
+        }
     }
 
     /// Waits on this thread until the origin, unless a signal (Ctrl-C, SIGTERM, SIGHUP)
@@ -155,7 +165,7 @@ pub fn run(plan: Arc<Plan>, options: RunOptions) -> Result<RunResult, RunError> 
     let started = shard::start(shard::Start {
         plan: plan.clone(),
         set: ShardSet::whole(shards, options.slice),
-        origin: options.origin.instant,
+        origin: options.origin,
         interval: options.interval,
         stop: stop.clone(),
         go: go.clone(),

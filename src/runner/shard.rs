@@ -67,8 +67,8 @@ pub(super) struct Shards {
 pub(super) struct Start {
     pub(super) plan: Arc<Plan>,
     pub(super) set: ShardSet,
-    /// When the load shape starts: intervals and due times count from it.
-    pub(super) origin: Instant,
+    /// When the load shape starts: intervals (and due times, when fixed) count from it.
+    pub(super) origin: super::Origin,
     pub(super) interval: Duration,
     pub(super) stop: CancellationToken,
     pub(super) go: CancellationToken,
@@ -102,7 +102,8 @@ pub(super) fn start(start: Start) -> std::io::Result<Shards> {
             deal: set.slice.deal(global, set.total),
             slice: set.slice,
             plan: plan.clone(),
-            origin,
+            origin: origin.instant,
+            fixed: origin.fixed,
             interval,
             stop: stop.clone(),
             go: go.clone(),
@@ -140,6 +141,9 @@ pub(super) struct ShardArgs {
     pub(super) slice: Slice,
     pub(super) plan: Arc<Plan>,
     pub(super) origin: Instant,
+    /// Whether sessions are due from `origin` ([`super::Origin::fixed`]), or from when
+    /// the first connect worked.
+    pub(super) fixed: bool,
     pub(super) interval: Duration,
     pub(super) stop: CancellationToken,
     pub(super) go: CancellationToken,
@@ -246,6 +250,7 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
         cap,
         plan,
         origin,
+        fixed,
         interval,
         stop,
         go,
@@ -306,6 +311,9 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
                 _ = go.cancelled() => {}
                 _ = stop.cancelled() => return,
             }
+            // A start given to every shard holds whatever the first connect took; a run
+            // started now is due from when its first connect worked.
+            let origin = if fixed { origin } else { Instant::now() };
             spawn_sessions(
                 &ctx,
                 &spawner,
@@ -524,6 +532,7 @@ mod tests {
             cap: 10,
             plan: context().plan.clone(),
             origin: Instant::now(),
+            fixed: false,
             interval: Duration::from_secs(1),
             stop: CancellationToken::new(),
             go: CancellationToken::new(),

@@ -38,6 +38,9 @@ pub struct WorkerSpec {
     /// When the run's load shape starts (the parent's origin), so that every worker's
     /// intervals and due times count from the same moment.
     pub start: std::time::SystemTime,
+    /// Whether that start was given ([`super::Origin::fixed`]).
+    #[serde(default)]
+    pub fixed_start: bool,
 }
 
 /// Runs a worker's shards until they end, writing frames to `out`. Returns once every
@@ -55,7 +58,10 @@ pub fn work(
     let started = shard::start(shard::Start {
         plan,
         set: spec.shards,
-        origin: super::Origin::at(spec.start).instant,
+        origin: super::Origin {
+            fixed: spec.fixed_start,
+            ..super::Origin::at(spec.start)
+        },
         interval,
         stop: stop.clone(),
         go: go.clone(),
