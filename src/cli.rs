@@ -602,6 +602,7 @@ mod tests {
             "2026-11-29T15:00:00+25:00",
             "",
             "é2026-11-29T1",
+            "2026é12345", // six bytes from the end falls inside the é
         ] {
             assert!(parse_start_at(bad).is_err(), "{bad}");
         }
