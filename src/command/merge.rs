@@ -334,9 +334,9 @@ pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
             shard.identity.index
         );
     }
+    let start = crate::cli::parse_start_at(&key.start_at)
+        .map_err(|e| anyhow::anyhow!("the shards' run.json start_at: {e}"))?;
     dir.create()?;
-    let start = humantime::parse_rfc3339_weak(&key.start_at)
-        .with_context(|| format!("the shards' start time `{}` is not a time", key.start_at))?;
     let mut whole = crate::metrics::Recorder::for_steps(
         &key.steps
             .iter()
