@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::load::{Shape, Slice};
 use crate::metrics::{Active, Counter, Recorder, Snapshot, State};
-use crate::session::{self, ConnectFailure, Context, Plan};
+use crate::session::{self, Alarms, ConnectFailure, Context, Plan};
 
 /// Which shards of a run one process runs: the global shard numbers
 /// `first..first + count` of `total`, within the run's shard `slice` (`--shard I/N`;
@@ -266,6 +266,7 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
         stop: stop.clone(),
         running: running.clone(),
         active,
+        alarms: Rc::new(Alarms::new()),
     });
     let tracker = TaskTracker::new();
     let scenario = &plan.scenario;

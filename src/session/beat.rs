@@ -2,7 +2,8 @@
 //! counting failures, and ending the connection when they exceed the limit, the socket
 //! goes away, the page leaves or the run stops.
 //!
-//! It owns the loop's timer and its use of the socket while bound. The rules of the
+//! It owns the loop's alarm (on the shard's clock, see `alarm`) and its use of the
+//! socket while bound. The rules of the
 //! timetable and of matching acks to heartbeats live in [`crate::heartbeat`] and must stay
 //! there, pure and tested on their own; this file must not grow rules of its own. Every
 //! byte held across this loop's awaits is held by every idle session.
@@ -10,7 +11,7 @@
 use std::pin::pin;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::context::Context;
@@ -24,7 +25,7 @@ use crate::script::Hook;
 impl Session {
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
     /// the page leaves, or the run stops. The rules of the timetable and of matching acks
-    /// to heartbeats live in [`crate::heartbeat`]; this loop owns the timer and socket.
+    /// to heartbeats live in [`crate::heartbeat`]; this loop owns the alarm and socket.
     pub(super) async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
@@ -35,9 +36,10 @@ impl Session {
         let mut timetable = Timetable::new(Instant::now(), self.id, hb.interval);
         let mut acks = Acks::default();
         let mut failures = 0u32;
-        // One timer for the next slot, ack deadline and leave, whichever is first: every
-        // idle session holds its timers, so fewer is smaller.
-        let mut timer = pin!(sleep_until(timetable.wake()));
+        // One alarm for the next slot, ack deadline and leave, whichever is first: every
+        // idle session holds it, so fewer is smaller. An alarm on the shard's clock, not
+        // a tokio `Sleep` of its own: moving it costs no timer wheel work (see `alarm`).
+        let mut alarm = ctx.alarms.alarm(timetable.wake());
         let mut stopped = pin!(ctx.stop.cancelled());
         let outcome = loop {
             // While a heartbeat is in its window, the next one waits for its fate: the ack
@@ -46,9 +48,7 @@ impl Session {
             if let Some(leave_at) = self.leave_at {
                 wake = wake.min(leave_at);
             }
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
+            alarm.set(wake);
             // Heartbeats whose fate was decided as failed in this turn.
             let mut failed = 0;
             tokio::select! {
@@ -87,7 +87,7 @@ impl Session {
                         break Outcome::Reconnect(closed_cause(kind));
                     }
                 },
-                _ = &mut timer => {
+                _ = &mut alarm => {
                     let now = Instant::now();
                     if self.leave_at.is_some_and(|l| now >= l) {
                         if self.stays_hidden() {

@@ -4,10 +4,11 @@
 //!
 //! It owns the bookkeeping on that shared state (counting, recording, moving a session
 //! between gauge states). It must not know what a session does: no sockets, no timers,
-//! no awaits.
+//! no awaits (the shard's alarm clock is held here, and lives in `alarm`).
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 use tokio_util::sync::CancellationToken;
 
+use super::alarm::Alarms;
 use crate::metrics::{Active, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::Scenario;
 
@@ -53,6 +55,9 @@ pub struct Context {
     pub running: Arc<AtomicU32>,
     /// Open sockets on every shard, for an exact `peak_active`.
     pub active: Arc<Active>,
+    /// The shard's alarm clock: what the heartbeat loops wait on, one tokio timer for
+    /// all of them.
+    pub(crate) alarms: Rc<Alarms>,
 }
 
 impl Context {
@@ -87,12 +92,12 @@ impl Context {
 impl Context {
     /// A shard's context for unit tests: `yaml`'s scenario, a target nobody listens on
     /// (the tests bring their own streams), sessions connecting from `sources`.
-    pub(crate) fn for_test(yaml: &str, sources: Vec<IpAddr>) -> std::rc::Rc<Context> {
+    pub(crate) fn for_test(yaml: &str, sources: Vec<IpAddr>) -> Rc<Context> {
         let scenario =
             crate::scenario::parse(yaml, std::path::Path::new("t.yaml"), &Default::default())
                 .expect("a valid test scenario");
         let steps = scenario.step_names();
-        std::rc::Rc::new(Context {
+        Rc::new(Context {
             plan: Arc::new(Plan {
                 scenario: Arc::new(scenario),
                 addr: ([127, 0, 0, 1], 1).into(),
@@ -106,6 +111,7 @@ impl Context {
             stop: CancellationToken::new(),
             running: Arc::new(AtomicU32::new(1)),
             active: Arc::default(),
+            alarms: Rc::default(),
         })
     }
 }

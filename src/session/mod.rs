@@ -21,8 +21,10 @@
 //! - `hooks`: calling the scenario's script hooks and doing what they ask;
 //! - `transport`: the socket: connect, classify what it yields, close;
 //! - `page`: the `Session`'s fields and the small rules on them;
+//! - `alarm`: the shard's alarm clock, which the heartbeat loops wait on;
 //! - `context`: what sessions share: the run's [`Plan`], the shard's [`Context`].
 
+mod alarm;
 mod beat;
 mod context;
 mod hooks;
@@ -30,6 +32,7 @@ mod page;
 mod step;
 mod transport;
 
+pub(crate) use alarm::Alarms;
 pub use context::{Context, Plan};
 pub use hooks::card_map;
 pub use transport::{client_ws_config, ConnectFailure, Stream};

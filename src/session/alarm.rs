@@ -1,0 +1,564 @@
+//! The shard's alarm clock: one tokio timer for every heartbeat loop on the shard.
+//!
+//! A bound session waits for one instant at a time: its next slot, its ack deadline or
+//! its leave, whichever is first. With a tokio `Sleep` each, every heartbeat moves its
+//! session's timer in tokio's timer wheel twice (to the ack deadline when it is sent, to
+//! the next slot when its ack comes) and fires it once; at 15,000 sessions that wheel
+//! work is, after the kernel, where the shard's time goes. Here a session holds an
+//! [`Alarm`], a key into its shard's [`Alarms`]: a book that files waiting sessions by
+//! the millisecond they are due in (a wheel of 1 ms slots), and one driver task that
+//! sleeps on a single tokio timer until the earliest of them and wakes every session due
+//! by then.
+//!
+//! Deadlines stay exact: an alarm rings when the clock reaches its instant, not its
+//! millisecond, and the driver sleeps until that instant, so a session wakes when a tokio
+//! `Sleep` of its own would have (tokio rounds both up to its 1 ms tick). The session
+//! reads the clock itself once awake, as before, so measurements are no coarser.
+//!
+//! It owns when sessions wake; it must not know what they wake for. The shard is one
+//! thread: the book is a `RefCell`, never borrowed across an await or a wake.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use tokio::time::{sleep_until, Instant};
+
+/// Milliseconds in the wheel, one slot each: about 4 s, more than a heartbeat interval
+/// and its ack window at the usual settings. An alarm due further ahead waits in its slot
+/// while the wheel comes round (looked at once per turn, and kept).
+const SLOTS: u64 = 4096;
+
+/// Filings (see [`Book::filed`]) beyond four per alarm that may wait for their slot
+/// before the whole wheel is swept of stale ones.
+const SLACK: usize = 1024;
+
+/// A shard's alarm clock. Lives as long as the shard (in its `Context`).
+pub struct Alarms {
+    /// Millisecond 0 of the wheel: slot *m* holds alarms due in `[origin + m ms,
+    /// origin + (m+1) ms)`, modulo the wheel's turn.
+    origin: Instant,
+    /// Everything else; borrowed only inside a call, never across an await or a wake.
+    book: RefCell<Book>,
+}
+
+/// An alarm's place in a slot: which alarm, and which of its registrations (a filing
+/// whose `generation` is not its alarm's current one is stale and is dropped when seen).
+#[derive(Debug, Clone, Copy)]
+struct Filing {
+    key: u32,
+    generation: u32,
+}
+
+/// Where an alarm stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not filed: set to a new deadline, or not yet polled (or its key is free).
+    Idle,
+    /// Filed in the wheel under its current generation, with the waker to call.
+    Waiting,
+    /// Its deadline has passed: it stays ready until it is set to a new one.
+    Rung,
+}
+
+/// One alarm's entry in the book: one per session in a heartbeat loop, reused.
+#[derive(Debug)]
+struct Entry {
+    /// When it rings.
+    deadline: Instant,
+    /// Bumped on every filing, so that the filings before it are stale.
+    generation: u32,
+    /// Where it stands.
+    state: State,
+    /// The session's waker while it waits.
+    waker: Option<Waker>,
+}
+
+#[derive(Debug)]
+struct Book {
+    /// Every alarm's entry, by key; free keys are in `free`.
+    entries: Vec<Entry>,
+    /// Keys of dropped alarms, reused before the entries grow.
+    free: Vec<u32>,
+    /// `SLOTS` slots of 1 ms; slot `m % SLOTS` holds the filings due in millisecond `m`.
+    wheel: Vec<Vec<Filing>>,
+    /// The first millisecond that may still hold a filing due: every one before it has
+    /// been rung or dropped. Moves up to the millisecond of `now` at each ring.
+    next: u64,
+    /// Filings in the wheel, stale ones included. At most one per alarm is current;
+    /// stale ones (the alarm moved, or rang first for another reason) are dropped when
+    /// their slot comes round, and a sweep keeps them at most `4 × held + SLACK`.
+    filed: usize,
+    /// Alarms handed out and not dropped. The driver ends when none is left.
+    held: usize,
+    /// What the driver sleeps until: the earliest current filing it knows of.
+    armed: Option<Instant>,
+    /// The driver's waker while it sleeps.
+    driver: Option<Waker>,
+    /// Whether the driver task is alive (it is started by the first filing).
+    driving: bool,
+}
+
+impl Alarms {
+    /// An alarm clock for a shard starting now.
+    pub fn new() -> Alarms {
+        Alarms {
+            origin: Instant::now(),
+            book: RefCell::new(Book {
+                entries: Vec::new(),
+                free: Vec::new(),
+                wheel: (0..SLOTS).map(|_| Vec::new()).collect(),
+                next: 0,
+                filed: 0,
+                held: 0,
+                armed: None,
+                driver: None,
+                driving: false,
+            }),
+        }
+    }
+
+    /// An alarm that rings at `deadline`: awaiting it (`&mut alarm`) is ready once the
+    /// clock has reached `deadline`, and stays ready until it is set to a new one. Must be
+    /// awaited inside a `LocalSet`: the first alarm filed starts the shard's driver task.
+    pub fn alarm(self: &Rc<Self>, deadline: Instant) -> Alarm<'_> {
+        let mut book = self.book.borrow_mut();
+        book.held += 1;
+        let key = match book.free.pop() {
+            Some(key) => {
+                let entry = &mut book.entries[key as usize];
+                entry.deadline = deadline;
+                entry.state = State::Idle;
+                key
+            }
+            None => {
+                book.entries.push(Entry {
+                    deadline,
+                    generation: 0,
+                    state: State::Idle,
+                    waker: None,
+                });
+                u32::try_from(book.entries.len() - 1).expect("fewer than 2^32 alarms")
+            }
+        };
+        Alarm { alarms: self, key }
+    }
+
+    /// The millisecond of the wheel `at` falls in.
+    fn millisecond(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Wakes, from now on, every session whose alarm is due, sleeping on one tokio timer
+    /// in between. Ends when no alarm is held any more (the next filing starts it again).
+    async fn drive(self: Rc<Self>) {
+        let alarms: &Alarms = &self;
+        let mut sleep = pin!(sleep_until(alarms.origin));
+        let mut due: Vec<Waker> = Vec::new();
+        poll_fn(|cx| loop {
+            let mut book = alarms.book.borrow_mut();
+            if book.held == 0 {
+                book.rest();
+                return Poll::Ready(());
+            }
+            let Some(at) = book.armed else {
+                book.wait(cx);
+                return Poll::Pending;
+            };
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                book.wait(cx);
+                return Poll::Pending;
+            }
+            book.ring(alarms, Instant::now(), &mut due);
+            drop(book);
+            // Woken outside the borrow: a waker is free to do anything.
+            for waker in due.drain(..) {
+                waker.wake();
+            }
+        })
+        .await;
+    }
+}
+
+impl Default for Alarms {
+    fn default() -> Alarms {
+        Alarms::new()
+    }
+}
+
+impl Book {
+    /// Files alarm `key` (already marked waiting under `generation`) for `deadline`.
+    fn file(&mut self, alarms: &Alarms, key: u32, generation: u32, deadline: Instant) {
+        // Never behind `next`: a slot already passed would be looked at again only a
+        // turn later.
+        let m = alarms.millisecond(deadline).max(self.next);
+        self.wheel[(m % SLOTS) as usize].push(Filing { key, generation });
+        self.filed += 1;
+        if self.filed > 4 * self.held + SLACK {
+            self.sweep();
+        }
+    }
+
+    /// Rings every alarm due at `now` (their wakers go to `due`), drops the stale filings
+    /// on the way, and arms the driver for the earliest one left.
+    fn ring(&mut self, alarms: &Alarms, now: Instant, due: &mut Vec<Waker>) {
+        let last = alarms.millisecond(now);
+        let Book {
+            entries,
+            wheel,
+            filed,
+            ..
+        } = self;
+        // Each slot once, even when the clock jumped more than a turn.
+        let turn = (last.saturating_sub(self.next) + 1).min(SLOTS);
+        for m in self.next..self.next + turn {
+            wheel[(m % SLOTS) as usize].retain(|f| {
+                let entry = &mut entries[f.key as usize];
+                if entry.state != State::Waiting || entry.generation != f.generation {
+                    *filed -= 1;
+                    return false;
+                }
+                if entry.deadline > now {
+                    return true; // later in this millisecond, or a later turn
+                }
+                entry.state = State::Rung;
+                due.extend(entry.waker.take());
+                *filed -= 1;
+                false
+            });
+        }
+        self.next = last;
+        self.armed = self.earliest(alarms);
+    }
+
+    /// The earliest deadline of a current filing, dropping the stale ones before it.
+    fn earliest(&mut self, alarms: &Alarms) -> Option<Instant> {
+        let Book {
+            entries,
+            wheel,
+            filed,
+            ..
+        } = self;
+        // The earliest of the filings due in a later turn, should no slot hold one due in
+        // this one.
+        let mut later: Option<Instant> = None;
+        for m in self.next..self.next + SLOTS {
+            let slot = &mut wheel[(m % SLOTS) as usize];
+            if slot.is_empty() {
+                continue;
+            }
+            let mut here: Option<Instant> = None;
+            slot.retain(|f| {
+                let entry = &entries[f.key as usize];
+                if entry.state != State::Waiting || entry.generation != f.generation {
+                    *filed -= 1;
+                    return false;
+                }
+                let best = if alarms.millisecond(entry.deadline) <= m {
+                    &mut here
+                } else {
+                    &mut later
+                };
+                *best = Some(best.map_or(entry.deadline, |b| b.min(entry.deadline)));
+                true
+            });
+            if here.is_some() {
+                return here;
+            }
+        }
+        later
+    }
+
+    /// Drops every stale filing, so that alarms that move often cannot grow the wheel.
+    fn sweep(&mut self) {
+        let Book { entries, wheel, .. } = self;
+        let mut filed = 0;
+        for slot in wheel.iter_mut() {
+            slot.retain(|f| {
+                let entry = &entries[f.key as usize];
+                entry.state == State::Waiting && entry.generation == f.generation
+            });
+            filed += slot.len();
+        }
+        self.filed = filed;
+    }
+
+    /// Keeps the driver's waker, to be woken for an earlier deadline or the last drop.
+    fn wait(&mut self, cx: &TaskContext<'_>) {
+        match &self.driver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.driver = Some(cx.waker().clone()),
+        }
+    }
+
+    /// The driver ends: no alarm is held, so every filing is stale.
+    fn rest(&mut self) {
+        for slot in &mut self.wheel {
+            slot.clear();
+        }
+        self.filed = 0;
+        self.armed = None;
+        self.driver = None;
+        self.driving = false;
+    }
+}
+
+/// One session's alarm on its shard's clock: one deadline at a time, moved with
+/// [`Alarm::set`]. Dropping it frees its entry.
+pub struct Alarm<'a> {
+    /// The shard's clock.
+    alarms: &'a Rc<Alarms>,
+    /// Its entry in the book.
+    key: u32,
+}
+
+impl Alarm<'_> {
+    /// Rings at `deadline` instead (nothing changes when it is the same).
+    pub fn set(&mut self, deadline: Instant) {
+        let mut book = self.alarms.book.borrow_mut();
+        let entry = &mut book.entries[self.key as usize];
+        if entry.deadline != deadline {
+            // A filing in the wheel is stale from here on: the state is no longer
+            // `Waiting`, and the next filing has a new generation.
+            entry.deadline = deadline;
+            entry.state = State::Idle;
+        }
+    }
+}
+
+impl Future for Alarm<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let (alarms, key) = (self.alarms, self.key);
+        let mut book = alarms.book.borrow_mut();
+        let entry = &mut book.entries[key as usize];
+        match entry.state {
+            State::Rung => return Poll::Ready(()),
+            State::Waiting => {
+                // Polled again before it rang (another branch woke the session): only
+                // the waker may need replacing, the filing stands.
+                if !entry
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    entry.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            State::Idle => {}
+        }
+        let deadline = entry.deadline;
+        if deadline <= Instant::now() {
+            entry.state = State::Rung;
+            return Poll::Ready(());
+        }
+        if !entry
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            entry.waker = Some(cx.waker().clone());
+        }
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.state = State::Waiting;
+        let generation = entry.generation;
+        book.file(alarms, key, generation, deadline);
+        let earlier = book.armed.is_none_or(|at| deadline < at);
+        if earlier {
+            book.armed = Some(deadline);
+        }
+        let start = !book.driving;
+        book.driving = true;
+        let driver = if earlier { book.driver.take() } else { None };
+        drop(book);
+        if start {
+            tokio::task::spawn_local(alarms.clone().drive());
+        } else if let Some(driver) = driver {
+            driver.wake();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Alarm<'_> {
+    fn drop(&mut self) {
+        let mut book = self.alarms.book.borrow_mut();
+        let entry = &mut book.entries[self.key as usize];
+        entry.state = State::Idle;
+        entry.waker = None;
+        book.free.push(self.key);
+        book.held -= 1;
+        let driver = if book.held == 0 {
+            book.driver.take() // so that it ends
+        } else {
+            None
+        };
+        drop(book);
+        if let Some(driver) = driver {
+            driver.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::time::Duration;
+    use tokio::task::LocalSet;
+    use tokio::time::advance;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// How the book stands: (filings in the wheel, alarms held, driver alive).
+    fn standing(alarms: &Alarms) -> (usize, usize, bool) {
+        let book = alarms.book.borrow();
+        (book.filed, book.held, book.driving)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alarms_ring_at_their_exact_instant_and_the_driver_ends_with_the_last() {
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        let rang = Rc::new(RefCell::new(Vec::new()));
+        // Deadlines inside one millisecond, across several, a turn of the wheel away,
+        // and already past.
+        let offsets = [
+            Duration::from_micros(1_500),
+            Duration::from_micros(1_700),
+            ms(3),
+            ms(SLOTS + 250),
+            ms(3 * SLOTS + 7),
+            Duration::ZERO,
+        ];
+        for offset in offsets {
+            let (alarms, rang) = (alarms.clone(), rang.clone());
+            local.spawn_local(async move {
+                let mut alarm = alarms.alarm(t0 + offset);
+                (&mut alarm).await;
+                rang.borrow_mut().push(Instant::now() - t0);
+                // Ready again until set anew, like a `Sleep` past its deadline.
+                (&mut alarm).await;
+            });
+        }
+        local.await;
+        // The paused clock moves to the driver's timer, which tokio rounds up to its
+        // 1 ms tick: the two alarms in the second millisecond ring together at 2 ms.
+        assert_eq!(
+            *rang.borrow(),
+            vec![
+                Duration::ZERO,
+                ms(2),
+                ms(2),
+                ms(3),
+                ms(SLOTS + 250),
+                ms(3 * SLOTS + 7)
+            ]
+        );
+        // Every task ended, the driver too (else `local` would still be waiting).
+        assert_eq!(standing(&alarms), (0, 0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_moved_alarm_rings_at_its_new_deadline_only() {
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        let polls = Rc::new(Cell::new(0u32));
+        let rang = Rc::new(Cell::new(None));
+        // A task of its own, as a session is, so that it is polled only when woken.
+        local.spawn_local({
+            let (alarms, polls, rang) = (alarms.clone(), polls.clone(), rang.clone());
+            async move {
+                let mut alarm = alarms.alarm(t0 + ms(10));
+                // Filed for 10 ms, then moved later before it rings.
+                let waited = poll_fn(|cx| {
+                    polls.set(polls.get() + 1);
+                    Poll::Ready(Pin::new(&mut alarm).poll(cx))
+                })
+                .await;
+                assert!(waited.is_pending());
+                alarm.set(t0 + ms(30));
+                poll_fn(|cx| {
+                    polls.set(polls.get() + 1);
+                    Pin::new(&mut alarm).poll(cx)
+                })
+                .await;
+                let moved = Instant::now() - t0;
+                // Moved earlier than the deadline the driver sleeps until: it re-arms.
+                alarm.set(Instant::now() + ms(500));
+                let filed = poll_fn(|cx| Poll::Ready(Pin::new(&mut alarm).poll(cx))).await;
+                assert!(filed.is_pending());
+                tokio::task::yield_now().await; // the driver sleeps until 530 ms
+                alarm.set(Instant::now() + ms(5));
+                (&mut alarm).await;
+                rang.set(Some((moved, Instant::now() - t0)));
+            }
+        });
+        local.await;
+        // The stale filing at 10 ms woke nobody: the second wait was polled once when
+        // filed and once when it rang.
+        assert_eq!(rang.get(), Some((ms(30), ms(35))));
+        assert_eq!(polls.get(), 3);
+        assert_eq!(standing(&alarms), (0, 0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alarms_that_keep_moving_do_not_grow_the_wheel() {
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        local
+            .run_until(async {
+                let mut alarm = alarms.alarm(t0 + ms(1));
+                let _other = alarms.alarm(t0);
+                // A hundred thousand moves, each filed: stale filings are swept, not kept.
+                for n in 0..100_000u64 {
+                    alarm.set(t0 + ms(1 + n % 3_000) + Duration::from_nanos(n));
+                    let filed = poll_fn(|cx| Poll::Ready(Pin::new(&mut alarm).poll(cx))).await;
+                    assert!(filed.is_pending());
+                    assert!(standing(&alarms).0 <= 4 * 2 + SLACK + 1);
+                }
+                advance(ms(3_001)).await;
+                (&mut alarm).await;
+            })
+            .await;
+        // Rung and dropped: nothing filed, nothing held.
+        local.await;
+        assert_eq!(standing(&alarms), (0, 0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_alarms_in_one_millisecond_wake_each_session_once() {
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        let polls = Rc::new(Cell::new(0u32));
+        for n in 0..1_000u64 {
+            let (alarms, polls) = (alarms.clone(), polls.clone());
+            local.spawn_local(async move {
+                let mut alarm = alarms.alarm(t0 + ms(7) + Duration::from_nanos((n + 1) * 997));
+                poll_fn(|cx| {
+                    polls.set(polls.get() + 1);
+                    Pin::new(&mut alarm).poll(cx)
+                })
+                .await;
+                assert_eq!(Instant::now(), t0 + ms(8));
+            });
+        }
+        local.await;
+        // Each polled when filed and when rung: no spurious wake-ups.
+        assert_eq!(polls.get(), 2_000);
+        assert_eq!(standing(&alarms), (0, 0, false));
+    }
+}
