@@ -20,11 +20,12 @@
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
 
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// Milliseconds in the wheel, one slot each: about 4 s, more than a heartbeat interval
 /// and its ack window at the usual settings. An alarm due further ahead waits in its slot
@@ -151,11 +152,12 @@ impl Alarms {
         at.saturating_duration_since(self.origin).as_millis() as u64
     }
 
-    /// Wakes, from now on, every session whose alarm is due, sleeping on one tokio timer
-    /// in between. Ends when no alarm is held any more (the next filing starts it again).
+    /// Wakes, from now on, every session whose alarm is due, sleeping on tokio's timer
+    /// in between (see [`Timers`]). Ends when no alarm is held any more (the next filing
+    /// starts it again).
     async fn drive(self: Rc<Self>) {
         let alarms: &Alarms = &self;
-        let mut sleep = pin!(sleep_until(alarms.origin));
+        let mut timers = Timers::new(alarms.origin);
         let mut due: Vec<Waker> = Vec::new();
         poll_fn(|cx| loop {
             let mut book = alarms.book.borrow_mut();
@@ -163,25 +165,115 @@ impl Alarms {
                 book.rest();
                 return Poll::Ready(());
             }
-            let Some(at) = book.armed else {
-                book.wait(cx);
-                return Poll::Pending;
-            };
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
+            let now = Instant::now();
+            if book.armed.is_some_and(|at| at <= now) {
+                book.ring(alarms, now, &mut due);
             }
-            if sleep.as_mut().poll(cx).is_pending() {
-                book.wait(cx);
-                return Poll::Pending;
+            if let Some(first) = book.armed {
+                timers.arrange(first, |after| book.earliest(alarms, Some(after)));
             }
-            book.ring(alarms, Instant::now(), &mut due);
+            let fired = timers.poll(cx);
+            if !fired {
+                book.wait(cx);
+            }
             drop(book);
             // Woken outside the borrow: a waker is free to do anything.
             for waker in due.drain(..) {
                 waker.wake();
             }
+            if !fired {
+                return Poll::Pending;
+            }
         })
         .await;
+    }
+}
+
+/// The driver's two tokio timers, leapfrogging: one rings by the earliest alarm, the
+/// other by the first alarm due in a later millisecond.
+///
+/// Why two: setting a tokio timer earlier than the earliest one left in tokio's wheel
+/// wakes tokio's I/O driver (an eventfd write and a spare `epoll_wait`), even from a task
+/// on the runtime's own thread (tokio #5207). With one timer, every re-arm after it fired
+/// would pay that, about once a millisecond. With two, the one that fired is re-armed
+/// behind the one still waiting, which tokio takes quietly. tokio rounds a deadline up to
+/// its next 1 ms tick, so a timer set 1 ms after another rings in a later tick.
+struct Timers {
+    /// The two tokio timers.
+    sleeps: [Pin<Box<Sleep>>; 2],
+    /// What each is set for while it waits; `None` once it has fired.
+    at: [Option<Instant>; 2],
+    /// For each waiting timer: every alarm due from this instant on will have been rung
+    /// in time when it rings. Its own deadline, or, for a timer set 1 ms after the other
+    /// one, the first alarm after that one: once the other has rung (and with it every
+    /// alarm due in its tick), whatever is left is due no earlier than this one's tick.
+    covers: [Instant; 2],
+}
+
+impl Timers {
+    fn new(origin: Instant) -> Timers {
+        Timers {
+            sleeps: [Box::pin(sleep_until(origin)), Box::pin(sleep_until(origin))],
+            at: [None, None],
+            covers: [origin, origin],
+        }
+    }
+
+    /// Sets timer `i` for `at`, on behalf of alarms due from `covers` on.
+    fn set(&mut self, i: usize, at: Instant, covers: Instant) {
+        if self.at[i] != Some(at) {
+            self.sleeps[i].as_mut().reset(at);
+        }
+        self.at[i] = Some(at);
+        self.covers[i] = covers;
+    }
+
+    /// Makes sure a timer rings by `first`, the earliest alarm, and that the other one
+    /// (when it is free) rings by the first alarm due after the first timer's tick:
+    /// `after(t)` is the earliest alarm due after `t`.
+    fn arrange(&mut self, first: Instant, after: impl FnOnce(Instant) -> Option<Instant>) {
+        let waiting = (0..2)
+            .filter(|&i| self.at[i].is_some())
+            .min_by_key(|&i| self.covers[i]);
+        let near = match waiting {
+            Some(i) if self.covers[i] <= first => i,
+            _ => {
+                // Neither rings by `first` (an alarm came in earlier than they knew): one
+                // that has fired takes it, else the later one is moved. The other one's
+                // cover held only behind this one's old deadline: now it is its own.
+                let i = (0..2).find(|&i| self.at[i].is_none()).unwrap_or(
+                    if self.covers[0] > self.covers[1] {
+                        0
+                    } else {
+                        1
+                    },
+                );
+                self.set(i, first, first);
+                if let Some(at) = self.at[1 - i] {
+                    self.covers[1 - i] = at;
+                }
+                i
+            }
+        };
+        let other = 1 - near;
+        if self.at[other].is_none() {
+            let at = self.at[near].expect("set above");
+            if let Some(next) = after(at) {
+                self.set(other, next.max(at + Duration::from_millis(1)), next);
+            }
+        }
+    }
+
+    /// Polls the waiting timers; true when one has fired.
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let mut fired = false;
+        for (sleep, at) in self.sleeps.iter_mut().zip(&mut self.at) {
+            if at.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                *at = None;
+                fired = true;
+            }
+        }
+        fired
     }
 }
 
@@ -233,11 +325,13 @@ impl Book {
             });
         }
         self.next = last;
-        self.armed = self.earliest(alarms);
+        self.armed = self.earliest(alarms, None);
     }
 
-    /// The earliest deadline of a current filing, dropping the stale ones before it.
-    fn earliest(&mut self, alarms: &Alarms) -> Option<Instant> {
+    /// The earliest deadline of a current filing (after `after`, if given), dropping the
+    /// stale filings on the way.
+    fn earliest(&mut self, alarms: &Alarms, after: Option<Instant>) -> Option<Instant> {
+        let from = after.map_or(self.next, |a| alarms.millisecond(a).max(self.next));
         let Book {
             entries,
             wheel,
@@ -247,7 +341,7 @@ impl Book {
         // The earliest of the filings due in a later turn, should no slot hold one due in
         // this one.
         let mut later: Option<Instant> = None;
-        for m in self.next..self.next + SLOTS {
+        for m in from..from + SLOTS {
             let slot = &mut wheel[(m % SLOTS) as usize];
             if slot.is_empty() {
                 continue;
@@ -258,6 +352,9 @@ impl Book {
                 if entry.state != State::Waiting || entry.generation != f.generation {
                     *filed -= 1;
                     return false;
+                }
+                if after.is_some_and(|a| entry.deadline <= a) {
+                    return true;
                 }
                 let best = if alarms.millisecond(entry.deadline) <= m {
                     &mut here
@@ -411,7 +508,6 @@ impl Drop for Alarm<'_> {
 mod tests {
     use super::*;
     use std::cell::Cell;
-    use std::time::Duration;
     use tokio::task::LocalSet;
     use tokio::time::advance;
 
