@@ -1,19 +1,26 @@
-//! The shard's alarm clock: one tokio timer for every heartbeat loop on the shard.
+//! The shard's alarm clock: one driver on tokio's timer for every heartbeat loop on the
+//! shard, instead of a tokio `Sleep` each.
 //!
 //! A bound session waits for one instant at a time: its next slot, its ack deadline or
 //! its leave, whichever is first. With a tokio `Sleep` each, every heartbeat moves its
 //! session's timer in tokio's timer wheel twice (to the ack deadline when it is sent, to
 //! the next slot when its ack comes) and fires it once; at 15,000 sessions that wheel
-//! work is, after the kernel, where the shard's time goes. Here a session holds an
-//! [`Alarm`], a key into its shard's [`Alarms`]: a book that files waiting sessions by
-//! the millisecond they are due in (a wheel of 1 ms slots), and one driver task that
-//! sleeps on a single tokio timer until the earliest of them and wakes every session due
-//! by then.
+//! work (`Wheel::poll` cascading 15,000 timers through its levels) is, after the kernel,
+//! the largest single cost of a shard. Here a session holds an [`Alarm`], a key into its
+//! shard's [`Alarms`]: a book that files waiting sessions by the millisecond they are due
+//! in (a wheel of 1 ms slots, a `Vec` each), and one driver task that sleeps on tokio's
+//! timer until the earliest of them and wakes every session due by then.
 //!
 //! Deadlines stay exact: an alarm rings when the clock reaches its instant, not its
-//! millisecond, and the driver sleeps until that instant, so a session wakes when a tokio
-//! `Sleep` of its own would have (tokio rounds both up to its 1 ms tick). The session
-//! reads the clock itself once awake, as before, so measurements are no coarser.
+//! millisecond, and the driver sleeps until that instant, so a session wakes in the tick
+//! a tokio `Sleep` of its own would have woken it in (tokio rounds both up to its 1 ms
+//! tick). The session reads the clock itself once awake, as before, so measurements are
+//! no coarser.
+//!
+//! Moving an alarm only marks its entry: the old filing goes stale (a generation number
+//! tells) and is dropped when its slot comes round, or by a sweep once stale filings
+//! outnumber the alarms four to one. Memory is one entry per alarm and a bounded number
+//! of filings, however often alarms move.
 //!
 //! It owns when sessions wake; it must not know what they wake for. The shard is one
 //! thread: the book is a `RefCell`, never borrowed across an await or a wake.
@@ -96,6 +103,9 @@ struct Book {
     held: usize,
     /// What the driver sleeps until: the earliest current filing it knows of.
     armed: Option<Instant>,
+    /// When the driver last rang: every alarm filed for then or before has rung, so an
+    /// alarm set for then or before is ready without being filed.
+    rung: Instant,
     /// The driver's waker while it sleeps.
     driver: Option<Waker>,
     /// Whether the driver task is alive (it is started by the first filing).
@@ -105,8 +115,9 @@ struct Book {
 impl Alarms {
     /// An alarm clock for a shard starting now.
     pub fn new() -> Alarms {
+        let origin = Instant::now();
         Alarms {
-            origin: Instant::now(),
+            origin,
             book: RefCell::new(Book {
                 entries: Vec::new(),
                 free: Vec::new(),
@@ -115,6 +126,7 @@ impl Alarms {
                 filed: 0,
                 held: 0,
                 armed: None,
+                rung: origin,
                 driver: None,
                 driving: false,
             }),
@@ -157,6 +169,18 @@ impl Alarms {
     /// starts it again).
     async fn drive(self: Rc<Self>) {
         let alarms: &Alarms = &self;
+        // However the driver ends (its LocalSet dropped, or a bug's panic), the next
+        // filing starts another one.
+        struct Driving<'a>(&'a Alarms);
+        impl Drop for Driving<'_> {
+            fn drop(&mut self) {
+                if let Ok(mut book) = self.0.book.try_borrow_mut() {
+                    book.driving = false;
+                    book.driver = None;
+                }
+            }
+        }
+        let _driving = Driving(alarms);
         let mut timers = Timers::new(alarms.origin);
         let mut due: Vec<Waker> = Vec::new();
         poll_fn(|cx| loop {
@@ -165,6 +189,8 @@ impl Alarms {
                 book.rest();
                 return Poll::Ready(());
             }
+            // Which timer fired, first, so that one pass re-arms it.
+            timers.poll(cx);
             let now = Instant::now();
             if book.armed.is_some_and(|at| at <= now) {
                 book.ring(alarms, now, &mut due);
@@ -172,6 +198,7 @@ impl Alarms {
             if let Some(first) = book.armed {
                 timers.arrange(first, |after| book.earliest(alarms, Some(after)));
             }
+            // Timers set just now are polled to register; one already due fires here.
             let fired = timers.poll(cx);
             if !fired {
                 book.wait(cx);
@@ -264,12 +291,13 @@ impl Timers {
         }
     }
 
-    /// Polls the waiting timers; true when one has fired.
+    /// Polls the timers set and not yet polled since (to register them), and the
+    /// others after a wake (to see which fired); true when one has fired.
     fn poll(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let mut fired = false;
-        for (sleep, at) in self.sleeps.iter_mut().zip(&mut self.at) {
-            if at.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                *at = None;
+        for i in 0..2 {
+            if self.at[i].is_some() && self.sleeps[i].as_mut().poll(cx).is_ready() {
+                self.at[i] = None;
                 fired = true;
             }
         }
@@ -306,6 +334,9 @@ impl Book {
             filed,
             ..
         } = self;
+        // What is left in `last` and due in it (not a turn later) is the earliest.
+        let end = alarms.origin + Duration::from_millis(last + 1);
+        let mut earliest: Option<Instant> = None;
         // Each slot once, even when the clock jumped more than a turn.
         let turn = (last.saturating_sub(self.next) + 1).min(SLOTS);
         for m in self.next..self.next + turn {
@@ -316,7 +347,11 @@ impl Book {
                     return false;
                 }
                 if entry.deadline > now {
-                    return true; // later in this millisecond, or a later turn
+                    // Later in this millisecond, or a later turn.
+                    if entry.deadline < end {
+                        earliest = Some(earliest.map_or(entry.deadline, |e| e.min(entry.deadline)));
+                    }
+                    return true;
                 }
                 entry.state = State::Rung;
                 due.extend(entry.waker.take());
@@ -325,7 +360,8 @@ impl Book {
             });
         }
         self.next = last;
-        self.armed = self.earliest(alarms, None);
+        self.rung = now;
+        self.armed = earliest.or_else(|| self.earliest(alarms, Some(now)));
     }
 
     /// The earliest deadline of a current filing (after `after`, if given), dropping the
@@ -347,6 +383,7 @@ impl Book {
                 continue;
             }
             let mut here: Option<Instant> = None;
+            let end = alarms.origin + Duration::from_millis(m + 1);
             slot.retain(|f| {
                 let entry = &entries[f.key as usize];
                 if entry.state != State::Waiting || entry.generation != f.generation {
@@ -356,7 +393,7 @@ impl Book {
                 if after.is_some_and(|a| entry.deadline <= a) {
                     return true;
                 }
-                let best = if alarms.millisecond(entry.deadline) <= m {
+                let best = if entry.deadline < end {
                     &mut here
                 } else {
                     &mut later
@@ -452,10 +489,14 @@ impl Future for Alarm<'_> {
             State::Idle => {}
         }
         let deadline = entry.deadline;
-        if deadline <= Instant::now() {
-            entry.state = State::Rung;
+        // Against the driver's last ring rather than the clock: no clock read per filing.
+        // An alarm already due but after that is filed and rung at once (it is earlier
+        // than anything the driver waits for, so the driver is woken).
+        if deadline <= book.rung {
+            book.entries[key as usize].state = State::Rung;
             return Poll::Ready(());
         }
+        let entry = &mut book.entries[key as usize];
         if !entry
             .waker
             .as_ref()
@@ -562,6 +603,37 @@ mod tests {
             ]
         );
         // Every task ended, the driver too (else `local` would still be waiting).
+        assert_eq!(standing(&alarms), (0, 0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dense_and_sparse_alarms_each_ring_in_their_own_tick() {
+        // Every 130 µs for 60 ms, then every 7 ms, with alarms set later for earlier
+        // deadlines: whichever of the driver's two timers rings, each alarm rings in the
+        // tick tokio would ring its own `Sleep` in (its deadline rounded up to the ms).
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        let late = Rc::new(RefCell::new(Vec::new()));
+        let mut offsets: Vec<Duration> = (1..460).map(|n| Duration::from_micros(n * 130)).collect();
+        offsets.extend((9..30).map(|n| ms(n * 7) + Duration::from_micros(300)));
+        for (n, offset) in offsets.into_iter().enumerate() {
+            let (alarms, late) = (alarms.clone(), late.clone());
+            local.spawn_local(async move {
+                if n % 5 == 0 {
+                    // Set while the driver already waits for later ones.
+                    tokio::time::sleep_until(t0 + offset / 2).await;
+                }
+                let mut alarm = alarms.alarm(t0 + offset);
+                (&mut alarm).await;
+                let tick = ms(offset.as_micros().div_ceil(1_000) as u64);
+                if Instant::now() - t0 != tick {
+                    late.borrow_mut().push((offset, Instant::now() - t0));
+                }
+            });
+        }
+        local.await;
+        assert_eq!(*late.borrow(), vec![]);
         assert_eq!(standing(&alarms), (0, 0, false));
     }
 
