@@ -16,7 +16,8 @@
 #   whole   the report's tester.cpu_s * 1e6 / heartbeats.acked, ramp included
 #   and the report's schedule_lag and heartbeat p99 (ms), and the worst steady
 #   interval's schedule_lag p99.
-# At the end: each side's median, every pair's ratio B/A and the median ratio. Needs
+# At the end: each side's median, every pair's ratio B/A and the median ratio. RUN_ARGS
+# adds flags to both sides' `wsoak run` (e.g. RUN_ARGS="--shards 1"). Needs
 # SESSIONS + ~100 open files in each process (ulimit -n); loopback only, every run
 # bounded by its duration.
 set -euo pipefail
@@ -43,7 +44,8 @@ echo "B: ${binary[B]}"
 measure() { # side -> "steady whole lag_p99 heartbeat_p99 worst_steady_lag_p99"
   start_server
   "${binary[$1]}" run scenarios/miniprogram.yaml --quiet --target "$url" \
-    --sessions "$sessions" --ramp-up 10s --duration 40s --report "$tmp/report.json" >/dev/null
+    --sessions "$sessions" --ramp-up 10s --duration 40s --report "$tmp/report.json" \
+    ${RUN_ARGS:-} >/dev/null
   stop_server >/dev/null
   python3 - "$tmp/intervals.jsonl" "$tmp/report.json" "$sessions" <<'PY'
 import json, sys
