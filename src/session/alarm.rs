@@ -12,10 +12,12 @@
 //! timer until the earliest of them and wakes every session due by then.
 //!
 //! Deadlines stay exact: an alarm rings when the clock reaches its instant, not its
-//! millisecond, and the driver sleeps until that instant, so a session wakes in the tick
-//! a tokio `Sleep` of its own would have woken it in (tokio rounds both up to its 1 ms
-//! tick). The session reads the clock itself once awake, as before, so measurements are
-//! no coarser.
+//! millisecond. The driver sleeps until that instant (tokio rounds it up to its 1 ms
+//! tick, as it would a session's own `Sleep`) and, once awake, rings every alarm due by
+//! the clock's reading then, where tokio rings only those due by the tick it processes:
+//! a session wakes no later than with a `Sleep` of its own, often sooner (at 15,000
+//! sessions `schedule_lag` p99 fell from about 1.04 ms to about 0.6 ms). The session reads
+//! the clock itself once awake, as before, so measurements are no coarser.
 //!
 //! Moving an alarm only marks its entry: the old filing goes stale (a generation number
 //! tells) and is dropped when its slot comes round, or by a sweep once stale filings
