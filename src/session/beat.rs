@@ -12,14 +12,14 @@ use std::pin::pin;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::context::Context;
 use super::page::{Outcome, Session};
-use super::transport::{self, closed_cause, incoming, Incoming, Ws};
+use super::transport::{self, closed_cause, incoming_as, Incoming, Ws};
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::metrics::{Cause, Counter, ErrorKind, Metric};
-use crate::scenario::Matcher;
+use crate::scenario::{Matcher, Reading};
 use crate::script::Hook;
 
 impl Session {
@@ -57,26 +57,45 @@ impl Session {
                     Box::pin(transport::close(&self.ctx, ws)).await;
                     break Outcome::Stopped;
                 }
-                item = ws.next() => match incoming(&ctx, item) {
-                    Incoming::Json(value) => {
-                        let is_ack = if scripted_ack {
-                            match self.judge(Hook::HEARTBEAT_REPLY, &value) {
-                                Ok(verdict) => verdict == Some(true),
-                                Err(action) => break self.after_hook_error(ws, action).await,
+                // Acks are read from the text, without building a `Value`, unless a hook
+                // is to see the replies (`heartbeat_reply`, or `on_message` for those that
+                // are not acks). Decided here, not kept: every idle session would keep it.
+                item = ws.next() => match reply(
+                    &ctx,
+                    item,
+                    expect.filter(|_| !scripted_ack && !self.has(Hook::ON_MESSAGE)),
+                ) {
+                    Incoming::Json(reply) => {
+                        let (is_ack, seq) = match &reply {
+                            Reply::Read(reading) => (reading.matches, reading.seq),
+                            Reply::Parsed(value) => {
+                                let is_ack = if scripted_ack {
+                                    match self.judge(Hook::HEARTBEAT_REPLY, value) {
+                                        Ok(verdict) => verdict == Some(true),
+                                        Err(action) => break self.after_hook_error(ws, action).await,
+                                    }
+                                } else {
+                                    expect.is_some_and(|e| e.matches(value))
+                                };
+                                (is_ack, expect.filter(|_| is_ack).and_then(|e| e.seq_of(value)))
                             }
-                        } else {
-                            expect.is_some_and(|e| e.matches(&value))
                         };
                         if let Some(outcome) = self.requested(ws).await {
                             break outcome;
                         }
                         let settled = is_ack
-                            && acks.ack(Instant::now(), expect.and_then(|e| e.seq_of(&value)), &mut |v| {
+                            && acks.ack(Instant::now(), seq, &mut |v| {
                                 settle(&ctx, v, &mut failures)
                             });
                         if !settled {
-                            if let Some(outcome) = self.unmatched(ws, &value).await {
-                                break outcome;
+                            match &reply {
+                                Reply::Parsed(value) => {
+                                    if let Some(outcome) = self.unmatched(ws, value).await {
+                                        break outcome;
+                                    }
+                                }
+                                // Read only when no `on_message` hook wants to see it.
+                                Reply::Read(_) => ctx.count(Counter::MessagesUnmatched),
                             }
                         }
                     }
@@ -178,6 +197,29 @@ impl Session {
             self.heartbeat = Some(template.render(self.vars()));
         }
         self.heartbeat.clone().expect("rendered above")
+    }
+}
+
+/// A reply as the heartbeat loop takes it.
+enum Reply {
+    /// Read by the ack matcher from the text: whether it is an ack, and its number.
+    Read(Reading),
+    /// Parsed, for the hooks (and the matcher) to look at.
+    Parsed(serde_json::Value),
+}
+
+/// Classifies what the socket yielded: a data message is read by `read_acks` when given
+/// (no `Value` is built), parsed otherwise.
+fn reply(
+    ctx: &Context,
+    item: Option<Result<Message, tungstenite::Error>>,
+    read_acks: Option<&Matcher>,
+) -> Incoming<Reply> {
+    match read_acks {
+        Some(matcher) => incoming_as(ctx, item, |data| matcher.read(data).map(Reply::Read)),
+        None => incoming_as(ctx, item, |data| {
+            serde_json::from_slice(data).map(Reply::Parsed)
+        }),
     }
 }
 

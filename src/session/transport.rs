@@ -193,9 +193,9 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
 }
 
 /// What arrived on the socket.
-pub(super) enum Incoming {
-    /// A text or binary message that parsed as JSON.
-    Json(serde_json::Value),
+pub(super) enum Incoming<T = serde_json::Value> {
+    /// A text or binary message that parsed as JSON (into a `T`).
+    Json(T),
     /// A data message that is not JSON.
     NotJson,
     /// Ping, pong or a raw frame: handled by tungstenite.
@@ -209,6 +209,16 @@ pub(super) fn incoming(
     ctx: &Context,
     item: Option<Result<Message, tungstenite::Error>>,
 ) -> Incoming {
+    incoming_as(ctx, item, |data| serde_json::from_slice(data))
+}
+
+/// Classifies what the socket yielded, reading a data message with `parse`, which must
+/// accept exactly the JSON texts `serde_json::from_slice::<serde_json::Value>` accepts.
+pub(super) fn incoming_as<T>(
+    ctx: &Context,
+    item: Option<Result<Message, tungstenite::Error>>,
+    parse: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+) -> Incoming<T> {
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     let data: &[u8] = match &item {
@@ -235,7 +245,7 @@ pub(super) fn incoming(
         Some(Err(e)) => return Incoming::Closed(lost_kind(e)),
     };
     ctx.count(Counter::MessagesReceived);
-    match serde_json::from_slice(data) {
+    match parse(data) {
         Ok(value) => Incoming::Json(value),
         Err(_) => {
             // Counted here, for every state alike: whoever waits decides what else it
