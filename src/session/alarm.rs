@@ -112,6 +112,8 @@ struct Book {
     driver: Option<Waker>,
     /// Whether the driver task is alive (it is started by the first filing).
     driving: bool,
+    /// Set by [`Alarms::ring_all`]: every alarm is rung, now and whenever it is set.
+    all_rung: bool,
 }
 
 impl Alarms {
@@ -131,6 +133,7 @@ impl Alarms {
                 rung: origin,
                 driver: None,
                 driving: false,
+                all_rung: false,
             }),
         }
     }
@@ -159,6 +162,26 @@ impl Alarms {
             }
         };
         Alarm { alarms: self, key }
+    }
+
+    /// Rings every alarm now, and from now on every alarm as soon as it is awaited,
+    /// whatever its deadline: for a shard whose sessions are to stop, which they learn
+    /// when their alarm wakes them.
+    pub fn ring_all(&self) {
+        let mut book = self.book.borrow_mut();
+        book.all_rung = true;
+        let mut due = Vec::new();
+        for entry in &mut book.entries {
+            if entry.state == State::Waiting {
+                entry.state = State::Rung;
+                due.extend(entry.waker.take());
+            }
+        }
+        drop(book);
+        // Woken outside the borrow: a waker is free to do anything.
+        for waker in due {
+            waker.wake();
+        }
     }
 
     /// The millisecond of the wheel `at` falls in.
@@ -473,6 +496,9 @@ impl Future for Alarm<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let (alarms, key) = (self.alarms, self.key);
         let mut book = alarms.book.borrow_mut();
+        if book.all_rung {
+            return Poll::Ready(());
+        }
         let entry = &mut book.entries[key as usize];
         match entry.state {
             State::Rung => return Poll::Ready(()),
@@ -730,5 +756,34 @@ mod tests {
         // Each polled when filed and when rung: no spurious wake-ups.
         assert_eq!(polls.get(), 2_000);
         assert_eq!(standing(&alarms), (0, 0, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ring_all_rings_every_alarm_now_and_every_later_one_at_once() {
+        let alarms = Rc::new(Alarms::new());
+        let t0 = Instant::now();
+        let local = LocalSet::new();
+        let rang = Rc::new(RefCell::new(Vec::new()));
+        for n in 0..5u64 {
+            let (alarms, rang) = (alarms.clone(), rang.clone());
+            local.spawn_local(async move {
+                let mut alarm = alarms.alarm(t0 + ms(100 + n * 900));
+                (&mut alarm).await;
+                rang.borrow_mut().push(Instant::now() - t0);
+                // Set anew after everything rang: ready at once, hours early.
+                alarm.set(Instant::now() + ms(3_600_000));
+                (&mut alarm).await;
+                rang.borrow_mut().push(Instant::now() - t0);
+            });
+        }
+        local
+            .run_until(async {
+                tokio::time::sleep_until(t0 + ms(50)).await;
+                alarms.ring_all();
+            })
+            .await;
+        local.await;
+        assert_eq!(*rang.borrow(), vec![ms(50); 10]);
+        assert_eq!(standing(&alarms).1, 0);
     }
 }

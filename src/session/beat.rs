@@ -8,8 +8,6 @@
 //! there, pure and tested on their own; this file must not grow rules of its own. Every
 //! byte held across this loop's awaits is held by every idle session.
 
-use std::pin::pin;
-
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -40,7 +38,6 @@ impl Session {
         // idle session holds it, so fewer is smaller. An alarm on the shard's clock, not
         // a tokio `Sleep` of its own: moving it costs no timer wheel work (see `alarm`).
         let mut alarm = ctx.alarms.alarm(timetable.wake());
-        let mut stopped = pin!(ctx.stop.cancelled());
         let outcome = loop {
             // While a heartbeat is in its window, the next one waits for its fate: the ack
             // window is always the full `timeout`.
@@ -53,7 +50,7 @@ impl Session {
             let mut failed = 0;
             tokio::select! {
                 biased;
-                _ = &mut stopped => {
+                () = stopping(&ctx) => {
                     Box::pin(transport::close(&self.ctx, ws)).await;
                     break Outcome::Stopped;
                 }
@@ -200,6 +197,19 @@ impl Session {
     }
 }
 
+/// Ready once the shard has seen the run stop ([`Context::stopping`]). It registers no
+/// waker: the shard rings every alarm when it stops ([`Context::stop_beats`]), and that
+/// wakes the loop, which polls this before its socket and its alarm.
+fn stopping(ctx: &Context) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |_| {
+        if ctx.stopping() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
 /// A reply as the heartbeat loop takes it.
 enum Reply {
     /// Read by the ack matcher from the text: whether it is an ack, and its number.
@@ -303,6 +313,8 @@ mod clock_tests {
         outcome: Outcome,
         /// When the server received each heartbeat, from the start.
         seen: Vec<Duration>,
+        /// When the heartbeat loop returned, from the start.
+        ended: Duration,
     }
 
     impl Run {
@@ -335,13 +347,14 @@ mod clock_tests {
 
     /// Session `id` of a scenario with a 100 ms heartbeat, already bound to a server that
     /// answers as `reply` says, heartbeats on the paused clock until `leave_after`.
-    /// `drive` runs beside it and may jump the clock to make the tester late.
+    /// `drive` runs beside it and may jump the clock to make the tester late, or stop the
+    /// shard.
     async fn heartbeat_for<F: std::future::Future<Output = ()>>(
         id: u32,
         extra: &str,
         reply: impl Fn(u64) -> Option<Duration> + 'static,
         leave_after: Duration,
-        drive: impl FnOnce(Instant) -> F,
+        drive: impl FnOnce(Instant, Rc<Context>) -> F,
     ) -> Run {
         let yaml = format!("heartbeat:\n  interval: 100ms\n  timeout: 90ms\n{extra}");
         let ctx = Context::for_test(&yaml, Vec::new());
@@ -367,11 +380,15 @@ mod clock_tests {
                 let mut session = Session::new(ctx.clone(), id, None);
                 session.leave_at = Some(t0 + leave_after);
                 // `biased`: the session's first slot is taken before the driver moves on.
-                let beats = session.heartbeats(&mut ws);
-                let (outcome, ()) = tokio::join!(beats, drive(t0));
-                outcome
+                let beats = async {
+                    let outcome = session.heartbeats(&mut ws).await;
+                    (outcome, Instant::now() - t0)
+                };
+                let (ended, ()) = tokio::join!(beats, drive(t0, ctx.clone()));
+                ended
             })
             .await;
+        let (outcome, ended) = outcome;
         local.await;
         let recorder = ctx.recorder.borrow().clone();
         let seen = seen.borrow().iter().map(|at| *at - t0).collect();
@@ -379,6 +396,7 @@ mod clock_tests {
             recorder,
             outcome,
             seen,
+            ended,
         }
     }
 
@@ -388,7 +406,7 @@ mod clock_tests {
         Duration::from_millis(n)
     }
 
-    async fn idle(_: Instant) {}
+    async fn idle(_: Instant, _: Rc<Context>) {}
 
     #[tokio::test(start_paused = true)]
     async fn on_time_heartbeats_measure_the_round_trip_exactly() {
@@ -406,8 +424,34 @@ mod clock_tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_shard_stopping_ends_the_loop_at_once_with_a_polite_close() {
+        for (stop, sent, acked) in [(250, 3, 3), (205, 3, 2)] {
+            let drive = |t0: Instant, ctx: Rc<Context>| async move {
+                // A task of its own, as the shard's is: nothing but the stop may wake the
+                // session. At 205 ms heartbeat 3 (slot 200 ms) is in its window, until
+                // its ack at 207 ms; at 250 ms nothing is due until 299 ms.
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(t0 + ms(stop)).await;
+                    ctx.stop_beats();
+                });
+            };
+            let run = heartbeat_for(0, EXPECT, |_| Some(ms(7)), ms(950), drive).await;
+            assert!(matches!(run.outcome, Outcome::Stopped));
+            if acked == sent {
+                // Nothing in flight: the close handshake takes no time on this clock.
+                assert_eq!(run.ended, ms(stop));
+            }
+            assert_eq!(run.count(Counter::HeartbeatsSent), sent);
+            assert_eq!(run.count(Counter::HeartbeatsAcked), acked);
+            assert_eq!(run.count(Counter::HeartbeatsFailed), 0);
+            assert_eq!(run.count(Counter::SessionsClosed), 1);
+            assert_eq!(run.seen, vec![ms(0), ms(99), ms(199)]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_late_tester_measures_from_the_schedule_and_sends_one_heartbeat_not_a_burst() {
-        let drive = |t0: Instant| async move {
+        let drive = |t0: Instant, _| async move {
             // Heartbeat 2 is due at 100 ms: the tester is stuck from 50 ms to 130 ms.
             tokio::time::sleep_until(t0 + ms(50)).await;
             advance(ms(80)).await;
@@ -432,7 +476,7 @@ mod clock_tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_ack_window_is_the_full_timeout_from_the_send() {
-        let drive = |t0: Instant| async move {
+        let drive = |t0: Instant, _| async move {
             // Heartbeat 2, due at 100 ms, goes out 30 ms late (the tester is stuck from
             // 85 ms, after heartbeat 1's ack, to 130 ms).
             tokio::time::sleep_until(t0 + ms(85)).await;

@@ -49,7 +49,8 @@ pub struct Context {
     pub recorder: RefCell<Recorder>,
     /// Live sessions per state on this shard.
     pub gauges: Cell<Gauges>,
-    /// Cancelled when the run ends: sessions close politely and return.
+    /// Cancelled when the run ends: sessions close politely and return. The heartbeat
+    /// loops learn it from [`Context::stopping`] instead.
     pub stop: CancellationToken,
     /// Sessions running on every shard, for the open model's `max_sessions` cap.
     pub running: Arc<AtomicU32>,
@@ -58,9 +59,45 @@ pub struct Context {
     /// The shard's alarm clock: what the heartbeat loops wait on, one tokio timer for
     /// all of them.
     pub(crate) alarms: Rc<Alarms>,
+    /// Set once by the shard when `stop` is cancelled ([`Context::stopping`]).
+    stopping: Cell<bool>,
 }
 
 impl Context {
+    /// The shard's context, stopping when `stop` is cancelled and the shard says so
+    /// ([`Context::stop_beats`]).
+    pub(crate) fn new(
+        plan: Arc<Plan>,
+        stop: CancellationToken,
+        running: Arc<AtomicU32>,
+        active: Arc<Active>,
+    ) -> Context {
+        Context {
+            recorder: RefCell::new(Recorder::for_steps(&plan.scenario.step_names())),
+            plan,
+            gauges: Cell::new([0; State::COUNT]),
+            stop,
+            running,
+            active,
+            alarms: Rc::new(Alarms::new()),
+            stopping: Cell::new(false),
+        }
+    }
+
+    /// Whether the shard has seen the run stop. The heartbeat loops look at this flag
+    /// instead of waiting on `stop`, whose every poll takes a lock shared by all shards;
+    /// they learn of it when their alarm rings ([`Context::stop_beats`]).
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// The shard has seen `stop` cancelled: the heartbeat loops are told, by the flag
+    /// and by ringing every alarm on the shard's clock, which wakes them all.
+    pub(crate) fn stop_beats(&self) {
+        self.stopping.set(true);
+        self.alarms.ring_all();
+    }
+
     pub(crate) fn record(&self, metric: Metric, latency: Duration) {
         self.recorder.borrow_mut().record(metric, latency);
     }
@@ -112,6 +149,7 @@ impl Context {
             running: Arc::new(AtomicU32::new(1)),
             active: Arc::default(),
             alarms: Rc::default(),
+            stopping: Cell::new(false),
         })
     }
 }

@@ -32,7 +32,6 @@ mod page;
 mod step;
 mod transport;
 
-pub(crate) use alarm::Alarms;
 pub use context::{Context, Plan};
 pub use hooks::card_map;
 pub use transport::{client_ws_config, ConnectFailure, Stream};
