@@ -365,10 +365,10 @@ mod clock_tests {
         let t0 = Instant::now();
         let outcome = local
             .run_until(async {
-                let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+                let mut ws = crate::session::ws::client(
                     "ws://127.0.0.1:1/",
                     Stream::Memory(client),
-                    Some(client_ws_config()),
+                    client_ws_config(),
                 )
                 .await
                 .unwrap();

@@ -20,6 +20,7 @@
 //! - `beat`: the heartbeat loop of a bound connection;
 //! - `hooks`: calling the scenario's script hooks and doing what they ask;
 //! - `transport`: the socket: connect, classify what it yields, close;
+//! - `ws`: the WebSocket protocol on the socket, polled by the session's own task;
 //! - `page`: the `Session`'s fields and the small rules on them;
 //! - `alarm`: the shard's alarm clock, which the heartbeat loops wait on;
 //! - `context`: what sessions share: the run's [`Plan`], the shard's [`Context`].
@@ -31,6 +32,7 @@ mod hooks;
 mod page;
 mod step;
 mod transport;
+mod ws;
 
 pub use context::{Context, Plan};
 pub use hooks::card_map;

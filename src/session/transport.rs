@@ -2,7 +2,8 @@
 //! handshake), naming what went wrong when that fails, classifying what the socket yields,
 //! and closing it.
 //!
-//! It owns the socket types ([`Stream`], `Ws`) and the error kinds a socket can end with.
+//! It owns the socket type ([`Stream`]; `Ws`, the WebSocket on it, is in `ws`) and the
+//! error kinds a socket can end with.
 //! It must not know what the messages mean: no steps, no heartbeats, no script; it only
 //! counts what every state counts alike (messages received, invalid JSON, polite closes).
 
@@ -16,14 +17,12 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::context::{Context, Plan};
 use crate::metrics::{Cause, Counter, ErrorKind};
 use crate::source;
 
-/// A client WebSocket over a [`Stream`].
-pub(super) type Ws = WebSocketStream<Stream>;
+pub(super) use super::ws::Ws;
 
 /// A client socket: plain TCP, or TLS boxed so that the rustls connection state (over a
 /// kilobyte) is paid for only by `wss://` sessions, not by every session's future.
@@ -139,14 +138,9 @@ pub(super) async fn connect(plan: &Plan, from: Option<IpAddr>) -> Result<Ws, Con
             Stream::Tls(Box::new(tls))
         }
     };
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(
-        plan.request.clone(),
-        stream,
-        Some(plan.ws_config),
-    )
-    .await
-    .map_err(describe_handshake_error)?;
-    Ok(ws)
+    super::ws::client(plan.request.clone(), stream, plan.ws_config)
+        .await
+        .map_err(describe_handshake_error)
 }
 
 /// How a failed TCP connect is counted.
