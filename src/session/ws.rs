@@ -1,15 +1,28 @@
 //! The session's WebSocket: tungstenite's protocol machine on a [`Stream`], polled from the
-//! one task that owns the connection.
+//! one task that owns the connection, with a fast path for the messages a session mostly
+//! receives.
 //!
 //! tokio-tungstenite's `WebSocketStream` lets a socket's reads and writes be polled from
 //! different tasks (a split stream), so every poll registers the caller's waker in two
 //! shared waker proxies: two reference-counted allocations per connection, and four
 //! atomic waker registrations each time the socket is polled for a message (several
-//! times per heartbeat), about 4 % of the tester's CPU at 15,000 sessions. A session
+//! times per heartbeat), about 2 % of the tester's CPU at 15,000 sessions. A session
 //! polls its socket from its own task only, so [`Ws`] keeps that task's waker and nothing
-//! else. Otherwise it behaves as `WebSocketStream` does: the same messages, the same
-//! errors, the same end of the stream, a message accepted when the socket cannot take it
-//! yet and flushed later.
+//! else.
+//!
+//! Reading, tungstenite zeroes its free buffer before every read, shares the buffer with
+//! each message it cuts out of it (one more allocation per connection, touched per
+//! message) and takes every frame through its general machinery: together about 4 % of
+//! the tester's CPU. [`Ws`] reads the common case itself: a whole (final, unfragmented)
+//! text or binary frame, unmasked, without reserved bits, within the size limits, and for
+//! text valid UTF-8, each copied out of one plain buffer. tungstenite would return exactly
+//! that message. Anything else (a ping, a close, a fragment, a frame it would reject, the
+//! end of the stream) hands the connection, with the bytes read ahead, over to tungstenite
+//! for good, which then says what it always said. Writing is tungstenite's throughout.
+//!
+//! Otherwise it behaves as `WebSocketStream` does: the same messages, the same errors,
+//! the same end of the stream, a message accepted when the socket cannot take it yet and
+//! flushed later. A test feeds both the same bytes, cut at every size, and compares.
 //!
 //! It owns the plumbing between tungstenite's blocking-style I/O and the task's polls. It
 //! must not know what the messages mean (that is `transport`'s and the states' business).
@@ -23,27 +36,71 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::ClientHandshake;
 use tokio_tungstenite::tungstenite::handshake::HandshakeError;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error, Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Error, Message, Utf8Bytes, WebSocket};
 
 use super::transport::Stream;
 
 /// A client WebSocket over a [`Stream`], polled by one task.
 pub struct Ws {
-    /// tungstenite's protocol state, on the socket.
-    inner: WebSocket<Bridge>,
+    /// tungstenite's protocol state, on the socket. Taken out only while it is replaced
+    /// when the connection is handed over to it.
+    inner: Option<WebSocket<Bridge>>,
     /// The stream has ended (closed, or failed): every later poll yields `None`.
     ended: bool,
     /// No message waits in the write buffer for the socket to take it.
     ready: bool,
+    /// The largest message the fast path reads (the frame and message limits).
+    max: usize,
+    /// The read buffer's size: the fast path's reads, and tungstenite's after a handover.
+    read_size: usize,
 }
 
 /// The socket as tungstenite sees it: blocking-style reads and writes that say
 /// `WouldBlock` instead of waiting, having registered the task's waker with the runtime.
+/// Bytes read ahead of tungstenite (after the handshake's response, or before a handover)
+/// are read from `ahead` first.
 struct Bridge {
     stream: Stream,
     /// The waker of the task that polls this socket, as of its last poll.
     waker: Waker,
+    /// Bytes read from the socket and not yet taken: by the fast path while it reads,
+    /// then by tungstenite. From `start` on.
+    ahead: Vec<u8>,
+    start: usize,
+    /// Whether the fast path reads (else tungstenite reads everything).
+    fast: bool,
+    /// While the handshake runs: how far the end of the response's header has been
+    /// matched (see [`HeaderEnd`]); `None` once it is found, and after the handshake.
+    header: Option<HeaderEnd>,
+    /// The last write took everything it was given: tungstenite's write buffer is empty.
+    written: bool,
+    /// tungstenite has read bytes from `ahead`.
+    lent: bool,
+}
+
+/// Finds the end of an HTTP header (an empty line, `\r\n` or `\n`, after a line end):
+/// where tungstenite's response parser ends it, so that the handshake is given exactly
+/// the header and the frames after it stay in [`Bridge::ahead`].
+#[derive(Debug, Clone, Copy, Default)]
+struct HeaderEnd {
+    /// 0: nothing; 1: after `\n`; 2: after `\n\r`.
+    state: u8,
+}
+
+impl HeaderEnd {
+    /// Where the header ends in `bytes` (the index after it), if it does.
+    fn find(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            self.state = match (self.state, b) {
+                (1 | 2, b'\n') => return Some(i + 1),
+                (1, b'\r') => 2,
+                (_, b'\n') => 1,
+                _ => 0,
+            };
+        }
+        None
+    }
 }
 
 impl Bridge {
@@ -57,19 +114,66 @@ impl Bridge {
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+
+    /// Reads from the socket into the free part of `ahead` (not zeroed first: the
+    /// socket writes it). `Ok(0)` is the end of the stream.
+    fn read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let filled = self.ahead.len();
+        let mut buf = ReadBuf::uninit(self.ahead.spare_capacity_mut());
+        std::task::ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.ahead.set_len(filled + n) };
+        Poll::Ready(Ok(n))
+    }
+
+    /// Drops the bytes before `start`, so that the free part is at the end, and makes
+    /// room for `need` bytes from `start` on.
+    fn make_room(&mut self, need: usize) {
+        if self.start > 0 {
+            self.ahead.drain(..self.start);
+            self.start = 0;
+        }
+        if self.ahead.capacity() < need {
+            self.ahead.reserve(need - self.ahead.len());
+        }
+    }
 }
 
 impl Read for Bridge {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut buf = ReadBuf::new(buf);
-        self.poll(|stream, cx| stream.poll_read(cx, &mut buf))?;
-        Ok(buf.filled().len())
+        if self.start < self.ahead.len() {
+            let ahead = &self.ahead[self.start..];
+            let n = ahead.len().min(buf.len());
+            buf[..n].copy_from_slice(&ahead[..n]);
+            self.start += n;
+            self.lent = true;
+            if self.start == self.ahead.len() {
+                // Drained: tungstenite has its own buffer from here on.
+                self.ahead = Vec::new();
+                self.start = 0;
+            }
+            return Ok(n);
+        }
+        let mut read = ReadBuf::new(buf);
+        self.poll(|stream, cx| stream.poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        if let Some(end) = self.header.as_mut().and_then(|h| h.find(&buf[..n])) {
+            // The response's header ends here: what follows is frames, kept for later.
+            self.header = None;
+            self.ahead.extend_from_slice(&buf[end..n]);
+            return Ok(end);
+        }
+        Ok(n)
     }
 }
 
 impl Write for Bridge {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.poll(|stream, cx| stream.poll_write(cx, buf))
+        // tungstenite hands over its whole write buffer each time.
+        let written = self.poll(|stream, cx| stream.poll_write(cx, buf));
+        self.written = written.as_ref().is_ok_and(|&n| n == buf.len());
+        written
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -87,17 +191,21 @@ pub async fn client(
     let bridge = Bridge {
         stream,
         waker: Waker::noop().clone(),
+        ahead: Vec::new(),
+        start: 0,
+        fast: false,
+        header: Some(HeaderEnd::default()),
+        written: true,
+        lent: false,
     };
-    let mut mid = Some(ClientHandshake::start(bridge, request, Some(config))?);
-    std::future::poll_fn(|cx| {
+    // While the fast path reads, tungstenite needs no read buffer of its own.
+    let writing = config.read_buffer_size(0);
+    let mut mid = Some(ClientHandshake::start(bridge, request, Some(writing))?);
+    let mut inner = std::future::poll_fn(|cx| {
         let mut handshake = mid.take().expect("polled after it finished");
         handshake.get_mut().get_mut().waker.clone_from(cx.waker());
         match handshake.handshake() {
-            Ok((inner, _response)) => Poll::Ready(Ok(Ws {
-                inner,
-                ended: false,
-                ready: true,
-            })),
+            Ok((inner, _response)) => Poll::Ready(Ok(inner)),
             Err(HandshakeError::Interrupted(waiting)) => {
                 mid = Some(waiting);
                 Poll::Pending
@@ -105,21 +213,169 @@ pub async fn client(
             Err(HandshakeError::Failure(e)) => Poll::Ready(Err(e)),
         }
     })
-    .await
+    .await?;
+    let bridge = inner.get_mut();
+    // Fast only when tungstenite was given exactly the response's header, so that it
+    // holds no frame bytes of its own; else it reads, with its own buffer.
+    let exact = bridge.header.is_none() && !bridge.lent;
+    bridge.header = None;
+    let limit = |max: Option<usize>| max.unwrap_or(usize::MAX);
+    let mut ws = Ws {
+        inner: Some(inner),
+        ended: false,
+        ready: true,
+        max: limit(config.max_frame_size).min(limit(config.max_message_size)),
+        read_size: config.read_buffer_size,
+    };
+    if exact {
+        let bridge = ws.bridge();
+        bridge.fast = true;
+        bridge.ahead.reserve(config.read_buffer_size);
+    } else {
+        ws.hand_over();
+    }
+    Ok(ws)
+}
+
+/// What the fast path makes of the bytes at the start of the read-ahead buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// A whole text (or binary) message: its header's length and its payload's.
+    Whole {
+        text: bool,
+        header: usize,
+        len: usize,
+    },
+    /// Maybe one, once this many bytes are there.
+    Short(usize),
+    /// Not the common case: tungstenite's to read.
+    Other,
+}
+
+/// The frame at the start of `bytes`, for the fast path: a final text or binary frame
+/// with no reserved bits, unmasked (as a server's must be), with a 7- or 16-bit length of
+/// at most `max`. tungstenite accepts such a frame as exactly that message when the text
+/// is valid UTF-8 (checked by the caller).
+fn head(bytes: &[u8], max: usize) -> Head {
+    let [first, second, ..] = *bytes else {
+        return Head::Short(2);
+    };
+    let text = match first {
+        0x81 => true,  // FIN, text
+        0x82 => false, // FIN, binary
+        _ => return Head::Other,
+    };
+    if second & 0x80 != 0 {
+        return Head::Other; // masked
+    }
+    let (header, len) = match second & 0x7f {
+        126 => match *bytes {
+            [_, _, high, low, ..] => (4, usize::from(u16::from_be_bytes([high, low]))),
+            _ => return Head::Short(4),
+        },
+        127 => return Head::Other,
+        len => (2, usize::from(len)),
+    };
+    if len > max {
+        return Head::Other;
+    }
+    if bytes.len() < header + len {
+        return Head::Short(header + len);
+    }
+    Head::Whole { text, header, len }
+}
+
+/// What the fast path got from the socket.
+enum Fast {
+    Message(Message),
+    Pending,
+    Failed(io::Error),
+    /// tungstenite's to read from here on.
+    HandOver,
 }
 
 impl Ws {
+    fn ws(&mut self) -> &mut WebSocket<Bridge> {
+        self.inner
+            .as_mut()
+            .expect("tungstenite is back after a handover")
+    }
+
+    fn bridge(&mut self) -> &mut Bridge {
+        self.ws().get_mut()
+    }
+
     /// The task's waker, for the I/O of this poll.
     fn set_waker(&mut self, cx: &Context<'_>) {
-        self.inner.get_mut().waker.clone_from(cx.waker());
+        self.bridge().waker.clone_from(cx.waker());
     }
 
     /// Sends a close frame (the closing handshake's first half).
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        // tungstenite reads the rest of the closing handshake.
+        self.hand_over();
         futures_util::SinkExt::send(self, Message::Close(frame)).await
     }
-}
 
+    /// The next message by the fast path.
+    fn read_fast(&mut self, cx: &mut Context<'_>) -> Fast {
+        let (max, read_size) = (self.max, self.read_size.max(1));
+        let bridge = self.bridge();
+        loop {
+            let need = match head(&bridge.ahead[bridge.start..], max) {
+                Head::Whole { text, header, len } => {
+                    let at = bridge.start + header;
+                    let payload = &bridge.ahead[at..at + len];
+                    let message = if text {
+                        match std::str::from_utf8(payload) {
+                            Ok(text) => Message::Text(Utf8Bytes::from(text.to_owned())),
+                            Err(_) => return Fast::HandOver, // tungstenite names the error
+                        }
+                    } else {
+                        Message::Binary(Bytes::copy_from_slice(payload))
+                    };
+                    bridge.start = at + len;
+                    if bridge.start == bridge.ahead.len() {
+                        bridge.ahead.clear();
+                        bridge.start = 0;
+                    }
+                    return Fast::Message(message);
+                }
+                Head::Short(need) => need,
+                Head::Other => return Fast::HandOver,
+            };
+            if bridge.ahead.capacity() - bridge.start < need.max(read_size) {
+                bridge.make_room(need.max(read_size));
+            } else if bridge.ahead.len() == bridge.ahead.capacity() {
+                bridge.make_room(need);
+            }
+            match bridge.read_ahead(cx) {
+                Poll::Pending => return Fast::Pending,
+                Poll::Ready(Err(e)) => return Fast::Failed(e),
+                // The end of the stream: tungstenite says what that means here.
+                Poll::Ready(Ok(0)) => return Fast::HandOver,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// From here on tungstenite reads, starting with the bytes read ahead. When its write
+    /// buffer is empty it is replaced by one with a read buffer of the configured size
+    /// (the one from the handshake has none), which it then lacks nothing of.
+    fn hand_over(&mut self) {
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        let bridge = inner.get_mut();
+        let was_fast = std::mem::replace(&mut bridge.fast, false);
+        self.inner = Some(if was_fast && bridge.written {
+            let config = inner.get_config().read_buffer_size(self.read_size);
+            WebSocket::from_raw_socket(inner.into_inner(), Role::Client, Some(config))
+        } else {
+            inner
+        });
+    }
+}
 /// `WouldBlock` is not an error here: the task waits to be woken.
 fn cvt<T>(result: Result<T, Error>) -> Poll<Result<T, Error>> {
     match result {
@@ -136,7 +392,20 @@ impl futures_util::Stream for Ws {
             return Poll::Ready(None);
         }
         self.set_waker(cx);
-        match std::task::ready!(cvt(self.inner.read())) {
+        if self.bridge().fast {
+            match self.read_fast(cx) {
+                Fast::Message(message) => return Poll::Ready(Some(Ok(message))),
+                Fast::Pending => return Poll::Pending,
+                Fast::Failed(e) => {
+                    // What tungstenite returns for a failed read while the connection is
+                    // open.
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+                Fast::HandOver => self.hand_over(),
+            }
+        }
+        match std::task::ready!(cvt(self.ws().read())) {
             Ok(message) => Poll::Ready(Some(Ok(message))),
             Err(e) => {
                 self.ended = true;
@@ -159,7 +428,7 @@ impl Sink<Message> for Ws {
         }
         // A message is still in the write buffer: flush it first.
         self.set_waker(cx);
-        cvt(self.inner.flush()).map(|r| {
+        cvt(self.ws().flush()).map(|r| {
             self.ready = true;
             r
         })
@@ -167,7 +436,7 @@ impl Sink<Message> for Ws {
 
     fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         // Written now, with the waker of the task's last poll (the one sending).
-        match self.inner.write(message) {
+        match self.ws().write(message) {
             Ok(()) => {
                 self.ready = true;
                 Ok(())
@@ -186,7 +455,7 @@ impl Sink<Message> for Ws {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.set_waker(cx);
-        cvt(self.inner.flush()).map(|r| {
+        cvt(self.ws().flush()).map(|r| {
             self.ready = true;
             match r {
                 // The connection has just closed: flushing is done, not failed.
@@ -198,8 +467,9 @@ impl Sink<Message> for Ws {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.ready = true;
+        self.hand_over();
         self.set_waker(cx);
-        match self.inner.close(None) {
+        match self.ws().close(None) {
             Ok(()) | Err(Error::ConnectionClosed) => Poll::Ready(Ok(())),
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
@@ -271,5 +541,183 @@ mod tests {
             ws.send(Message::text("late")).await,
             Err(Error::AlreadyClosed)
         ));
+    }
+
+    /// A server that answers the handshake by hand, writes `frames` raw, `chunk` bytes at
+    /// a time (the first chunk in the same write as its response), stops writing, and
+    /// reads what the client sends until the client hangs up.
+    async fn raw_server(mut io: DuplexStream, frames: Vec<u8>, chunk: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = Vec::new();
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 512];
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client hung up during its handshake");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let request = String::from_utf8(request).unwrap();
+        let key = request
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sec-websocket-key: ")
+                    .or(l.strip_prefix("Sec-WebSocket-Key: "))
+            })
+            .unwrap();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .into_bytes();
+        let first = chunk.min(frames.len());
+        out.extend_from_slice(&frames[..first]);
+        // A client that gave up on the stream (an error ends it) may hang up early.
+        if io.write_all(&out).await.is_err() {
+            return;
+        }
+        for piece in frames[first..].chunks(chunk) {
+            tokio::task::yield_now().await;
+            if io.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = io.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = io.read_to_end(&mut sink).await;
+    }
+
+    /// Everything a client yields for `frames` cut into `chunk`s, until the stream ends:
+    /// tokio-tungstenite's `WebSocketStream`, or [`Ws`] (then also how many messages the
+    /// fast path read).
+    async fn yields(frames: &[u8], chunk: usize, ours: bool) -> (Vec<String>, usize) {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let server = raw_server(far, frames.to_vec(), chunk);
+        let config = super::super::client_ws_config();
+        let client = async {
+            let mut out = Vec::new();
+            let mut fast = 0;
+            let show = |item: Option<Result<Message, Error>>| match item {
+                None => "end".to_string(),
+                Some(Ok(m)) => format!("{m:?}"),
+                Some(Err(e)) => format!("error: {e}"),
+            };
+            if ours {
+                let mut ws = client("ws://127.0.0.1:1/", Stream::Memory(near), config)
+                    .await
+                    .unwrap();
+                loop {
+                    let item = ws.next().await;
+                    let done = item.is_none();
+                    if ws.bridge().fast {
+                        fast += 1;
+                    }
+                    out.push(show(item));
+                    if done || out.len() > 50 {
+                        break;
+                    }
+                }
+            } else {
+                let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+                    "ws://127.0.0.1:1/",
+                    near,
+                    Some(config),
+                )
+                .await
+                .unwrap();
+                loop {
+                    let item = ws.next().await;
+                    let done = item.is_none();
+                    out.push(show(item));
+                    if done || out.len() > 50 {
+                        break;
+                    }
+                }
+            }
+            (out, fast)
+        };
+        let (result, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(client, server)
+        })
+        .await
+        .expect("the exchange finishes");
+        result
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_yields_what_tungstenite_yields_for_any_bytes_cut_anywhere() {
+        let text = |t: &str| {
+            let mut f = vec![0x81, t.len() as u8];
+            f.extend_from_slice(t.as_bytes());
+            f
+        };
+        let long = "y".repeat(300);
+        let mut long_frame = vec![0x81, 126, 1, 44];
+        long_frame.extend_from_slice(long.as_bytes());
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("text", text("hello")),
+            (
+                "two texts and a binary",
+                [text("a"), text("{\"b\":1}"), vec![0x82, 3, 0, 255, 7]].concat(),
+            ),
+            ("empty text and binary", vec![0x81, 0, 0x82, 0]),
+            ("16-bit length", long_frame.clone()),
+            (
+                "16-bit length, small",
+                [vec![0x81, 126, 0, 2], b"hi".to_vec()].concat(),
+            ),
+            (
+                "ping, then text",
+                [vec![0x89, 2, 1, 2], text("after")].concat(),
+            ),
+            ("pong", [vec![0x8a, 0], text("x")].concat()),
+            ("close", vec![0x88, 2, 0x03, 0xe8]),
+            ("text, then close", [text("bye"), vec![0x88, 0]].concat()),
+            (
+                "fragments",
+                [
+                    vec![0x01, 3],
+                    b"hel".to_vec(),
+                    vec![0x80, 2],
+                    b"lo".to_vec(),
+                ]
+                .concat(),
+            ),
+            (
+                "continuation alone",
+                [vec![0x80, 2], b"lo".to_vec()].concat(),
+            ),
+            (
+                "invalid UTF-8",
+                [text("ok"), vec![0x81, 2, 0xc3, 0x28]].concat(),
+            ),
+            (
+                "masked",
+                [text("ok"), vec![0x81, 0x82, 1, 2, 3, 4, 5, 6]].concat(),
+            ),
+            ("reserved bit", vec![0xc1, 1, b'a']),
+            ("reserved opcode", vec![0x83, 1, b'a']),
+            (
+                "64-bit length past the limit",
+                vec![0x82, 127, 0, 0, 0, 0, 0, 0x20, 0, 0],
+            ),
+            (
+                "cut short",
+                [text("whole"), vec![0x81, 5], b"hal".to_vec()].concat(),
+            ),
+            ("nothing", Vec::new()),
+        ];
+        let mut fast = 0;
+        for (name, frames) in &cases {
+            for chunk in [1, 2, 3, 5, 64, 1 << 20] {
+                let (expected, _) = yields(frames, chunk, false).await;
+                let (got, n) = yields(frames, chunk, true).await;
+                assert_eq!(got, expected, "{name}, in chunks of {chunk}");
+                fast += n;
+            }
+        }
+        // The fast path read the plain messages (those before anything handed the
+        // connection over), in every cut: 1 + 3 + 2 + 1 + 1 + 0 + 0 + 0 + 1 + 0 + 0 + 1
+        // + 1 + 0 + 0 + 0 + 1 + 0 = 12 per cut, 6 cuts.
+        assert_eq!(fast, 12 * 6);
     }
 }
