@@ -123,13 +123,7 @@ impl Bridge {
     /// Reads from the socket into the free part of `ahead` (not zeroed first: the
     /// socket writes it). `Ok(0)` is the end of the stream.
     fn read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let filled = self.ahead.len();
-        let mut buf = ReadBuf::uninit(self.ahead.spare_capacity_mut());
-        std::task::ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
-        let n = buf.filled().len();
-        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-        unsafe { self.ahead.set_len(filled + n) };
-        Poll::Ready(Ok(n))
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.ahead)
     }
 
     /// Drops the bytes before `start`, so that the free part is at the end, and makes
@@ -368,10 +362,9 @@ impl Ws {
         self.bridge().waker.clone_from(cx.waker());
     }
 
-    /// Sends a close frame (the closing handshake's first half).
+    /// Sends a close frame (the closing handshake's first half; tungstenite, which sends
+    /// it, reads the rest).
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        // tungstenite reads the rest of the closing handshake.
-        self.hand_over();
         futures_util::SinkExt::send(self, Message::Close(frame)).await
     }
 
@@ -402,10 +395,10 @@ impl Ws {
                 Head::Short(need) => need,
                 Head::Other => return Fast::HandOver,
             };
-            if bridge.ahead.capacity() - bridge.start < need.max(read_size) {
-                bridge.make_room(need.max(read_size));
-            } else if bridge.ahead.len() == bridge.ahead.capacity() {
-                bridge.make_room(need);
+            // Room for the frame, and for a read of the usual size.
+            let room = need.max(read_size);
+            if bridge.ahead.capacity() - bridge.start < room {
+                bridge.make_room(room);
             }
             match bridge.read_ahead(cx) {
                 Poll::Pending => return Fast::Pending,
@@ -451,7 +444,9 @@ impl Ws {
 
     /// From here on tungstenite reads, starting with the bytes read ahead. When its write
     /// buffer is empty it is replaced by one with a read buffer of the configured size
-    /// (the one from the handshake has none), which it then lacks nothing of.
+    /// (the one from the handshake has none), which it then lacks nothing of: until now it
+    /// has only written text and binary messages. Else it is kept, and reads in small
+    /// pieces.
     fn hand_over(&mut self) {
         let Some(mut inner) = self.inner.take() else {
             return;
@@ -466,6 +461,7 @@ impl Ws {
         });
     }
 }
+
 /// `WouldBlock` is not an error here: the task waits to be woken.
 fn cvt<T>(result: Result<T, Error>) -> Poll<Result<T, Error>> {
     match result {
@@ -525,6 +521,11 @@ impl Sink<Message> for Ws {
     }
 
     fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        if !matches!(message, Message::Text(_) | Message::Binary(_)) {
+            // A close, ping or pong changes or queues tungstenite's state: the instance
+            // that keeps it must be the one that reads from here on.
+            self.hand_over();
+        }
         // Written now, with the waker of the task's last poll (the one sending).
         let written = match self.write_fast(&message) {
             Some(result) => result.map_err(Error::Io),
@@ -652,6 +653,65 @@ mod tests {
                 "socket of {capacity} bytes"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_close_of_its_own_ends_the_stream_as_tokio_tungstenites_does() {
+        let close = Some(CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: Utf8Bytes::from_static("bye"),
+        });
+        let mut seen = Vec::new();
+        for ours in [true, false] {
+            let (near, far) = tokio::io::duplex(4096);
+            let config = super::super::client_ws_config();
+            let server = async {
+                let mut ws = tokio_tungstenite::accept_async(far).await.unwrap();
+                ws.send(Message::text("hello")).await.unwrap();
+                let mut got = Vec::new();
+                while let Some(Ok(message)) = ws.next().await {
+                    got.push(format!("{message:?}"));
+                }
+                got
+            };
+            let client = async {
+                let mut out = Vec::new();
+                if ours {
+                    let mut ws = client("ws://127.0.0.1:1/", Stream::Memory(near), config)
+                        .await
+                        .unwrap();
+                    out.push(format!("{:?}", ws.next().await));
+                    ws.close(close.clone()).await.unwrap();
+                    while let Some(item) = ws.next().await {
+                        out.push(format!("{item:?}"));
+                    }
+                } else {
+                    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+                        "ws://127.0.0.1:1/",
+                        near,
+                        Some(config),
+                    )
+                    .await
+                    .unwrap();
+                    out.push(format!("{:?}", ws.next().await));
+                    ws.close(close.clone()).await.unwrap();
+                    while let Some(item) = ws.next().await {
+                        out.push(format!("{item:?}"));
+                    }
+                }
+                out
+            };
+            let (client, server) = tokio::time::timeout(Duration::from_secs(5), async {
+                tokio::join!(client, server)
+            })
+            .await
+            .expect("the closing handshake finishes");
+            seen.push((client, server));
+        }
+        assert_eq!(seen[0], seen[1]);
+        // The message, then the server's answer to the close; the server saw the close.
+        assert_eq!(seen[0].0.len(), 2, "{:?}", seen[0]);
+        assert_eq!(seen[0].1.len(), 1, "{:?}", seen[0]);
     }
 
     #[tokio::test]
