@@ -16,7 +16,10 @@
 //! the tester's CPU. [`Ws`] reads the common case itself: a whole (final, unfragmented)
 //! text or binary frame, unmasked, without reserved bits, within the size limits, and for
 //! text valid UTF-8, each copied out of one plain buffer. tungstenite would return exactly
-//! that message. Anything else (a ping, a close, a fragment, a frame it would reject, the
+//! that message. That buffer is the thread's (one per shard), not the connection's: a
+//! connection keeps bytes of its own only when a read ends inside a message, or holds more
+//! than one, so an idle connection holds no read buffer (tungstenite's was 1 KiB per
+//! session, touched). Anything else (a ping, a close, a fragment, a frame it would reject, the
 //! end of the stream) hands the connection, with the bytes read ahead, over to tungstenite
 //! for good, which then says what it always said. Writing, likewise: while the fast path
 //! reads, [`Ws`] frames and writes text and binary messages of up to 1 KiB itself, as
@@ -67,7 +70,8 @@ struct Bridge {
     /// The waker of the task that polls this socket, as of its last poll.
     waker: Waker,
     /// Bytes read from the socket and not yet taken: by the fast path while it reads,
-    /// then by tungstenite. From `start` on.
+    /// then by tungstenite. From `start` on. Empty, and without an allocation, while the
+    /// fast path has taken everything read (the fast path reads into its thread's buffer).
     ahead: Vec<u8>,
     start: usize,
     /// Whether the fast path reads (else tungstenite reads everything).
@@ -136,6 +140,15 @@ impl Bridge {
         if self.ahead.capacity() < need {
             self.ahead.reserve(need - self.ahead.len());
         }
+    }
+
+    /// Keeps `bytes`, read past what was taken, for the next reads.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.start == self.ahead.len() {
+            self.ahead.clear();
+            self.start = 0;
+        }
+        self.ahead.extend_from_slice(bytes);
     }
 }
 
@@ -282,7 +295,6 @@ pub async fn client(
     if exact {
         let bridge = ws.bridge();
         bridge.fast = true;
-        bridge.ahead.reserve(config.read_buffer_size);
     } else {
         ws.hand_over();
     }
@@ -337,6 +349,44 @@ fn head(bytes: &[u8], max: usize) -> Head {
     Head::Whole { text, header, len }
 }
 
+/// What the fast path takes from the bytes at the start of a buffer.
+enum Taken {
+    /// A whole message, as tungstenite would return it, and the bytes its frame took.
+    Message(Message, usize),
+    /// Maybe one, once this many bytes are there.
+    Short(usize),
+    /// Not the common case (or text that is not UTF-8): tungstenite's to read, and to
+    /// name the error.
+    Other,
+}
+
+fn take(bytes: &[u8], max: usize) -> Taken {
+    match head(bytes, max) {
+        Head::Whole { text, header, len } => {
+            let payload = &bytes[header..header + len];
+            let message = if text {
+                match std::str::from_utf8(payload) {
+                    Ok(text) => Message::Text(Utf8Bytes::from(text.to_owned())),
+                    Err(_) => return Taken::Other,
+                }
+            } else {
+                Message::Binary(Bytes::copy_from_slice(payload))
+            };
+            Taken::Message(message, header + len)
+        }
+        Head::Short(need) => Taken::Short(need),
+        Head::Other => Taken::Other,
+    }
+}
+
+thread_local! {
+    /// Where the fast path reads when a connection has nothing kept from an earlier
+    /// read: one buffer per thread instead of one per connection, so that an idle
+    /// connection holds none (1 KiB per session at the default size). Borrowed only
+    /// within one read, never across an await.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What the fast path got from the socket.
 enum Fast {
     Message(Message),
@@ -368,32 +418,53 @@ impl Ws {
         futures_util::SinkExt::send(self, Message::Close(frame)).await
     }
 
-    /// The next message by the fast path.
+    /// The next message by the fast path. With nothing kept from an earlier read, it
+    /// reads into its thread's [`SCRATCH`] buffer, and keeps in `ahead` only what is left
+    /// of that read after the message it holds (the start of another message, or more).
     fn read_fast(&mut self, cx: &mut Context<'_>) -> Fast {
         let (max, read_size) = (self.max, self.read_size.max(1));
         let bridge = self.bridge();
         loop {
-            let need = match head(&bridge.ahead[bridge.start..], max) {
-                Head::Whole { text, header, len } => {
-                    let at = bridge.start + header;
-                    let payload = &bridge.ahead[at..at + len];
-                    let message = if text {
-                        match std::str::from_utf8(payload) {
-                            Ok(text) => Message::Text(Utf8Bytes::from(text.to_owned())),
-                            Err(_) => return Fast::HandOver, // tungstenite names the error
+            if bridge.start == bridge.ahead.len() {
+                let read = SCRATCH.with_borrow_mut(|scratch| {
+                    if scratch.len() < read_size {
+                        scratch.resize(read_size, 0);
+                    }
+                    let mut buf = ReadBuf::new(&mut scratch[..read_size]);
+                    match Pin::new(&mut bridge.stream).poll_read(cx, &mut buf) {
+                        Poll::Pending => Some(Fast::Pending),
+                        Poll::Ready(Err(e)) => Some(Fast::Failed(e)),
+                        // The end of the stream: tungstenite says what that means here.
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Some(Fast::HandOver),
+                        Poll::Ready(Ok(())) => {
+                            let read = buf.filled();
+                            if let Taken::Message(message, used) = take(read, max) {
+                                bridge.keep(&read[used..]);
+                                return Some(Fast::Message(message));
+                            }
+                            // Not a whole message: kept, and looked at again below.
+                            bridge.keep(read);
+                            None
                         }
-                    } else {
-                        Message::Binary(Bytes::copy_from_slice(payload))
-                    };
-                    bridge.start = at + len;
+                    }
+                });
+                match read {
+                    Some(fast) => return fast,
+                    None => continue,
+                }
+            }
+            let need = match take(&bridge.ahead[bridge.start..], max) {
+                Taken::Message(message, used) => {
+                    bridge.start += used;
                     if bridge.start == bridge.ahead.len() {
-                        bridge.ahead.clear();
+                        // All taken: an idle connection holds no read buffer.
+                        bridge.ahead = Vec::new();
                         bridge.start = 0;
                     }
                     return Fast::Message(message);
                 }
-                Head::Short(need) => need,
-                Head::Other => return Fast::HandOver,
+                Taken::Short(need) => need,
+                Taken::Other => return Fast::HandOver,
             };
             // Room for the frame, and for a read of the usual size.
             let room = need.max(read_size);
@@ -714,13 +785,24 @@ mod tests {
         assert_eq!(seen[0].1.len(), 1, "{:?}", seen[0]);
     }
 
+    /// The next item, which must come within 5 s.
+    async fn next(ws: &mut Ws) -> Option<Result<Message, Error>> {
+        tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame sent is read")
+    }
+
     #[tokio::test]
     async fn the_stream_ends_after_the_peer_closes_and_stays_ended() {
         let (mut ws, mut server) = pair(4096).await;
         server.send(Message::text("last")).await.unwrap();
         server.close(None).await.unwrap();
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("last"));
-        assert!(matches!(ws.next().await, Some(Ok(Message::Close(None)))));
+        // Both frames arrive in one read: the close is kept past the message.
+        assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text("last"));
+        assert!(matches!(
+            next(&mut ws).await,
+            Some(Ok(Message::Close(None)))
+        ));
         // The client answers the close, and the server, having read the answer, hangs up.
         let hang_up = async move {
             let answer = server.next().await.unwrap().unwrap();
@@ -741,9 +823,10 @@ mod tests {
     }
 
     /// A server that answers the handshake by hand, writes `frames` raw, `chunk` bytes at
-    /// a time (the first chunk in the same write as its response), stops writing, and
-    /// reads what the client sends until the client hangs up.
-    async fn raw_server(mut io: DuplexStream, frames: Vec<u8>, chunk: usize) {
+    /// a time (the first chunk in the same write as its response when `with_response`,
+    /// else after it), stops writing, and reads what the client sends until the client
+    /// hangs up.
+    async fn raw_server(mut io: DuplexStream, frames: Vec<u8>, chunk: usize, with_response: bool) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut request = Vec::new();
         while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -766,11 +849,20 @@ mod tests {
              Sec-WebSocket-Accept: {accept}\r\n\r\n"
         )
         .into_bytes();
-        let first = chunk.min(frames.len());
+        let first = if with_response {
+            chunk.min(frames.len())
+        } else {
+            0
+        };
         out.extend_from_slice(&frames[..first]);
         // A client that gave up on the stream (an error ends it) may hang up early.
         if io.write_all(&out).await.is_err() {
             return;
+        }
+        if !with_response {
+            // Until the frames come, the client can only finish its handshake and wait
+            // for them: they reach it in a read of their own.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for piece in frames[first..].chunks(chunk) {
             tokio::task::yield_now().await;
@@ -786,9 +878,13 @@ mod tests {
     /// Everything a client yields for `frames` cut into `chunk`s, until the stream ends:
     /// tokio-tungstenite's `WebSocketStream`, or [`Ws`] (then also how many messages the
     /// fast path read).
-    async fn yields(frames: &[u8], chunk: usize, ours: bool) -> (Vec<String>, usize) {
+    async fn yields(
+        frames: &[u8],
+        (chunk, with_response): (usize, bool),
+        ours: bool,
+    ) -> (Vec<String>, usize) {
         let (near, far) = tokio::io::duplex(64 * 1024);
-        let server = raw_server(far, frames.to_vec(), chunk);
+        let server = raw_server(far, frames.to_vec(), chunk, with_response);
         let config = super::super::client_ws_config();
         let client = async {
             let mut out = Vec::new();
@@ -906,15 +1002,21 @@ mod tests {
         let mut fast = 0;
         for (name, frames) in &cases {
             for chunk in [1, 2, 3, 5, 64, 1 << 20] {
-                let (expected, _) = yields(frames, chunk, false).await;
-                let (got, n) = yields(frames, chunk, true).await;
-                assert_eq!(got, expected, "{name}, in chunks of {chunk}");
-                fast += n;
+                // The first chunk with the handshake's response (read ahead of the
+                // handshake), or after it (read by the fast path, whole messages with
+                // the start of the next in one read when the chunk is large).
+                for with_response in [true, false] {
+                    let cut = (chunk, with_response);
+                    let (expected, _) = yields(frames, cut, false).await;
+                    let (got, n) = yields(frames, cut, true).await;
+                    assert_eq!(got, expected, "{name}, in chunks of {chunk}, {cut:?}");
+                    fast += n;
+                }
             }
         }
         // The fast path read the plain messages (those before anything handed the
         // connection over), in every cut: 1 + 3 + 2 + 1 + 1 + 0 + 0 + 0 + 1 + 0 + 0 + 1
-        // + 1 + 0 + 0 + 0 + 1 + 0 = 12 per cut, 6 cuts.
-        assert_eq!(fast, 12 * 6);
+        // + 1 + 0 + 0 + 0 + 1 + 0 = 12 per cut, 12 cuts.
+        assert_eq!(fast, 12 * 12);
     }
 }
