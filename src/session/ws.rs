@@ -757,13 +757,7 @@ mod tests {
                         out.push(format!("{item:?}"));
                     }
                 } else {
-                    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
-                        "ws://127.0.0.1:1/",
-                        near,
-                        Some(config),
-                    )
-                    .await
-                    .unwrap();
+                    let mut ws = reference(near).await;
                     out.push(format!("{:?}", ws.next().await));
                     ws.close(close.clone()).await.unwrap();
                     while let Some(item) = ws.next().await {
@@ -783,6 +777,17 @@ mod tests {
         // The message, then the server's answer to the close; the server saw the close.
         assert_eq!(seen[0].0.len(), 2, "{:?}", seen[0]);
         assert_eq!(seen[0].1.len(), 1, "{:?}", seen[0]);
+    }
+
+    /// tokio-tungstenite's client on `near`, with the same configuration: what [`Ws`] is
+    /// compared with.
+    async fn reference(near: DuplexStream) -> WebSocketStream<DuplexStream> {
+        let config = super::super::client_ws_config();
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config("ws://127.0.0.1:1/", near, Some(config))
+                .await
+                .unwrap();
+        ws
     }
 
     /// The next item, which must come within 5 s.
@@ -910,13 +915,7 @@ mod tests {
                     }
                 }
             } else {
-                let (mut ws, _) = tokio_tungstenite::client_async_with_config(
-                    "ws://127.0.0.1:1/",
-                    near,
-                    Some(config),
-                )
-                .await
-                .unwrap();
+                let mut ws = reference(near).await;
                 loop {
                     let item = ws.next().await;
                     let done = item.is_none();
