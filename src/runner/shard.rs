@@ -259,14 +259,12 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
         tx,
         gate,
     } = args;
-    let ctx = Rc::new(Context {
-        plan: plan.clone(),
-        recorder: std::cell::RefCell::new(Recorder::for_steps(&plan.scenario.step_names())),
-        gauges: std::cell::Cell::new([0; State::COUNT]),
-        stop: stop.clone(),
-        running: running.clone(),
+    let ctx = Rc::new(Context::new(
+        plan.clone(),
+        stop.clone(),
+        running.clone(),
         active,
-    });
+    ));
     let tracker = TaskTracker::new();
     let scenario = &plan.scenario;
     let end = scenario.duration;
@@ -359,6 +357,7 @@ async fn shard_main(args: ShardArgs, next_seq: Rc<std::cell::Cell<u64>>) {
             }
             _ = stop.cancelled(), if !closing => {
                 closing = true;
+                ctx.stop_beats();
                 tracker.close();
             }
             _ = tracker.wait(), if closing => break,

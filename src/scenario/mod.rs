@@ -35,7 +35,7 @@ use std::path::Path;
 pub use cards::Cards;
 pub use compile::Overrides;
 pub use error::ScenarioError;
-pub use matcher::Matcher;
+pub use matcher::{Matcher, Reading};
 pub use model::{Backoff, Connect, Heartbeat, Reconnect, Scenario, Step};
 pub use schema::scenario_schema;
 pub use target::{redact, Target, TargetUrl};

@@ -2,29 +2,28 @@
 //! counting failures, and ending the connection when they exceed the limit, the socket
 //! goes away, the page leaves or the run stops.
 //!
-//! It owns the loop's timer and its use of the socket while bound. The rules of the
+//! It owns the loop's alarm (on the shard's clock, see `alarm`) and its use of the
+//! socket while bound. The rules of the
 //! timetable and of matching acks to heartbeats live in [`crate::heartbeat`] and must stay
 //! there, pure and tested on their own; this file must not grow rules of its own. Every
 //! byte held across this loop's awaits is held by every idle session.
 
-use std::pin::pin;
-
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::context::Context;
 use super::page::{Outcome, Session};
-use super::transport::{self, closed_cause, incoming, Incoming, Ws};
+use super::transport::{self, closed_cause, incoming_as, Incoming, Ws};
 use crate::heartbeat::{Acks, Timetable, Verdict};
 use crate::metrics::{Cause, Counter, ErrorKind, Metric};
-use crate::scenario::Matcher;
+use crate::scenario::{Matcher, Reading};
 use crate::script::Hook;
 
 impl Session {
     /// Heartbeats on the timetable until failures exceed the limit, the socket goes away,
     /// the page leaves, or the run stops. The rules of the timetable and of matching acks
-    /// to heartbeats live in [`crate::heartbeat`]; this loop owns the timer and socket.
+    /// to heartbeats live in [`crate::heartbeat`]; this loop owns the alarm and socket.
     pub(super) async fn heartbeats(&mut self, ws: &mut Ws) -> Outcome {
         let ctx = self.ctx.clone();
         let hb = &ctx.plan.scenario.heartbeat;
@@ -35,10 +34,10 @@ impl Session {
         let mut timetable = Timetable::new(Instant::now(), self.id, hb.interval);
         let mut acks = Acks::default();
         let mut failures = 0u32;
-        // One timer for the next slot, ack deadline and leave, whichever is first: every
-        // idle session holds its timers, so fewer is smaller.
-        let mut timer = pin!(sleep_until(timetable.wake()));
-        let mut stopped = pin!(ctx.stop.cancelled());
+        // One alarm for the next slot, ack deadline and leave, whichever is first: every
+        // idle session holds it, so fewer is smaller. An alarm on the shard's clock, not
+        // a tokio `Sleep` of its own: moving it costs no timer wheel work (see `alarm`).
+        let mut alarm = ctx.alarms.alarm(timetable.wake());
         let outcome = loop {
             // While a heartbeat is in its window, the next one waits for its fate: the ack
             // window is always the full `timeout`.
@@ -46,37 +45,54 @@ impl Session {
             if let Some(leave_at) = self.leave_at {
                 wake = wake.min(leave_at);
             }
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
+            alarm.set(wake);
             // Heartbeats whose fate was decided as failed in this turn.
             let mut failed = 0;
             tokio::select! {
                 biased;
-                _ = &mut stopped => {
+                () = stopping(&ctx) => {
                     Box::pin(transport::close(&self.ctx, ws)).await;
                     break Outcome::Stopped;
                 }
-                item = ws.next() => match incoming(&ctx, item) {
-                    Incoming::Json(value) => {
-                        let is_ack = if scripted_ack {
-                            match self.judge(Hook::HEARTBEAT_REPLY, &value) {
-                                Ok(verdict) => verdict == Some(true),
-                                Err(action) => break self.after_hook_error(ws, action).await,
+                // Acks are read from the text, without building a `Value`, unless a hook
+                // is to see the replies (`heartbeat_reply`, or `on_message` for those that
+                // are not acks). Decided here, not kept: every idle session would keep it.
+                item = ws.next() => match reply(
+                    &ctx,
+                    item,
+                    expect.filter(|_| !scripted_ack && !self.has(Hook::ON_MESSAGE)),
+                ) {
+                    Incoming::Json(reply) => {
+                        let (is_ack, seq) = match &reply {
+                            Reply::Read(reading) => (reading.matches, reading.seq),
+                            Reply::Parsed(value) => {
+                                let is_ack = if scripted_ack {
+                                    match self.judge(Hook::HEARTBEAT_REPLY, value) {
+                                        Ok(verdict) => verdict == Some(true),
+                                        Err(action) => break self.after_hook_error(ws, action).await,
+                                    }
+                                } else {
+                                    expect.is_some_and(|e| e.matches(value))
+                                };
+                                (is_ack, expect.filter(|_| is_ack).and_then(|e| e.seq_of(value)))
                             }
-                        } else {
-                            expect.is_some_and(|e| e.matches(&value))
                         };
                         if let Some(outcome) = self.requested(ws).await {
                             break outcome;
                         }
                         let settled = is_ack
-                            && acks.ack(Instant::now(), expect.and_then(|e| e.seq_of(&value)), &mut |v| {
+                            && acks.ack(Instant::now(), seq, &mut |v| {
                                 settle(&ctx, v, &mut failures)
                             });
                         if !settled {
-                            if let Some(outcome) = self.unmatched(ws, &value).await {
-                                break outcome;
+                            match &reply {
+                                Reply::Parsed(value) => {
+                                    if let Some(outcome) = self.unmatched(ws, value).await {
+                                        break outcome;
+                                    }
+                                }
+                                // Read only when no `on_message` hook wants to see it.
+                                Reply::Read(_) => ctx.count(Counter::MessagesUnmatched),
                             }
                         }
                     }
@@ -87,7 +103,7 @@ impl Session {
                         break Outcome::Reconnect(closed_cause(kind));
                     }
                 },
-                _ = &mut timer => {
+                _ = &mut alarm => {
                     let now = Instant::now();
                     if self.leave_at.is_some_and(|l| now >= l) {
                         if self.stays_hidden() {
@@ -181,6 +197,42 @@ impl Session {
     }
 }
 
+/// Ready once the shard has seen the run stop ([`Context::stopping`]). It registers no
+/// waker: the shard rings every alarm when it stops ([`Context::stop_beats`]), and that
+/// wakes the loop, which polls this before its socket and its alarm.
+fn stopping(ctx: &Context) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |_| {
+        if ctx.stopping() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
+/// A reply as the heartbeat loop takes it.
+enum Reply {
+    /// Read by the ack matcher from the text: whether it is an ack, and its number.
+    Read(Reading),
+    /// Parsed, for the hooks (and the matcher) to look at.
+    Parsed(serde_json::Value),
+}
+
+/// Classifies what the socket yielded: a data message is read by `read_acks` when given
+/// (no `Value` is built), parsed otherwise.
+fn reply(
+    ctx: &Context,
+    item: Option<Result<Message, tungstenite::Error>>,
+    read_acks: Option<&Matcher>,
+) -> Incoming<Reply> {
+    match read_acks {
+        Some(matcher) => incoming_as(ctx, item, |data| matcher.read(data).map(Reply::Read)),
+        None => incoming_as(ctx, item, |data| {
+            serde_json::from_slice(data).map(Reply::Parsed)
+        }),
+    }
+}
+
 /// Records what the ack book settled: an acked heartbeat (the connection is healthy
 /// again) or a late ack. Late acks are measured too, from their heartbeat's schedule, so
 /// slow replies stay in the percentiles instead of vanishing with their timeouts.
@@ -261,6 +313,8 @@ mod clock_tests {
         outcome: Outcome,
         /// When the server received each heartbeat, from the start.
         seen: Vec<Duration>,
+        /// When the heartbeat loop returned, from the start.
+        ended: Duration,
     }
 
     impl Run {
@@ -293,13 +347,14 @@ mod clock_tests {
 
     /// Session `id` of a scenario with a 100 ms heartbeat, already bound to a server that
     /// answers as `reply` says, heartbeats on the paused clock until `leave_after`.
-    /// `drive` runs beside it and may jump the clock to make the tester late.
+    /// `drive` runs beside it and may jump the clock to make the tester late, or stop the
+    /// shard.
     async fn heartbeat_for<F: std::future::Future<Output = ()>>(
         id: u32,
         extra: &str,
         reply: impl Fn(u64) -> Option<Duration> + 'static,
         leave_after: Duration,
-        drive: impl FnOnce(Instant) -> F,
+        drive: impl FnOnce(Instant, Rc<Context>) -> F,
     ) -> Run {
         let yaml = format!("heartbeat:\n  interval: 100ms\n  timeout: 90ms\n{extra}");
         let ctx = Context::for_test(&yaml, Vec::new());
@@ -310,10 +365,10 @@ mod clock_tests {
         let t0 = Instant::now();
         let outcome = local
             .run_until(async {
-                let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+                let mut ws = crate::session::ws::client(
                     "ws://127.0.0.1:1/",
                     Stream::Memory(client),
-                    Some(client_ws_config()),
+                    client_ws_config(),
                 )
                 .await
                 .unwrap();
@@ -325,11 +380,15 @@ mod clock_tests {
                 let mut session = Session::new(ctx.clone(), id, None);
                 session.leave_at = Some(t0 + leave_after);
                 // `biased`: the session's first slot is taken before the driver moves on.
-                let beats = session.heartbeats(&mut ws);
-                let (outcome, ()) = tokio::join!(beats, drive(t0));
-                outcome
+                let beats = async {
+                    let outcome = session.heartbeats(&mut ws).await;
+                    (outcome, Instant::now() - t0)
+                };
+                let (ended, ()) = tokio::join!(beats, drive(t0, ctx.clone()));
+                ended
             })
             .await;
+        let (outcome, ended) = outcome;
         local.await;
         let recorder = ctx.recorder.borrow().clone();
         let seen = seen.borrow().iter().map(|at| *at - t0).collect();
@@ -337,6 +396,7 @@ mod clock_tests {
             recorder,
             outcome,
             seen,
+            ended,
         }
     }
 
@@ -346,7 +406,7 @@ mod clock_tests {
         Duration::from_millis(n)
     }
 
-    async fn idle(_: Instant) {}
+    async fn idle(_: Instant, _: Rc<Context>) {}
 
     #[tokio::test(start_paused = true)]
     async fn on_time_heartbeats_measure_the_round_trip_exactly() {
@@ -364,8 +424,34 @@ mod clock_tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_shard_stopping_ends_the_loop_at_once_with_a_polite_close() {
+        for (stop, sent, acked) in [(250, 3, 3), (205, 3, 2)] {
+            let drive = |t0: Instant, ctx: Rc<Context>| async move {
+                // A task of its own, as the shard's is: nothing but the stop may wake the
+                // session. At 205 ms heartbeat 3 (slot 200 ms) is in its window, until
+                // its ack at 207 ms; at 250 ms nothing is due until 299 ms.
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(t0 + ms(stop)).await;
+                    ctx.stop_beats();
+                });
+            };
+            let run = heartbeat_for(0, EXPECT, |_| Some(ms(7)), ms(950), drive).await;
+            assert!(matches!(run.outcome, Outcome::Stopped));
+            if acked == sent {
+                // Nothing in flight: the close handshake takes no time on this clock.
+                assert_eq!(run.ended, ms(stop));
+            }
+            assert_eq!(run.count(Counter::HeartbeatsSent), sent);
+            assert_eq!(run.count(Counter::HeartbeatsAcked), acked);
+            assert_eq!(run.count(Counter::HeartbeatsFailed), 0);
+            assert_eq!(run.count(Counter::SessionsClosed), 1);
+            assert_eq!(run.seen, vec![ms(0), ms(99), ms(199)]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_late_tester_measures_from_the_schedule_and_sends_one_heartbeat_not_a_burst() {
-        let drive = |t0: Instant| async move {
+        let drive = |t0: Instant, _| async move {
             // Heartbeat 2 is due at 100 ms: the tester is stuck from 50 ms to 130 ms.
             tokio::time::sleep_until(t0 + ms(50)).await;
             advance(ms(80)).await;
@@ -390,7 +476,7 @@ mod clock_tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_ack_window_is_the_full_timeout_from_the_send() {
-        let drive = |t0: Instant| async move {
+        let drive = |t0: Instant, _| async move {
             // Heartbeat 2, due at 100 ms, goes out 30 ms late (the tester is stuck from
             // 85 ms, after heartbeat 1's ack, to 130 ms).
             tokio::time::sleep_until(t0 + ms(85)).await;

@@ -4,10 +4,11 @@
 //!
 //! It owns the bookkeeping on that shared state (counting, recording, moving a session
 //! between gauge states). It must not know what a session does: no sockets, no timers,
-//! no awaits.
+//! no awaits (the shard's alarm clock is held here, and lives in `alarm`).
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 use tokio_util::sync::CancellationToken;
 
+use super::alarm::Alarms;
 use crate::metrics::{Active, Counter, ErrorKind, Gauges, Metric, Recorder, State};
 use crate::scenario::Scenario;
 
@@ -47,15 +49,55 @@ pub struct Context {
     pub recorder: RefCell<Recorder>,
     /// Live sessions per state on this shard.
     pub gauges: Cell<Gauges>,
-    /// Cancelled when the run ends: sessions close politely and return.
+    /// Cancelled when the run ends: sessions close politely and return. The heartbeat
+    /// loops learn it from [`Context::stopping`] instead.
     pub stop: CancellationToken,
     /// Sessions running on every shard, for the open model's `max_sessions` cap.
     pub running: Arc<AtomicU32>,
     /// Open sockets on every shard, for an exact `peak_active`.
     pub active: Arc<Active>,
+    /// The shard's alarm clock: what the heartbeat loops wait on, one tokio timer for
+    /// all of them.
+    pub(crate) alarms: Rc<Alarms>,
+    /// Set once by the shard when `stop` is cancelled ([`Context::stopping`]).
+    stopping: Cell<bool>,
 }
 
 impl Context {
+    /// The shard's context, stopping when `stop` is cancelled and the shard says so
+    /// ([`Context::stop_beats`]).
+    pub(crate) fn new(
+        plan: Arc<Plan>,
+        stop: CancellationToken,
+        running: Arc<AtomicU32>,
+        active: Arc<Active>,
+    ) -> Context {
+        Context {
+            recorder: RefCell::new(Recorder::for_steps(&plan.scenario.step_names())),
+            plan,
+            gauges: Cell::new([0; State::COUNT]),
+            stop,
+            running,
+            active,
+            alarms: Rc::new(Alarms::new()),
+            stopping: Cell::new(false),
+        }
+    }
+
+    /// Whether the shard has seen the run stop. The heartbeat loops look at this flag
+    /// instead of waiting on `stop`, whose every poll takes a lock shared by all shards;
+    /// they learn of it when their alarm rings ([`Context::stop_beats`]).
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// The shard has seen `stop` cancelled: the heartbeat loops are told, by the flag
+    /// and by ringing every alarm on the shard's clock, which wakes them all.
+    pub(crate) fn stop_beats(&self) {
+        self.stopping.set(true);
+        self.alarms.ring_all();
+    }
+
     pub(crate) fn record(&self, metric: Metric, latency: Duration) {
         self.recorder.borrow_mut().record(metric, latency);
     }
@@ -87,12 +129,12 @@ impl Context {
 impl Context {
     /// A shard's context for unit tests: `yaml`'s scenario, a target nobody listens on
     /// (the tests bring their own streams), sessions connecting from `sources`.
-    pub(crate) fn for_test(yaml: &str, sources: Vec<IpAddr>) -> std::rc::Rc<Context> {
+    pub(crate) fn for_test(yaml: &str, sources: Vec<IpAddr>) -> Rc<Context> {
         let scenario =
             crate::scenario::parse(yaml, std::path::Path::new("t.yaml"), &Default::default())
                 .expect("a valid test scenario");
         let steps = scenario.step_names();
-        std::rc::Rc::new(Context {
+        Rc::new(Context {
             plan: Arc::new(Plan {
                 scenario: Arc::new(scenario),
                 addr: ([127, 0, 0, 1], 1).into(),
@@ -106,6 +148,8 @@ impl Context {
             stop: CancellationToken::new(),
             running: Arc::new(AtomicU32::new(1)),
             active: Arc::default(),
+            alarms: Rc::default(),
+            stopping: Cell::new(false),
         })
     }
 }

@@ -2,7 +2,8 @@
 //! handshake), naming what went wrong when that fails, classifying what the socket yields,
 //! and closing it.
 //!
-//! It owns the socket types ([`Stream`], `Ws`) and the error kinds a socket can end with.
+//! It owns the socket type ([`Stream`]; `Ws`, the WebSocket on it, is in `ws`) and the
+//! error kinds a socket can end with.
 //! It must not know what the messages mean: no steps, no heartbeats, no script; it only
 //! counts what every state counts alike (messages received, invalid JSON, polite closes).
 
@@ -16,14 +17,12 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::context::{Context, Plan};
 use crate::metrics::{Cause, Counter, ErrorKind};
 use crate::source;
 
-/// A client WebSocket over a [`Stream`].
-pub(super) type Ws = WebSocketStream<Stream>;
+pub(super) use super::ws::Ws;
 
 /// A client socket: plain TCP, or TLS boxed so that the rustls connection state (over a
 /// kilobyte) is paid for only by `wss://` sessions, not by every session's future.
@@ -92,10 +91,14 @@ impl AsyncWrite for Stream {
 }
 
 /// Buffer sizes for one client socket. tungstenite's 128 KiB read buffer per socket would
-/// cost 1.3 GiB at 10k sessions; mini-program messages are a few hundred bytes.
+/// cost 1.3 GiB at 10k sessions; mini-program messages are a few hundred bytes, so 1 KiB
+/// holds any of them, or several, in one read. tungstenite zeroes the free part of the
+/// buffer before every read, including the read that finds the socket empty, several
+/// times per heartbeat: with 4 KiB that was about 3 % of the tester's CPU. A larger
+/// message grows the buffer to fit it, and is read 1 KiB at a time.
 pub fn client_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(64 * 1024)
         .max_message_size(Some(1 << 20))
@@ -135,14 +138,9 @@ pub(super) async fn connect(plan: &Plan, from: Option<IpAddr>) -> Result<Ws, Con
             Stream::Tls(Box::new(tls))
         }
     };
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(
-        plan.request.clone(),
-        stream,
-        Some(plan.ws_config),
-    )
-    .await
-    .map_err(describe_handshake_error)?;
-    Ok(ws)
+    super::ws::client(plan.request.clone(), stream, plan.ws_config)
+        .await
+        .map_err(describe_handshake_error)
 }
 
 /// How a failed TCP connect is counted.
@@ -193,9 +191,9 @@ fn describe_handshake_error(e: tungstenite::Error) -> ConnectFailure {
 }
 
 /// What arrived on the socket.
-pub(super) enum Incoming {
-    /// A text or binary message that parsed as JSON.
-    Json(serde_json::Value),
+pub(super) enum Incoming<T = serde_json::Value> {
+    /// A text or binary message that parsed as JSON (into a `T`).
+    Json(T),
     /// A data message that is not JSON.
     NotJson,
     /// Ping, pong or a raw frame: handled by tungstenite.
@@ -209,6 +207,16 @@ pub(super) fn incoming(
     ctx: &Context,
     item: Option<Result<Message, tungstenite::Error>>,
 ) -> Incoming {
+    incoming_as(ctx, item, |data| serde_json::from_slice(data))
+}
+
+/// Classifies what the socket yielded, reading a data message with `parse`, which must
+/// accept exactly the JSON texts `serde_json::from_slice::<serde_json::Value>` accepts.
+pub(super) fn incoming_as<T>(
+    ctx: &Context,
+    item: Option<Result<Message, tungstenite::Error>>,
+    parse: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+) -> Incoming<T> {
     use tungstenite::error::ProtocolError;
     use tungstenite::Error as E;
     let data: &[u8] = match &item {
@@ -235,7 +243,7 @@ pub(super) fn incoming(
         Some(Err(e)) => return Incoming::Closed(lost_kind(e)),
     };
     ctx.count(Counter::MessagesReceived);
-    match serde_json::from_slice(data) {
+    match parse(data) {
         Ok(value) => Incoming::Json(value),
         Err(_) => {
             // Counted here, for every state alike: whoever waits decides what else it
