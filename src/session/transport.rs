@@ -2,8 +2,8 @@
 //! handshake), naming what went wrong when that fails, classifying what the socket yields,
 //! and closing it.
 //!
-//! It owns the socket type ([`Stream`]; `Ws`, the WebSocket on it, is in `ws`) and the
-//! error kinds a socket can end with.
+//! It owns the error kinds a socket can end with (the socket, [`Stream`], and `Ws`, the
+//! WebSocket on it, are `ws`'s).
 //! It must not know what the messages mean: no steps, no heartbeats, no script; it only
 //! counts what every state counts alike (messages received, invalid JSON, polite closes).
 
@@ -11,8 +11,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -22,73 +20,8 @@ use super::context::{Context, Plan};
 use crate::metrics::{Cause, Counter, ErrorKind};
 use crate::source;
 
+pub use super::ws::Stream;
 pub(super) use super::ws::Ws;
-
-/// A client socket: plain TCP, or TLS boxed so that the rustls connection state (over a
-/// kilobyte) is paid for only by `wss://` sessions, not by every session's future.
-pub enum Stream {
-    /// `ws://`.
-    Plain(TcpStream),
-    /// `wss://`.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// An in-memory pipe, for tests of the session on tokio's paused clock.
-    #[cfg(test)]
-    Memory(tokio::io::DuplexStream),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-            #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-            #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-            #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-            #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
 
 /// Buffer sizes for one client socket. tungstenite's 128 KiB read buffer per socket would
 /// cost 1.3 GiB at 10k sessions; mini-program messages are a few hundred bytes, so 1 KiB

@@ -29,8 +29,9 @@
 //! the same end of the stream, a message accepted when the socket cannot take it yet and
 //! flushed later. A test feeds both the same bytes, cut up in many ways, and compares.
 //!
-//! It owns the plumbing between tungstenite's blocking-style I/O and the task's polls. It
-//! must not know what the messages mean (that is `transport`'s and the states' business).
+//! It owns the socket type ([`Stream`]) and the plumbing between tungstenite's
+//! blocking-style I/O and the task's polls. It must not know what the messages mean, nor
+//! how the socket was opened (that is `transport`'s and the states' business).
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -38,13 +39,78 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::ClientHandshake;
 use tokio_tungstenite::tungstenite::handshake::HandshakeError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Error, Message, Utf8Bytes, WebSocket};
 
-use super::transport::Stream;
+/// A client socket: plain TCP, or TLS boxed so that the rustls connection state (over a
+/// kilobyte) is paid for only by `wss://` sessions, not by every session's future.
+pub enum Stream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// An in-memory pipe, for tests of the session on tokio's paused clock.
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
 
 /// A client WebSocket over a [`Stream`], polled by one task.
 pub struct Ws {
