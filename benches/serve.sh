@@ -8,7 +8,7 @@
 # fault flags) and `stop_server`, which stops it with SIGTERM and prints its exit line
 # (the JSON counts), as often as needed.
 cargo build --release --quiet
-bin=target/release/wsoak
+bin=${CARGO_TARGET_DIR:-target}/release/wsoak # where cargo just built it
 tmp=$(mktemp -d)
 server_pid=
 trap 'if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
