@@ -68,7 +68,10 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
             #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Memory(s) => {
+                tests::SOCKET_READS.with(|n| n.set(n.get() + 1));
+                std::pin::Pin::new(s).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -123,8 +126,6 @@ pub struct Ws {
     ready: bool,
     /// The largest message the fast path reads (the frame and message limits).
     max: usize,
-    /// The read buffer's size: the fast path's reads, and tungstenite's after a handover.
-    read_size: usize,
 }
 
 /// The socket as tungstenite sees it: blocking-style reads and writes that say
@@ -152,6 +153,9 @@ struct Bridge {
     unsent: Vec<u8>,
     /// tungstenite has read bytes from `ahead`.
     lent: bool,
+    /// The configured read buffer's size: the size of every read from the socket after
+    /// the handshake (the fast path's, and tungstenite's after a handover).
+    read_size: usize,
 }
 
 /// Finds the end of an HTTP header (an empty line, `\r\n` or `\n`, after a line end):
@@ -232,6 +236,24 @@ impl Read for Bridge {
                 self.start = 0;
             }
             return Ok(n);
+        }
+        if self.header.is_none() && !buf.is_empty() && buf.len() < self.read_size {
+            // tungstenite asks for less than a read's worth (the handshake's instance,
+            // kept after a handover, asks for 14 bytes at a time): the socket is read a
+            // whole read's worth into the thread's buffer, and the rest kept in `ahead`.
+            let read_size = self.read_size;
+            return SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.len() < read_size {
+                    scratch.resize(read_size, 0);
+                }
+                let mut read = ReadBuf::new(&mut scratch[..read_size]);
+                self.poll(|stream, cx| stream.poll_read(cx, &mut read))?;
+                let got = read.filled();
+                let n = got.len().min(buf.len());
+                buf[..n].copy_from_slice(&got[..n]);
+                self.keep(&got[n..]);
+                Ok(n)
+            });
         }
         let mut read = ReadBuf::new(buf);
         self.poll(|stream, cx| stream.poll_read(cx, &mut read))?;
@@ -328,6 +350,7 @@ pub async fn client(
         written: true,
         lent: false,
         unsent: Vec::new(),
+        read_size: config.read_buffer_size.max(1),
     };
     // While the fast path reads, tungstenite needs no read buffer of its own.
     let writing = config.read_buffer_size(0);
@@ -348,7 +371,10 @@ pub async fn client(
     let bridge = inner.get_mut();
     // Fast only when tungstenite was given exactly the response's header, so that it
     // holds no frame bytes of its own; else it reads, with its own buffer.
-    let exact = bridge.header.is_none() && !bridge.lent;
+    // And only when tungstenite writes every message at once (`write_buffer_size` 0, as
+    // `client_ws_config` sets it): a frame it kept back would go out after the fast
+    // path's, or be lost by a handover that replaces it.
+    let exact = bridge.header.is_none() && !bridge.lent && config.write_buffer_size == 0;
     bridge.header = None;
     let limit = |max: Option<usize>| max.unwrap_or(usize::MAX);
     let mut ws = Ws {
@@ -356,7 +382,6 @@ pub async fn client(
         ended: false,
         ready: true,
         max: limit(config.max_frame_size).min(limit(config.max_message_size)),
-        read_size: config.read_buffer_size,
     };
     if exact {
         let bridge = ws.bridge();
@@ -488,8 +513,9 @@ impl Ws {
     /// reads into its thread's [`SCRATCH`] buffer, and keeps in `ahead` only what is left
     /// of that read after the message it holds (the start of another message, or more).
     fn read_fast(&mut self, cx: &mut Context<'_>) -> Fast {
-        let (max, read_size) = (self.max, self.read_size.max(1));
+        let max = self.max;
         let bridge = self.bridge();
+        let read_size = bridge.read_size;
         loop {
             if bridge.start == bridge.ahead.len() {
                 let read = SCRATCH.with_borrow_mut(|scratch| {
@@ -582,16 +608,17 @@ impl Ws {
     /// From here on tungstenite reads, starting with the bytes read ahead. When its write
     /// buffer is empty it is replaced by one with a read buffer of the configured size
     /// (the one from the handshake has none), which it then lacks nothing of: until now it
-    /// has only written text and binary messages. Else it is kept, and reads in small
-    /// pieces.
+    /// has only written text and binary messages. Else it is kept: it asks for 14 bytes at
+    /// a time, and [`Bridge`] reads the socket a whole read's worth at a time for it.
     fn hand_over(&mut self) {
         let Some(mut inner) = self.inner.take() else {
             return;
         };
         let bridge = inner.get_mut();
         let was_fast = std::mem::replace(&mut bridge.fast, false);
+        let read_size = bridge.read_size;
         self.inner = Some(if was_fast && bridge.written {
-            let config = inner.get_config().read_buffer_size(self.read_size);
+            let config = inner.get_config().read_buffer_size(read_size);
             WebSocket::from_raw_socket(inner.into_inner(), Role::Client, Some(config))
         } else {
             inner
@@ -716,6 +743,8 @@ mod tests {
     thread_local! {
         /// Messages the fast path framed and wrote, on this thread.
         pub(super) static FAST_WRITES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Reads from in-memory sockets, on this thread.
+        pub(super) static SOCKET_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
     use futures_util::{SinkExt, StreamExt};
     use std::time::Duration;
@@ -843,6 +872,72 @@ mod tests {
         // The message, then the server's answer to the close; the server saw the close.
         assert_eq!(seen[0].0.len(), 2, "{:?}", seen[0]);
         assert_eq!(seen[0].1.len(), 1, "{:?}", seen[0]);
+    }
+
+    #[tokio::test]
+    async fn after_a_handover_behind_a_stalled_send_the_socket_is_still_read_in_whole_reads() {
+        // A send the socket cannot take (20,000 bytes into 4 KiB) stays in tungstenite's
+        // buffer, so a handover (the server's ping) keeps the handshake's instance, which
+        // asks for 14 bytes at a time.
+        let (mut ws, mut server) = pair(4096).await;
+        let big = "x".repeat(20_000);
+        ws.feed(Message::text(big.clone())).await.unwrap();
+        let long = "y".repeat(3000);
+        server
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .await
+            .unwrap();
+        server.send(Message::text(long.clone())).await.unwrap();
+        SOCKET_READS.with(|n| n.set(0));
+        assert_eq!(
+            next(&mut ws).await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"p"))
+        );
+        assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text(long));
+        // About 3,010 bytes in reads of 1 KiB (not 215 of 14 bytes), and a few that find
+        // the socket empty.
+        let reads = SOCKET_READS.with(|n| n.get());
+        assert!(reads <= 8, "{reads} reads");
+        // The stalled send goes out whole once the server reads, then the answer to the
+        // ping.
+        let (flushed, first) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(ws.flush(), server.next())
+        })
+        .await
+        .expect("the send finishes once the server reads");
+        flushed.unwrap();
+        assert_eq!(first.unwrap().unwrap(), Message::text(big));
+        assert_eq!(
+            server.next().await.unwrap().unwrap(),
+            Message::Pong(Bytes::from_static(b"p"))
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_write_buffer_messages_stay_in_order() {
+        // tungstenite keeps messages back until 4 KiB are buffered: the fast path must not
+        // write past them.
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let config = super::super::client_ws_config().write_buffer_size(4096);
+        let (ws, server) = tokio::join!(
+            client("ws://127.0.0.1:1/", Stream::Memory(near), config),
+            tokio_tungstenite::accept_async(far)
+        );
+        let (mut ws, mut server) = (ws.unwrap(), server.unwrap());
+        let messages = [Message::text("a".repeat(2000)), Message::text("small")];
+        for message in &messages {
+            ws.feed(message.clone()).await.unwrap();
+        }
+        ws.close(None).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(Ok(message)) = server.next().await {
+            got.push(message);
+        }
+        // Compared by length: a failure shows which came first, or went missing.
+        let lengths: Vec<usize> = got.iter().map(Message::len).collect();
+        assert_eq!(lengths, [2000, 5, 0]);
+        assert_eq!(got[..2], messages);
+        assert_eq!(got[2], Message::Close(None));
     }
 
     /// tokio-tungstenite's client on `near`, with the same configuration: what [`Ws`] is
