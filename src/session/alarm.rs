@@ -86,6 +86,20 @@ struct Entry {
     waker: Option<Waker>,
 }
 
+impl Entry {
+    /// Whether `filing` is this alarm's current one (else it is stale).
+    fn filed_as(&self, filing: &Filing) -> bool {
+        self.state == State::Waiting && self.generation == filing.generation
+    }
+
+    /// Keeps the waker of the task that awaits the alarm.
+    fn keep_waker(&mut self, cx: &TaskContext<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Book {
     /// Every alarm's entry, by key; free keys are in `free`.
@@ -367,7 +381,7 @@ impl Book {
         for m in self.next..self.next + turn {
             wheel[(m % SLOTS) as usize].retain(|f| {
                 let entry = &mut entries[f.key as usize];
-                if entry.state != State::Waiting || entry.generation != f.generation {
+                if !entry.filed_as(f) {
                     *filed -= 1;
                     return false;
                 }
@@ -411,7 +425,7 @@ impl Book {
             let end = alarms.origin + Duration::from_millis(m + 1);
             slot.retain(|f| {
                 let entry = &entries[f.key as usize];
-                if entry.state != State::Waiting || entry.generation != f.generation {
+                if !entry.filed_as(f) {
                     *filed -= 1;
                     return false;
                 }
@@ -440,7 +454,7 @@ impl Book {
         for slot in wheel.iter_mut() {
             slot.retain(|f| {
                 let entry = &entries[f.key as usize];
-                entry.state == State::Waiting && entry.generation == f.generation
+                entry.filed_as(f)
             });
             filed += slot.len();
         }
@@ -505,13 +519,7 @@ impl Future for Alarm<'_> {
             State::Waiting => {
                 // Polled again before it rang (another branch woke the session): only
                 // the waker may need replacing, the filing stands.
-                if !entry
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    entry.waker = Some(cx.waker().clone());
-                }
+                entry.keep_waker(cx);
                 return Poll::Pending;
             }
             State::Idle => {}
@@ -525,13 +533,7 @@ impl Future for Alarm<'_> {
             return Poll::Ready(());
         }
         let entry = &mut book.entries[key as usize];
-        if !entry
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            entry.waker = Some(cx.waker().clone());
-        }
+        entry.keep_waker(cx);
         entry.generation = entry.generation.wrapping_add(1);
         entry.state = State::Waiting;
         let generation = entry.generation;

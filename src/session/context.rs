@@ -133,23 +133,19 @@ impl Context {
         let scenario =
             crate::scenario::parse(yaml, std::path::Path::new("t.yaml"), &Default::default())
                 .expect("a valid test scenario");
-        let steps = scenario.step_names();
-        Rc::new(Context {
-            plan: Arc::new(Plan {
-                scenario: Arc::new(scenario),
-                addr: ([127, 0, 0, 1], 1).into(),
-                sources,
-                request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
-                tls: None,
-                ws_config: super::client_ws_config(),
-            }),
-            recorder: RefCell::new(Recorder::for_steps(&steps)),
-            gauges: Cell::new([0; State::COUNT]),
-            stop: CancellationToken::new(),
-            running: Arc::new(AtomicU32::new(1)),
-            active: Arc::default(),
-            alarms: Rc::default(),
-            stopping: Cell::new(false),
-        })
+        let plan = Arc::new(Plan {
+            scenario: Arc::new(scenario),
+            addr: ([127, 0, 0, 1], 1).into(),
+            sources,
+            request: ClientRequestBuilder::new("ws://127.0.0.1:1/".parse().unwrap()),
+            tls: None,
+            ws_config: super::client_ws_config(),
+        });
+        Rc::new(Context::new(
+            plan,
+            CancellationToken::new(),
+            Arc::new(AtomicU32::new(1)),
+            Arc::default(),
+        ))
     }
 }

@@ -60,17 +60,17 @@ pub enum Stream {
 
 impl AsyncRead for Stream {
     fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             #[cfg(test)]
             Stream::Memory(s) => {
                 tests::SOCKET_READS.with(|n| n.set(n.get() + 1));
-                std::pin::Pin::new(s).poll_read(cx, buf)
+                Pin::new(s).poll_read(cx, buf)
             }
         }
     }
@@ -78,39 +78,33 @@ impl AsyncRead for Stream {
 
 impl AsyncWrite for Stream {
     fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Memory(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             #[cfg(test)]
-            Stream::Memory(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -212,6 +206,35 @@ impl Bridge {
         }
     }
 
+    /// Reads from the socket into the thread's [`SCRATCH`] buffer, a read's worth, and
+    /// gives what was read to `got` (nothing: the end of the stream), which keeps what it
+    /// does not take.
+    fn read_scratch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        got: impl FnOnce(&mut Bridge, &[u8]) -> T,
+    ) -> Poll<io::Result<T>> {
+        let size = self.read_size;
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < size {
+                scratch.resize(size, 0);
+            }
+            let mut buf = ReadBuf::new(&mut scratch[..size]);
+            std::task::ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+            Poll::Ready(Ok(got(self, buf.filled())))
+        })
+    }
+
+    /// `n` bytes of `ahead` are taken; once all are, the buffer is let go, so that an
+    /// idle connection holds none.
+    fn took(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.ahead.len() {
+            self.ahead = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Keeps `bytes`, read past what was taken, for the next reads.
     fn keep(&mut self, bytes: &[u8]) {
         if self.start == self.ahead.len() {
@@ -228,32 +251,25 @@ impl Read for Bridge {
             let ahead = &self.ahead[self.start..];
             let n = ahead.len().min(buf.len());
             buf[..n].copy_from_slice(&ahead[..n]);
-            self.start += n;
+            self.took(n);
             self.lent = true;
-            if self.start == self.ahead.len() {
-                // Drained: tungstenite has its own buffer from here on.
-                self.ahead = Vec::new();
-                self.start = 0;
-            }
             return Ok(n);
         }
         if self.header.is_none() && !buf.is_empty() && buf.len() < self.read_size {
             // tungstenite asks for less than a read's worth (the handshake's instance,
             // kept after a handover, asks for 14 bytes at a time): the socket is read a
             // whole read's worth into the thread's buffer, and the rest kept in `ahead`.
-            let read_size = self.read_size;
-            return SCRATCH.with_borrow_mut(|scratch| {
-                if scratch.len() < read_size {
-                    scratch.resize(read_size, 0);
-                }
-                let mut read = ReadBuf::new(&mut scratch[..read_size]);
-                self.poll(|stream, cx| stream.poll_read(cx, &mut read))?;
-                let got = read.filled();
+            let waker = self.waker.clone();
+            let read = self.read_scratch(&mut Context::from_waker(&waker), |bridge, got| {
                 let n = got.len().min(buf.len());
                 buf[..n].copy_from_slice(&got[..n]);
-                self.keep(&got[n..]);
-                Ok(n)
+                bridge.keep(&got[n..]);
+                n
             });
+            return match read {
+                Poll::Ready(result) => result,
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            };
         }
         let mut read = ReadBuf::new(buf);
         self.poll(|stream, cx| stream.poll_read(cx, &mut read))?;
@@ -384,60 +400,11 @@ pub async fn client(
         max: limit(config.max_frame_size).min(limit(config.max_message_size)),
     };
     if exact {
-        let bridge = ws.bridge();
-        bridge.fast = true;
+        ws.bridge().fast = true;
     } else {
         ws.hand_over();
     }
     Ok(ws)
-}
-
-/// What the fast path makes of the bytes at the start of the read-ahead buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// A whole text (or binary) message: its header's length and its payload's.
-    Whole {
-        text: bool,
-        header: usize,
-        len: usize,
-    },
-    /// Maybe one, once this many bytes are there.
-    Short(usize),
-    /// Not the common case: tungstenite's to read.
-    Other,
-}
-
-/// The frame at the start of `bytes`, for the fast path: a final text or binary frame
-/// with no reserved bits, unmasked (as a server's must be), with a 7- or 16-bit length of
-/// at most `max`. tungstenite accepts such a frame as exactly that message when the text
-/// is valid UTF-8 (checked by the caller).
-fn head(bytes: &[u8], max: usize) -> Head {
-    let [first, second, ..] = *bytes else {
-        return Head::Short(2);
-    };
-    let text = match first {
-        0x81 => true,  // FIN, text
-        0x82 => false, // FIN, binary
-        _ => return Head::Other,
-    };
-    if second & 0x80 != 0 {
-        return Head::Other; // masked
-    }
-    let (header, len) = match second & 0x7f {
-        126 => match *bytes {
-            [_, _, high, low, ..] => (4, usize::from(u16::from_be_bytes([high, low]))),
-            _ => return Head::Short(4),
-        },
-        127 => return Head::Other,
-        len => (2, usize::from(len)),
-    };
-    if len > max {
-        return Head::Other;
-    }
-    if bytes.len() < header + len {
-        return Head::Short(header + len);
-    }
-    Head::Whole { text, header, len }
 }
 
 /// What the fast path takes from the bytes at the start of a buffer.
@@ -451,23 +418,45 @@ enum Taken {
     Other,
 }
 
+/// The frame at the start of `bytes`, for the fast path: a final text or binary frame
+/// with no reserved bits, unmasked (as a server's must be), with a 7- or 16-bit length of
+/// at most `max`, and for text valid UTF-8. tungstenite returns such a frame as exactly
+/// this message.
 fn take(bytes: &[u8], max: usize) -> Taken {
-    match head(bytes, max) {
-        Head::Whole { text, header, len } => {
-            let payload = &bytes[header..header + len];
-            let message = if text {
-                match std::str::from_utf8(payload) {
-                    Ok(text) => Message::Text(Utf8Bytes::from(text.to_owned())),
-                    Err(_) => return Taken::Other,
-                }
-            } else {
-                Message::Binary(Bytes::copy_from_slice(payload))
-            };
-            Taken::Message(message, header + len)
-        }
-        Head::Short(need) => Taken::Short(need),
-        Head::Other => Taken::Other,
+    let [first, second, ..] = *bytes else {
+        return Taken::Short(2);
+    };
+    let text = match first {
+        0x81 => true,  // FIN, text
+        0x82 => false, // FIN, binary
+        _ => return Taken::Other,
+    };
+    if second & 0x80 != 0 {
+        return Taken::Other; // masked
     }
+    let (header, len) = match second & 0x7f {
+        126 => match *bytes {
+            [_, _, high, low, ..] => (4, usize::from(u16::from_be_bytes([high, low]))),
+            _ => return Taken::Short(4),
+        },
+        127 => return Taken::Other,
+        len => (2, usize::from(len)),
+    };
+    if len > max {
+        return Taken::Other;
+    }
+    let Some(payload) = bytes.get(header..header + len) else {
+        return Taken::Short(header + len);
+    };
+    let message = if text {
+        match std::str::from_utf8(payload) {
+            Ok(text) => Message::Text(Utf8Bytes::from(text.to_owned())),
+            Err(_) => return Taken::Other,
+        }
+    } else {
+        Message::Binary(Bytes::copy_from_slice(payload))
+    };
+    Taken::Message(message, header + len)
 }
 
 thread_local! {
@@ -518,41 +507,29 @@ impl Ws {
         let read_size = bridge.read_size;
         loop {
             if bridge.start == bridge.ahead.len() {
-                let read = SCRATCH.with_borrow_mut(|scratch| {
-                    if scratch.len() < read_size {
-                        scratch.resize(read_size, 0);
-                    }
-                    let mut buf = ReadBuf::new(&mut scratch[..read_size]);
-                    match Pin::new(&mut bridge.stream).poll_read(cx, &mut buf) {
-                        Poll::Pending => Some(Fast::Pending),
-                        Poll::Ready(Err(e)) => Some(Fast::Failed(e)),
+                let read = bridge.read_scratch(cx, |bridge, read| {
+                    if read.is_empty() {
                         // The end of the stream: tungstenite says what that means here.
-                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Some(Fast::HandOver),
-                        Poll::Ready(Ok(())) => {
-                            let read = buf.filled();
-                            if let Taken::Message(message, used) = take(read, max) {
-                                bridge.keep(&read[used..]);
-                                return Some(Fast::Message(message));
-                            }
-                            // Not a whole message: kept, and looked at again below.
-                            bridge.keep(read);
-                            None
-                        }
+                        return Some(Fast::HandOver);
                     }
+                    if let Taken::Message(message, used) = take(read, max) {
+                        bridge.keep(&read[used..]);
+                        return Some(Fast::Message(message));
+                    }
+                    // Not a whole message: kept, and looked at again below.
+                    bridge.keep(read);
+                    None
                 });
                 match read {
-                    Some(fast) => return fast,
-                    None => continue,
+                    Poll::Pending => return Fast::Pending,
+                    Poll::Ready(Err(e)) => return Fast::Failed(e),
+                    Poll::Ready(Ok(Some(fast))) => return fast,
+                    Poll::Ready(Ok(None)) => continue,
                 }
             }
             let need = match take(&bridge.ahead[bridge.start..], max) {
                 Taken::Message(message, used) => {
-                    bridge.start += used;
-                    if bridge.start == bridge.ahead.len() {
-                        // All taken: an idle connection holds no read buffer.
-                        bridge.ahead = Vec::new();
-                        bridge.start = 0;
-                    }
+                    bridge.took(used);
                     return Fast::Message(message);
                 }
                 Taken::Short(need) => need,
